@@ -1,0 +1,75 @@
+"""Values a clinician would compute from the panel.
+
+The formulas are written once against a tiny set of operations (`Ops`), so the same code
+computes one panel with Python floats and a million rows with polars expressions.
+Published constants of the equations stay here with their citation; everything a site may
+choose (factors, triggers, categories) is read from `rules/derivations.yaml`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Ops(Protocol):
+    def where(self, condition: Any, if_true: Any, if_false: Any) -> Any: ...
+    def minimum(self, a: Any, b: float) -> Any: ...
+    def maximum(self, a: Any, b: float) -> Any: ...
+
+
+class FloatOps:
+    @staticmethod
+    def where(condition: Any, if_true: Any, if_false: Any) -> Any:
+        return if_true if condition else if_false
+
+    @staticmethod
+    def minimum(a: Any, b: float) -> Any:
+        return min(a, b)
+
+    @staticmethod
+    def maximum(a: Any, b: float) -> Any:
+        return max(a, b)
+
+
+FLOAT_OPS = FloatOps()
+
+# CKD-EPI 2021 creatinine equation, race-free: Inker LA et al., N Engl J Med
+# 2021;385:1737-1749. eGFR = 142 × min(Scr/κ, 1)^α × max(Scr/κ, 1)^−1.200 × 0.9938^age
+# × 1.012 [female]; Scr in mg/dL; κ 0.7 (F) / 0.9 (M); α −0.241 (F) / −0.302 (M).
+CKD_EPI_2021 = {
+    "kappa_female": 0.7,
+    "kappa_male": 0.9,
+    "alpha_female": -0.241,
+    "alpha_male": -0.302,
+    "exponent_above_kappa": -1.200,
+    "multiplier": 142.0,
+    "age_base": 0.9938,
+    "female_factor": 1.012,
+}
+
+
+def ckd_epi_2021(scr_mg_dl: Any, age: Any, female: Any, ops: Ops = FLOAT_OPS) -> Any:
+    """eGFR in mL/min/1.73 m² from creatinine in mg/dL (unrounded)."""
+    k = CKD_EPI_2021
+    kappa = ops.where(female, k["kappa_female"], k["kappa_male"])
+    alpha = ops.where(female, k["alpha_female"], k["alpha_male"])
+    ratio = scr_mg_dl / kappa
+    return (
+        k["multiplier"]
+        * ops.minimum(ratio, 1.0) ** alpha
+        * ops.maximum(ratio, 1.0) ** k["exponent_above_kappa"]
+        * k["age_base"] ** age
+        * ops.where(female, k["female_factor"], 1.0)
+    )
+
+
+def corrected_calcium(
+    calcium_mmol: Any, albumin_g_l: Any, factor: float, reference_albumin: float
+) -> Any:
+    """Albumin-corrected calcium in mmol/L: Ca + factor × (reference albumin − albumin)."""
+    return calcium_mmol + factor * (reference_albumin - albumin_g_l)
+
+
+def corrected_sodium(sodium: Any, glucose_mg_dl: Any, factor: float, baseline: float) -> Any:
+    """Glucose-corrected sodium: Na + factor × (glucose mg/dL − baseline) / 100."""
+    return sodium + factor * (glucose_mg_dl - baseline) / 100.0

@@ -1,0 +1,59 @@
+"""The names a rule may refer to, and what each one means.
+
+This is the vocabulary shared by the rule files, the single-panel engine and the batch
+(polars) engine: both engines compute the same named facts, so one rule text drives both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QuantityInfo:
+    """A numeric fact: a measured result or a value derived from results."""
+
+    analyte: str  # whose units, intervals and limits apply
+    derived: bool
+    description: str
+
+
+QUANTITIES: dict[str, QuantityInfo] = {
+    "potassium": QuantityInfo("potassium", False, "serum potassium"),
+    "sodium": QuantityInfo("sodium", False, "serum sodium"),
+    "magnesium": QuantityInfo("magnesium", False, "serum magnesium (total)"),
+    "calcium": QuantityInfo("calcium", False, "serum total calcium as measured"),
+    "albumin": QuantityInfo("albumin", False, "serum albumin"),
+    "glucose": QuantityInfo("glucose", False, "serum or plasma glucose"),
+    "creatinine": QuantityInfo("creatinine", False, "serum creatinine"),
+    "egfr_reported": QuantityInfo("egfr", False, "eGFR as reported by the laboratory"),
+    "egfr_calculated": QuantityInfo(
+        "egfr", True, "eGFR calculated here by CKD-EPI 2021 from creatinine, age and sex"
+    ),
+    "egfr": QuantityInfo(
+        "egfr", True, "eGFR used by the rules: calculated when possible, else lab-reported"
+    ),
+    "calcium_assessed": QuantityInfo(
+        "calcium",
+        True,
+        "calcium used by the rules: albumin-corrected when albumin is low, else as measured",
+    ),
+    "corrected_sodium": QuantityInfo(
+        "sodium", True, "glucose-corrected sodium (only when glucose is high)"
+    ),
+}
+
+# Inputs that are not quantities but can be present or missing.
+OTHER_INPUTS: dict[str, str] = {
+    "age": "the patient's age",
+    "sex": "the patient's sex",
+    "medications": "the medication list",
+    "specimen": "the specimen notes",
+}
+
+# Maps a panel's analyte name to the fact that carries it.
+ANALYTE_FACT = {q.analyte: name for name, q in QUANTITIES.items() if not q.derived}
+
+SPECIMEN_FLAGS = {"hemolyzed": "the specimen is reported haemolysed"}
+
+STATUSES = ("critical_low", "low", "normal", "high", "critical_high")

@@ -1,0 +1,125 @@
+"""Matching free-text medication entries to the catalogue in `rules/medications.yaml`.
+
+Clinicians write "Lasix 40mg PO daily", "KCl 20 mEq BID" or "Losartan Potassium 50 mg".
+We split the text into words, find the longest catalogue name at each position, and let salt
+words that follow a matched drug belong to it, so "Losartan Potassium" is an ARB and not a
+potassium supplement. Anything that matches nothing is returned unrecognised, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from interpret.ruleset.schema import DrugDef, MedicationsFile
+
+_SPLIT = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
+
+
+def words(text: str) -> tuple[str, ...]:
+    """Lower-case words and numbers; punctuation and spacing are ignored."""
+    return tuple(_SPLIT.findall(text.casefold()))
+
+
+@dataclass(frozen=True)
+class MatchedDrug:
+    name: str
+    classes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class MedicationMatch:
+    text: str
+    drugs: tuple[MatchedDrug, ...]
+
+    @property
+    def recognized(self) -> bool:
+        return bool(self.drugs)
+
+    @property
+    def classes(self) -> frozenset[str]:
+        return frozenset().union(*(d.classes for d in self.drugs))
+
+
+class CatalogueError(ValueError):
+    pass
+
+
+class MedicationCatalogue:
+    """An index of every name, brand and synonym, built once per ruleset."""
+
+    def __init__(self, data: MedicationsFile) -> None:
+        self.data = data
+        self.salts = frozenset(words(" ".join(data.salt_words)))
+        by_name = {d.name: d for d in data.drugs}
+        self.drugs: dict[str, MatchedDrug] = {
+            d.name: MatchedDrug(d.name, self._classes(d, by_name, ())) for d in data.drugs
+        }
+        self._index: dict[str, list[tuple[tuple[str, ...], MatchedDrug]]] = {}
+        owner: dict[tuple[str, ...], str] = {}
+        for d in data.drugs:
+            for spelling in (d.name, *d.brands, *d.synonyms):
+                key = words(spelling)
+                if not key:
+                    raise CatalogueError(f"drug {d.name!r}: {spelling!r} has no words")
+                if owner.get(key, d.name) != d.name:
+                    raise CatalogueError(
+                        f"drug {d.name!r}: {spelling!r} is also a name of {owner[key]!r}"
+                    )
+                owner[key] = d.name
+                self._index.setdefault(key[0], []).append((key, self.drugs[d.name]))
+        for entries in self._index.values():
+            entries.sort(key=lambda e: -len(e[0]))
+        self._rxnorm = {code: self.drugs[d.name] for d in data.drugs for code in d.rxnorm}
+        self._cache: dict[tuple[str, str | None], MedicationMatch] = {}
+
+    def _classes(
+        self, drug: DrugDef, by_name: dict[str, DrugDef], seen: tuple[str, ...]
+    ) -> frozenset[str]:
+        if drug.name in seen:
+            raise CatalogueError(f"drug {drug.name!r}: ingredients refer back to themselves")
+        classes = set(drug.classes)
+        for ingredient in drug.ingredients:
+            if ingredient not in by_name:
+                raise CatalogueError(f"drug {drug.name!r}: unknown ingredient {ingredient!r}")
+            classes |= self._classes(by_name[ingredient], by_name, (*seen, drug.name))
+        unknown = classes - set(self.data.classes)
+        if unknown:
+            raise CatalogueError(f"drug {drug.name!r}: unknown classes {sorted(unknown)}")
+        if not classes:
+            raise CatalogueError(f"drug {drug.name!r}: has neither classes nor ingredients")
+        return frozenset(classes)
+
+    def match(self, text: str, rxnorm: str | None = None) -> MedicationMatch:
+        key = (text, rxnorm)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._match(text, rxnorm)
+            if len(self._cache) < 200_000:
+                self._cache[key] = found
+        return found
+
+    def _match(self, text: str, rxnorm: str | None) -> MedicationMatch:
+        if rxnorm and rxnorm.strip() in self._rxnorm:
+            return MedicationMatch(text, (self._rxnorm[rxnorm.strip()],))
+        tokens = words(text)
+        found: list[MatchedDrug] = []
+        i = 0
+        while i < len(tokens):
+            hit = self._longest_at(tokens, i)
+            if hit is None:
+                i += 1
+                continue
+            length, drug = hit
+            if drug not in found:
+                found.append(drug)
+            i += length
+            while i < len(tokens) and tokens[i] in self.salts:
+                i += 1
+        return MedicationMatch(text, tuple(found))
+
+    def _longest_at(self, tokens: tuple[str, ...], i: int) -> tuple[int, MatchedDrug] | None:
+        for key, drug in self._index.get(tokens[i], ()):
+            if tokens[i : i + len(key)] == key:
+                return len(key), drug
+        return None

@@ -1,0 +1,304 @@
+"""The facts of one panel: each result's status, the derived values, medication classes.
+
+These are the named facts that rule conditions refer to (`interpret/facts.py` lists the
+names). The batch engine computes the same facts column-wise from the same `rules/` data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from interpret import derive
+from interpret.facts import ANALYTE_FACT
+from interpret.ruleset.conditions import Threshold
+from interpret.ruleset.load import Interval, Ruleset
+from interpret.units import format_number
+from interpret.validate import Panel, Result
+
+
+@dataclass(slots=True)
+class Quantity:
+    name: str
+    value: float  # canonical unit
+    unit: str  # the unit it was reported in (decides which written limit applies)
+    shown: str  # "1.3 mg/dL (0.53 mmol/L)"
+    status: str | None = None
+    interval: Interval | None = None
+    interval_source: str | None = None  # "laboratory" or "default"
+    verify: str | None = None  # why it needs verification, if it does
+    note: str | None = None
+    category: str | None = None
+
+
+@dataclass(slots=True)
+class Facts:
+    quantities: dict[str, Quantity]
+    missing_reason: dict[str, str]
+    classes: dict[str, list[str]] | None  # class -> medication entries; None = no list given
+    unrecognized: list[str]
+    hemolyzed: bool
+    age: float | None
+    sex: str | None
+    settings: dict[str, bool]
+    derived: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def classify(
+    value: float,
+    unit: str,
+    low: float | None,
+    high: float | None,
+    critical: tuple[Threshold | None, Threshold | None],
+) -> str:
+    """critical_low / low / normal / high / critical_high (interval ends inclusive)."""
+    below, at_or_above = critical
+    if below is not None and value < below.for_unit(unit):
+        return "critical_low"
+    if at_or_above is not None and value >= at_or_above.for_unit(unit):
+        return "critical_high"
+    if low is not None and value < low:
+        return "low"
+    if high is not None and value > high:
+        return "high"
+    return "normal"
+
+
+def shown(value: float, unit: str, canonical: float, analyte: str, rs: Ruleset) -> str:
+    text = f"{format_number(value)} {rs.units.display(unit)}"
+    canonical_unit = rs.analytes[analyte].canonical_unit
+    if unit != canonical_unit:
+        text += f" ({format_number(canonical)} {rs.units.display(canonical_unit)})"
+    return text
+
+
+def build_facts(panel: Panel, rs: Ruleset) -> Facts:
+    quantities: dict[str, Quantity] = {}
+    for analyte, r in panel.results.items():
+        quantities[ANALYTE_FACT[analyte]] = _measured(r.analyte, r, panel.sex, rs)
+    facts = Facts(
+        quantities=quantities,
+        missing_reason={},
+        classes=None,
+        unrecognized=[],
+        hemolyzed=bool(panel.hemolyzed),
+        age=panel.age,
+        sex=panel.sex if panel.sex != "unknown" else None,
+        settings=rs.settings,
+    )
+    _medications(panel, facts)
+    _egfr(facts, rs)
+    _calcium(panel, facts, rs)
+    _sodium(panel, facts, rs)
+    return facts
+
+
+def _measured(analyte: str, r: Result, sex: str | None, rs: Ruleset) -> Quantity:
+    q = Quantity(analyte, r.canonical, r.unit, shown(r.value, r.unit, r.canonical, analyte, rs))
+    _set_status(q, analyte, sex, rs, r.lab_low, r.lab_high)
+    canonical, unit = r.canonical, r.unit
+    limits = rs.plausibility[analyte]
+    below, above = limits.get("verify_below"), limits.get("verify_above")
+    if below is not None and canonical < below.for_unit(unit):
+        q.verify = f"{analyte} {q.shown} is below the verification limit {below.words()}"
+    elif above is not None and canonical > above.for_unit(unit):
+        q.verify = f"{analyte} {q.shown} is above the verification limit {above.words()}"
+    return q
+
+
+def _set_status(
+    q: Quantity,
+    analyte: str,
+    sex: str | None,
+    rs: Ruleset,
+    lab_low: float | None = None,
+    lab_high: float | None = None,
+) -> None:
+    interval = rs.interval(analyte, sex, q.unit)
+    if lab_low is not None or lab_high is not None:
+        factor = rs.units.factor(analyte, q.unit)
+        ends = ["…" if v is None else format_number(v / factor) for v in (lab_low, lab_high)]
+        text = f"{ends[0]}–{ends[1]} {rs.units.display(q.unit)}"
+        q.interval_source = "laboratory"
+        q.interval = Interval(
+            lab_low if lab_low is not None else float("-inf"),
+            lab_high if lab_high is not None else float("inf"),
+            text,
+        )
+    elif interval is not None:
+        q.interval, q.interval_source = interval, "default"
+    if q.interval is not None or rs.critical[analyte] != (None, None):
+        low = q.interval.low if q.interval else None
+        high = q.interval.high if q.interval else None
+        q.status = classify(q.value, q.unit, low, high, rs.critical[analyte])
+
+
+def _medications(panel: Panel, facts: Facts) -> None:
+    if panel.medications is None:
+        return
+    classes: dict[str, list[str]] = {}
+    for match in panel.medications:
+        if not match.recognized:
+            facts.unrecognized.append(match.text)
+        for cls in match.classes:
+            classes.setdefault(cls, []).append(match.text)
+    facts.classes = classes
+
+
+def _egfr(facts: Facts, rs: Ruleset) -> None:
+    d = rs.derivations.egfr
+    creatinine = facts.quantities.get("creatinine")
+    missing = []
+    if creatinine is None:
+        missing.append("no creatinine result")
+    if facts.age is None:
+        missing.append("age not given")
+    elif facts.age < d.min_age:
+        missing.append(f"age under {d.min_age}")
+    if facts.sex is None:
+        missing.append("sex not given")
+    elif facts.sex not in ("female", "male"):
+        missing.append("sex is neither female nor male (the equation is sex-specific)")
+    if missing or creatinine is None or facts.age is None:
+        facts.missing_reason["egfr_calculated"] = "; ".join(missing)
+    else:
+        scr_mg_dl = creatinine.value / rs.units.factor("creatinine", "mg/dL")
+        value = derive.ckd_epi_2021(scr_mg_dl, facts.age, facts.sex == "female")
+        category = egfr_category(value, rs)
+        q = Quantity(
+            "egfr_calculated",
+            value,
+            "mL/min/1.73m2",
+            f"{format_number(round(value))} mL/min/1.73 m²",
+            note=f"{d.formula}, category {category[0]}",
+            category=category[0],
+        )
+        facts.quantities["egfr_calculated"] = q
+        facts.derived["egfr"] = {
+            "label": "eGFR",
+            "value": value,
+            "unit": "mL/min/1.73 m²",
+            "formula": d.formula,
+            "inputs": {
+                "creatinine": creatinine.shown,
+                "age": format_number(facts.age),
+                "sex": facts.sex,
+            },
+            "category": category[0],
+            "category_term": category[1],
+            "references": [*d.references, *d.category_references],
+        }
+    reported = facts.quantities.get("egfr_reported")
+    chosen = facts.quantities.get("egfr_calculated") or reported
+    if chosen is not None:
+        if chosen is reported:
+            cat = egfr_category(reported.value, rs)
+            reported.category = cat[0]
+            reported.note = f"laboratory-reported, category {cat[0]}"
+            facts.derived.setdefault(
+                "egfr",
+                {
+                    "label": "eGFR (laboratory-reported)",
+                    "value": reported.value,
+                    "unit": "mL/min/1.73 m²",
+                    "formula": "as reported by the laboratory (equation not stated)",
+                    "inputs": {},
+                    "category": cat[0],
+                    "category_term": cat[1],
+                    "references": list(d.category_references),
+                },
+            )
+        facts.quantities["egfr"] = chosen
+    else:
+        facts.missing_reason["egfr"] = facts.missing_reason["egfr_calculated"]
+
+
+def egfr_category(value: float, rs: Ruleset) -> tuple[str, str]:
+    for cat in rs.derivations.egfr.categories:
+        if value >= cat.at_or_above:
+            return cat.name, cat.term
+    last = rs.derivations.egfr.categories[-1]
+    return last.name, last.term
+
+
+def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
+    measured = panel.results.get("calcium")
+    if measured is None:
+        facts.missing_reason["calcium_assessed"] = "no calcium result"
+        return
+    d = rs.derivations.corrected_calcium
+    albumin = facts.quantities.get("albumin")
+    value, note = measured.canonical, "total calcium as measured; no albumin result"
+    if albumin is not None and albumin.value >= d.apply_below_albumin_g_per_l:
+        note = f"total calcium as measured; albumin {albumin.shown} is not low"
+    elif albumin is not None:
+        value = derive.corrected_calcium(
+            measured.canonical, albumin.value, d.factor_mmol_per_g, d.reference_albumin_g_per_l
+        )
+        note = f"albumin-corrected for albumin {albumin.shown}"
+    factor = rs.units.factor("calcium", measured.unit)
+    q = Quantity(
+        "calcium_assessed",
+        value,
+        measured.unit,
+        shown(value / factor, measured.unit, value, "calcium", rs),
+        note=note,
+    )
+    _set_status(q, "calcium", panel.sex, rs, measured.lab_low, measured.lab_high)
+    facts.quantities["calcium_assessed"] = q
+    if albumin is not None and albumin.value < d.apply_below_albumin_g_per_l:
+        facts.derived["corrected_calcium"] = {
+            "label": "Albumin-corrected calcium",
+            "value": value,
+            "unit": "mmol/L",
+            "formula": f"{d.formula}: Ca + {d.factor_mmol_per_g:g} × "
+            f"({d.reference_albumin_g_per_l:g} − albumin g/L)",
+            "inputs": {"calcium": facts.quantities["calcium"].shown, "albumin": albumin.shown},
+            "status": q.status,
+            "note": d.caveat,
+            "references": list(d.references),
+        }
+
+
+def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
+    sodium, glucose = facts.quantities.get("sodium"), facts.quantities.get("glucose")
+    if sodium is None or glucose is None:
+        facts.missing_reason["corrected_sodium"] = "needs sodium and glucose"
+        return
+    if glucose.value < rs.sodium_trigger.for_unit(glucose.unit):
+        facts.missing_reason["corrected_sodium"] = "glucose below the correction trigger"
+        return
+    d = rs.derivations.corrected_sodium
+    glucose_mg_dl = glucose.value / rs.units.factor("glucose", "mg/dL")
+    values = {
+        f.name: derive.corrected_sodium(
+            sodium.value, glucose_mg_dl, f.factor, d.baseline_glucose_mg_dl
+        )
+        for f in d.factors
+    }
+    main, *others = d.factors
+    value = values[main.name]
+    factor = rs.units.factor("sodium", sodium.unit)
+    alternatives = ", ".join(
+        f"{f.name} factor {f.factor:g}: {format_number(values[f.name])} mmol/L" for f in others
+    )
+    q = Quantity(
+        "corrected_sodium",
+        value,
+        sodium.unit,
+        shown(value / factor, sodium.unit, value, "sodium", rs),
+        note=f"{main.name} factor {main.factor:g}" + (f"; {alternatives}" if alternatives else ""),
+    )
+    lab = panel.results["sodium"]
+    _set_status(q, "sodium", panel.sex, rs, lab.lab_low, lab.lab_high)
+    facts.quantities["corrected_sodium"] = q
+    facts.derived["corrected_sodium"] = {
+        "label": "Glucose-corrected sodium",
+        "value": value,
+        "unit": "mmol/L",
+        "formula": f"{d.formula}: Na + factor × (glucose mg/dL − "
+        f"{d.baseline_glucose_mg_dl:g}) / 100, {main.name} factor {main.factor:g}",
+        "inputs": {"sodium": sodium.shown, "glucose": glucose.shown},
+        "status": q.status,
+        "alternatives": {f.name: values[f.name] for f in others},
+        "references": list(d.references),
+    }

@@ -1,0 +1,282 @@
+"""From evaluated rules to the `Interpretation`: wording, evidence, references.
+
+Evidence is produced by walking the rule's condition over the panel's facts, so each finding
+shows exactly the facts that made it fire, in the words of the rule's own vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+
+from interpret.engine import Engine, Outcome, available
+from interpret.facts import QUANTITIES
+from interpret.models import (
+    DerivedOut,
+    EvidenceOut,
+    FindingOut,
+    Interpretation,
+    IntervalOut,
+    MedicationOut,
+    NotAssessedOut,
+    PatientOut,
+    ReferenceOut,
+    ResultOut,
+    RulesetOut,
+)
+from interpret.prepare import Facts, Quantity
+from interpret.ruleset import conditions as c
+from interpret.ruleset.load import PLACEHOLDER, Rule, Ruleset
+from interpret.validate import Panel
+
+STATUS_WORDS = {
+    "critical_low": "critically low (beyond the configured critical limit)",
+    "low": "low",
+    "normal": "within the interval",
+    "high": "high",
+    "critical_high": "critically high (beyond the configured critical limit)",
+}
+COMPARE_WORDS = {"below": "below", "at_or_below": "at or below", "above": "above"}
+COMPARE_WORDS["at_or_above"] = "at or above"
+
+
+def label(name: str) -> str:
+    return {"egfr": "eGFR", "egfr_calculated": "eGFR (calculated)"}.get(
+        name, name.replace("_", " ").capitalize()
+    )
+
+
+def missing_words(name: str, facts: Facts) -> str:
+    if name in facts.missing_reason:
+        return f"{label(name)}: {facts.missing_reason[name]}"
+    if name in QUANTITIES:
+        return f"{label(name)}: not measured"
+    return {"medications": "medication list: not supplied", "sex": "sex: not given"}.get(
+        name, f"{name}: not given"
+    )
+
+
+class Reporter:
+    def __init__(self, ruleset: Ruleset, engine: Engine) -> None:
+        self.rs = ruleset
+        self.engine = engine
+        self.ruleset_out = RulesetOut(
+            name=ruleset.meta.name, version=ruleset.version, sha256=ruleset.sha256
+        )
+        self.disclaimer = ruleset.disclaimer()
+        self.references = {
+            k: ReferenceOut(key=k, citation=r.citation, url=r.url, verified=r.verified)
+            for k, r in ruleset.references.items()
+        }
+        self.logic = {r.code: r.condition.words() for r in ruleset.rules}
+
+    def build(self, panel: Panel, facts: Facts, outcomes: list[Outcome]) -> Interpretation:
+        rank = self.rs.severity_rank
+        findings = [self._finding(o, facts) for o in outcomes if o.fired]
+        findings.sort(key=lambda fo: -rank[fo.severity])
+        return Interpretation.model_construct(
+            patient=PatientOut.model_construct(age=panel.age, sex=panel.sex),
+            results=[self._result(panel, facts, a) for a in panel.results],
+            derived={k: DerivedOut.model_construct(name=k, **_defaults(v)) for k, v in facts.derived.items()},
+            findings=findings,
+            not_assessed=[
+                NotAssessedOut.model_construct(
+                    code=o.rule.code,
+                    title=o.rule.definition.title,
+                    missing=[missing_words(n, facts) for n in o.missing],
+                )
+                for o in outcomes
+                if o.fired is None
+            ],
+            medications=None
+            if panel.medications is None
+            else [
+                MedicationOut.model_construct(
+                    text=m.text,
+                    recognized=m.recognized,
+                    drugs=[d.name for d in m.drugs],
+                    classes=sorted(m.classes),
+                )
+                for m in panel.medications
+            ],
+            specimen_hemolyzed=panel.hemolyzed,
+            max_severity=findings[0].severity if findings else None,
+            ruleset=self.ruleset_out,
+            intended_use=self.rs.meta.intended_use,
+            disclaimer=self.disclaimer,
+        )
+
+    def _result(self, panel: Panel, facts: Facts, analyte: str) -> ResultOut:
+        r = panel.results[analyte]
+        q = facts.quantities["egfr_reported" if analyte == "egfr" else analyte]
+        a = self.rs.analytes[analyte]
+        interval = None
+        if q.interval is not None:
+            factor = self.rs.units.factor(analyte, r.unit)
+            lo, hi = q.interval.low / factor, q.interval.high / factor
+            interval = IntervalOut.model_construct(
+                text=q.interval.text,
+                low=lo if lo != float("-inf") else None,
+                high=hi if hi != float("inf") else None,
+                unit=self.rs.units.display(r.unit),
+                source=q.interval_source or "default",
+            )
+        return ResultOut.model_construct(
+            analyte=analyte,
+            label=a.label,
+            value=r.value,
+            unit=self.rs.units.display(r.unit),
+            canonical_value=r.canonical,
+            canonical_unit=self.rs.units.display(a.canonical_unit),
+            reference_interval=interval,
+            status=q.status,
+            needs_verification=q.verify is not None,
+        )
+
+    def _finding(self, o: Outcome, facts: Facts) -> FindingOut:
+        rule = o.rule
+        d = rule.definition
+        evidence: list[EvidenceOut] = []
+        drugs: list[str] = []
+        self._evidence(rule.condition, facts, evidence, drugs)
+        for to, node in rule.escalations:
+            if o.severity == to and self._holds(node, facts):
+                self._evidence(node, facts, evidence, drugs)
+        evidence = list({e.statement: e for e in evidence}.values())
+        assert o.severity is not None
+        return FindingOut.model_construct(
+            code=d.code,
+            severity=o.severity,
+            title=d.title,
+            message=self._fill(d.message, facts, drugs),
+            evidence=evidence,
+            recommendation=self._fill(d.recommendation, facts, drugs),
+            references=[self.references[k] for k in d.references],
+            rule=f"{rule.source}#{d.code}",
+            logic=self.logic[d.code],
+            critical_note=self.rs.meta.critical_wording if o.severity == "critical" else None,
+        )
+
+    def _holds(self, node: c.Node, f: Facts) -> bool:
+        return self.engine.check(node)(f) is True
+
+    # --- evidence ----------------------------------------------------------------------------
+
+    def _evidence(self, node: c.Node, f: Facts, out: list[EvidenceOut], drugs: list[str]) -> None:
+        match node:
+            case c.All(items) | c.Any_(items):
+                for item in items:
+                    if self._holds(item, f):
+                        self._evidence(item, f, out, drugs)
+            case c.Not(item):
+                self._evidence(item, f, out, drugs)
+            case _:
+                statement = self._statement(node, f, drugs)
+                if statement:
+                    out.append(EvidenceOut.model_construct(fact=_fact_name(node), statement=statement))
+
+    def _statement(self, node: c.Node, f: Facts, drugs: list[str]) -> str:
+        match node:
+            case c.StatusIn(name, _, _):
+                q = f.quantities.get(name)
+                return _quantity_status(q) if q else missing_words(name, f)
+            case c.Compare(name, op, threshold):
+                q = f.quantities.get(name)
+                if q is None:
+                    return missing_words(name, f)
+                word = COMPARE_WORDS[op] if self._holds(node, f) else "not " + COMPARE_WORDS[op]
+                return f"{label(name)} {q.shown} is {word} {threshold.words()}"
+            case c.Available(name) | c.Missing(name):
+                if available(name, f):
+                    q = f.quantities.get(name)
+                    return f"{label(name)} {q.shown} available" if q else f"{name} given"
+                return missing_words(name, f)
+            case c.Taking(classes) | c.TakingCount(classes, _):
+                if f.classes is None:
+                    return missing_words("medications", f)
+                parts = []
+                for cls in classes:
+                    if cls in f.classes:
+                        texts = f.classes[cls]
+                        drugs.extend(t for t in texts if t not in drugs)
+                        label_ = self.rs.medications.data.classes[cls].label
+                        parts.append(f"{label_}: {', '.join(texts)}")
+                return "Listed " + "; ".join(parts) if parts else "No listed drug of these classes"
+            case c.SpecimenFlag():
+                reported = "reported" if f.hemolyzed else "not reported"
+                return f"Specimen {reported} haemolysed"
+            case c.NeedsVerification(names):
+                return "; ".join(
+                    q.verify for n in names if (q := f.quantities.get(n)) is not None and q.verify
+                )
+            case c.SexIs():
+                return f"Sex: {f.sex}" if f.sex else missing_words("sex", f)
+            case c.UnrecognizedMedications():
+                return "Not recognised: " + ", ".join(repr(t) for t in f.unrecognized)
+            case c.SettingOn(name):
+                return f"Site setting {name} is {'on' if f.settings[name] else 'off'}"
+        return ""
+
+    # --- wording --------------------------------------------------------------------------
+
+    def _fill(self, template: str, f: Facts, drugs: list[str]) -> str:
+        def value(m: re.Match[str]) -> str:
+            name, attr = m.group(1), m.group(2)
+            if name == "drugs":
+                return ", ".join(drugs) or "no listed drug"
+            if name == "unrecognized_medications":
+                return ", ".join(repr(t) for t in f.unrecognized)
+            if name == "verification":
+                return "; ".join(q.verify for q in f.quantities.values() if q.verify)
+            if attr == "missing":
+                return f.missing_reason.get(name, "")
+            q = f.quantities.get(name)
+            if q is None:
+                return "not measured" if name in QUANTITIES and not QUANTITIES[name].derived else "not available"
+            if attr == "interval":
+                return _interval_words(q)
+            if attr in ("note", "category"):
+                return str(getattr(q, attr) or "")
+            return q.shown
+
+        return " ".join(PLACEHOLDER.sub(value, template).split())
+
+
+def _interval_words(q: Quantity) -> str:
+    if q.interval is None:
+        return "no interval"
+    source = "laboratory interval" if q.interval_source == "laboratory" else "default adult interval"
+    return f"{q.interval.text}, {source}"
+
+
+def _quantity_status(q: Quantity) -> str:
+    words = STATUS_WORDS.get(q.status or "", "no interval")
+    extra = f" ({q.note})" if q.note else ""
+    return f"{label(q.name)} {q.shown}{extra}: {words}; {_interval_words(q)}"
+
+
+def _fact_name(node: c.Node) -> str:
+    for attr in ("quantity", "name"):
+        if hasattr(node, attr):
+            return str(getattr(node, attr))
+    if isinstance(node, c.Taking | c.TakingCount | c.UnrecognizedMedications):
+        return "medications"
+    if isinstance(node, c.SpecimenFlag):
+        return "specimen"
+    if isinstance(node, c.SexIs):
+        return "sex"
+    return "results"
+
+
+def _defaults(values: dict[str, object]) -> dict[str, object]:
+    base: dict[str, object] = {
+        "category": None,
+        "category_term": None,
+        "note": None,
+        "status": None,
+        "alternatives": {},
+        "references": [],
+    }
+    return {**base, **values}
+
+
+__all__ = ["Reporter", "Rule"]

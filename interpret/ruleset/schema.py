@@ -1,0 +1,217 @@
+"""Pydantic models of the files in `rules/`.
+
+They forbid unknown keys, so a misspelt key in a rule file is an error rather than a
+silently ignored setting. Cross-references (a rule naming an analyte, a drug naming a class)
+are checked afterwards in `load.py`, where the file and rule can be named.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SeverityName = Literal["info", "advisory", "warning", "critical"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SeverityTier(Strict):
+    name: SeverityName
+    cds_indicator: Literal["info", "warning", "critical"]
+
+
+class Setting(Strict):
+    value: bool
+    description: str
+
+
+class RulesetMeta(Strict):
+    name: str
+    version: str
+    title: str
+    intended_use: str
+    disclaimer: str
+    critical_wording: str
+    severities: list[SeverityTier]
+    settings: dict[str, Setting] = {}
+
+
+class UnitDef(Strict):
+    dimension: Literal["substance", "charge", "mass", "rate"]
+    scale: float = Field(gt=0)
+    display: str | None = None
+    aliases: list[str] = []
+
+
+class UnitsFile(Strict):
+    units: dict[str, UnitDef]
+
+
+def parse_limit(value: Any) -> dict[str, float]:
+    """A limit written as "3.0 mmol/L" or as {unit: number, ...} (first entry is primary)."""
+    if isinstance(value, str):
+        number, _, unit = value.strip().partition(" ")
+        if not unit:
+            raise ValueError(f"{value!r} needs a number and a unit, e.g. '3.0 mmol/L'")
+        return {unit.strip(): float(number)}
+    if isinstance(value, dict) and value:
+        return {str(k): float(v) for k, v in value.items()}
+    raise ValueError(f"{value!r} is not a limit: write '3.0 mmol/L' or {{mmol/L: 3.0}}")
+
+
+Limit = dict[str, float]
+
+
+class Critical(Strict):
+    below: Limit | None = None
+    at_or_above: Limit | None = None
+
+    @field_validator("below", "at_or_above", mode="before")
+    @classmethod
+    def _limit(cls, v: Any) -> Limit | None:
+        return None if v is None else parse_limit(v)
+
+
+class Plausibility(Strict):
+    refuse_below: Limit | None = None
+    refuse_above: Limit | None = None
+    verify_below: Limit | None = None
+    verify_above: Limit | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _limit(cls, v: Any) -> Limit | None:
+        return None if v is None else parse_limit(v)
+
+
+class AnalyteDef(Strict):
+    label: str
+    aliases: list[str] = []
+    loinc: dict[str, str] = {}
+    canonical_unit: str
+    molar_mass: float | None = Field(default=None, gt=0)
+    valence: int | None = Field(default=None, gt=0)
+    units: list[str]
+    # sex ("female", "male", "any") -> unit -> [low, high]
+    reference_interval: dict[Literal["female", "male", "any"], dict[str, tuple[float, float]]] = {}
+    interval_source: str | None = None
+    critical: Critical = Critical()
+    plausibility: Plausibility = Plausibility()
+
+
+class AnalytesFile(Strict):
+    analytes: dict[str, AnalyteDef]
+
+
+class EgfrCategory(Strict):
+    name: str
+    at_or_above: float
+    term: str
+
+
+class EgfrDef(Strict):
+    formula: str
+    references: list[str]
+    min_age: int
+    categories: list[EgfrCategory]
+    category_references: list[str]
+
+
+class CorrectedCalciumDef(Strict):
+    formula: str
+    factor_mmol_per_g: float
+    reference_albumin_g_per_l: float
+    apply_below_albumin_g_per_l: float
+    caveat: str
+    references: list[str]
+
+
+class SodiumFactor(Strict):
+    name: str
+    factor: float
+    reference: str
+
+
+class CorrectedSodiumDef(Strict):
+    formula: str
+    baseline_glucose_mg_dl: float
+    trigger_glucose: Limit
+    factors: list[SodiumFactor] = Field(min_length=1)
+    references: list[str]
+
+    @field_validator("trigger_glucose", mode="before")
+    @classmethod
+    def _limit(cls, v: Any) -> Limit:
+        return parse_limit(v)
+
+
+class DerivationsFile(Strict):
+    egfr: EgfrDef
+    corrected_calcium: CorrectedCalciumDef
+    corrected_sodium: CorrectedSodiumDef
+
+
+class MedicationClass(Strict):
+    label: str
+    effects: str
+    references: list[str]
+
+
+class DrugDef(Strict):
+    name: str
+    classes: list[str] = []
+    ingredients: list[str] = []
+    brands: list[str] = []
+    synonyms: list[str] = []
+    rxnorm: list[str] = []
+
+
+class MedicationsFile(Strict):
+    salt_words: list[str]
+    classes: dict[str, MedicationClass]
+    drugs: list[DrugDef]
+
+
+class Reference(Strict):
+    citation: str
+    url: str | None = None
+    verified: bool
+
+
+class ReferencesFile(Strict):
+    references: dict[str, Reference]
+
+
+class Escalation(Strict):
+    to: SeverityName
+    when: Any
+
+
+class ExampleCase(Strict):
+    panel: dict[str, Any]
+    severity: SeverityName | None = None
+
+
+class Examples(Strict):
+    fires: list[ExampleCase] = Field(min_length=1)
+    silent: list[ExampleCase] = Field(min_length=1)
+
+
+class RuleDef(Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str
+    when: Any
+    severity: SeverityName
+    escalate: list[Escalation] = []
+    at_least_as_severe_as: list[str] = []
+    message: str
+    recommendation: str
+    references: list[str] = Field(min_length=1)
+    examples: Examples
+
+
+class FindingsFile(Strict):
+    rules: list[RuleDef]

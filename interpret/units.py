@@ -1,0 +1,96 @@
+"""Unit recognition and exact conversion to each analyte's canonical unit.
+
+All numbers (scales, molar masses, valences) come from `rules/units.yaml` and
+`rules/analytes.yaml`; this module only knows how dimensions relate: mol = eq / valence and
+mol = g / molar mass. It deliberately does not follow UCUM's 1 eq = 1 mol.
+"""
+
+from __future__ import annotations
+
+from interpret.ruleset.schema import AnalyteDef, UnitDef
+
+
+class UnitError(ValueError):
+    pass
+
+
+class UnitTable:
+    """Unit spellings and conversion factors, computed once when the ruleset loads."""
+
+    def __init__(self, units: dict[str, UnitDef], analytes: dict[str, AnalyteDef]) -> None:
+        self.units = units
+        self.analytes = analytes
+        self._aliases: dict[str, str] = {}
+        self._folded: dict[str, str] = {}
+        for key, unit in units.items():
+            for spelling in (key, *unit.aliases):
+                self._aliases[spelling] = key
+                self._folded.setdefault(spelling.casefold(), key)
+        self._factors: dict[tuple[str, str], float] = {}
+        for name, analyte in analytes.items():
+            for unit_key in analyte.units:
+                self._factors[name, unit_key] = self._compute_factor(name, analyte, unit_key)
+
+    def resolve(self, text: str) -> str | None:
+        """The unit key for a spelling (exact, then alias, then case-insensitive), or None."""
+        text = text.strip()
+        found = self._aliases.get(text)
+        return found if found is not None else self._folded.get(text.casefold())
+
+    def factor(self, analyte: str, unit: str) -> float:
+        """Multiply a value in `unit` by this to get the analyte's canonical unit."""
+        try:
+            return self._factors[analyte, unit]
+        except KeyError:
+            raise UnitError(f"{unit!r} is not a unit for {analyte}") from None
+
+    def accepted(self, analyte: str) -> list[str]:
+        return list(self.analytes[analyte].units)
+
+    def display(self, unit: str) -> str:
+        return self.units[unit].display or unit
+
+    def _compute_factor(self, name: str, analyte: AnalyteDef, unit: str) -> float:
+        if unit not in self.units:
+            raise UnitError(f"analyte {name}: unit {unit!r} is not defined in units.yaml")
+        if analyte.canonical_unit not in analyte.units:
+            raise UnitError(f"analyte {name}: canonical unit must be one of its units")
+        src, dst = self.units[unit], self.units[analyte.canonical_unit]
+        base = src.scale
+        if src.dimension != dst.dimension:
+            base = self._to_mol(name, analyte, src.dimension, base)
+            base = self._from_mol(name, analyte, dst.dimension, base)
+        return base / dst.scale
+
+    @staticmethod
+    def _to_mol(name: str, analyte: AnalyteDef, dimension: str, value: float) -> float:
+        if dimension == "substance":
+            return value
+        if dimension == "charge" and analyte.valence:
+            return value / analyte.valence
+        if dimension == "mass" and analyte.molar_mass:
+            return value / analyte.molar_mass
+        raise UnitError(f"analyte {name}: cannot convert {dimension} without molar mass/valence")
+
+    @staticmethod
+    def _from_mol(name: str, analyte: AnalyteDef, dimension: str, value: float) -> float:
+        if dimension == "substance":
+            return value
+        if dimension == "charge" and analyte.valence:
+            return value * analyte.valence
+        if dimension == "mass" and analyte.molar_mass:
+            return value * analyte.molar_mass
+        raise UnitError(f"analyte {name}: cannot convert to {dimension} without molar mass/valence")
+
+
+def format_number(value: float) -> str:
+    """Show a number as a clinician would read it: no float noise, no needless decimals."""
+    if value == int(value) and abs(value) >= 10:
+        return str(int(value))
+    magnitude = abs(value)
+    digits = 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2 if magnitude >= 1 else 3
+    text = f"{value:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0")
+        text = text + "0" if text.endswith(".") else text
+    return text

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from interpret import codegen
 from interpret.facts import QUANTITIES
 from interpret.prepare import Facts
 from interpret.ruleset import conditions as c
@@ -178,10 +180,14 @@ class CompiledRule:
     may_be_missing: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """A rule that fired (with its severity) or could not be assessed (with what is missing).
+
+    Rules that were assessed and did not fire produce no outcome.
+    """
+
     rule: Rule
-    fired: bool | None  # None: not assessed
+    fired: bool | None  # True: fired; None: not assessed
     severity: str | None
     missing: tuple[str, ...] = ()
 
@@ -200,6 +206,8 @@ class Engine:
             for rule in ruleset.rules
         ]
         self._rank = ruleset.severity_rank
+        self._severity_names = [t.name for t in ruleset.meta.severities]
+        self._generated = codegen.build(ruleset)
         self._checks: dict[int, tuple[c.Node, Check]] = {}
 
     def check(self, node: c.Node) -> Check:
@@ -211,6 +219,21 @@ class Engine:
         return found[1]
 
     def evaluate(self, facts: Facts) -> list[Outcome]:
+        """Fired and not-assessed rules, by the generated back-end (see `codegen.py`)."""
+        outcomes = []
+        names = self._severity_names
+        for i, rank in self._generated(facts):
+            cr = self.rules[i]
+            if rank is None:
+                missing = tuple(n for n in cr.may_be_missing if not available(n, facts))
+                outcomes.append(Outcome(cr.rule, None, None, missing))
+            else:
+                outcomes.append(Outcome(cr.rule, True, names[rank]))
+        return outcomes
+
+    def evaluate_by_closures(self, facts: Facts) -> list[Outcome]:
+        """The same evaluation by the closure interpreter: the reference the generated code
+        is tested against, and the evaluator evidence is collected with."""
         outcomes: list[Outcome] = []
         severity_of: dict[str, str] = {}
         rank = self._rank
@@ -221,7 +244,6 @@ class Engine:
                 outcomes.append(Outcome(cr.rule, None, None, missing))
                 continue
             if not result:
-                outcomes.append(Outcome(cr.rule, False, None))
                 continue
             severity = cr.rule.definition.severity
             for to, check in cr.escalations:

@@ -21,13 +21,22 @@ class Quantity:
     name: str
     value: float  # canonical unit
     unit: str  # the unit it was reported in (decides which written limit applies)
-    shown: str  # "1.3 mg/dL (0.53 mmol/L)"
+    reported: float  # the value in `unit`
+    units: tuple[str, str]  # display names of `unit` and of the canonical unit
     status: str | None = None
     interval: Interval | None = None
     interval_source: str | None = None  # "laboratory" or "default"
     verify: str | None = None  # why it needs verification, if it does
     note: str | None = None
     category: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """As a clinician reads it: "1.3 mg/dL (0.535 mmol/L)"; formatted only when needed."""
+        text = f"{format_number(self.reported)} {self.units[0]}"
+        if self.units[0] != self.units[1]:
+            text += f" ({format_number(self.value)} {self.units[1]})"
+        return text
 
 
 @dataclass(slots=True)
@@ -63,12 +72,8 @@ def classify(
     return "normal"
 
 
-def shown(value: float, unit: str, canonical: float, analyte: str, rs: Ruleset) -> str:
-    text = f"{format_number(value)} {rs.units.display(unit)}"
-    canonical_unit = rs.analytes[analyte].canonical_unit
-    if unit != canonical_unit:
-        text += f" ({format_number(canonical)} {rs.units.display(canonical_unit)})"
-    return text
+def display_units(analyte: str, unit: str, rs: Ruleset) -> tuple[str, str]:
+    return rs.units.display(unit), rs.units.display(rs.analytes[analyte].canonical_unit)
 
 
 def build_facts(panel: Panel, rs: Ruleset) -> Facts:
@@ -93,7 +98,7 @@ def build_facts(panel: Panel, rs: Ruleset) -> Facts:
 
 
 def _measured(analyte: str, r: Result, sex: str | None, rs: Ruleset) -> Quantity:
-    q = Quantity(analyte, r.canonical, r.unit, shown(r.value, r.unit, r.canonical, analyte, rs))
+    q = Quantity(analyte, r.canonical, r.unit, r.value, display_units(analyte, r.unit, rs))
     _set_status(q, analyte, sex, rs, r.lab_low, r.lab_high)
     canonical, unit = r.canonical, r.unit
     limits = rs.plausibility[analyte]
@@ -168,7 +173,8 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "egfr_calculated",
             value,
             "mL/min/1.73m2",
-            f"{format_number(round(value))} mL/min/1.73 m²",
+            float(round(value)),
+            display_units("egfr", "mL/min/1.73m2", rs),
             note=f"{d.formula}, category {category[0]}",
             category=category[0],
         )
@@ -240,7 +246,8 @@ def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
         "calcium_assessed",
         value,
         measured.unit,
-        shown(value / factor, measured.unit, value, "calcium", rs),
+        value / factor,
+        display_units("calcium", measured.unit, rs),
         note=note,
     )
     _set_status(q, "calcium", panel.sex, rs, measured.lab_low, measured.lab_high)
@@ -285,7 +292,8 @@ def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
         "corrected_sodium",
         value,
         sodium.unit,
-        shown(value / factor, sodium.unit, value, "sodium", rs),
+        value / factor,
+        display_units("sodium", sodium.unit, rs),
         note=f"{main.name} factor {main.factor:g}" + (f"; {alternatives}" if alternatives else ""),
     )
     lab = panel.results["sodium"]

@@ -40,7 +40,13 @@ COMPARE_WORDS["at_or_above"] = "at or above"
 
 
 def label(name: str) -> str:
-    return {"egfr": "eGFR", "egfr_calculated": "eGFR (calculated)"}.get(
+    return {
+        "egfr": "eGFR",
+        "egfr_calculated": "eGFR (calculated)",
+        "egfr_reported": "eGFR (laboratory-reported)",
+        "calcium_assessed": "Calcium",
+        "corrected_sodium": "Glucose-corrected sodium",
+    }.get(
         name, name.replace("_", " ").capitalize()
     )
 

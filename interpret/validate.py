@@ -176,18 +176,20 @@ def _result(
 
 
 def _implausible(value: float, canonical: float, analyte: str, unit: str, rs: Ruleset) -> str:
+    limits = rs.plausibility[analyte]
+    below, above = limits.get("refuse_below"), limits.get("refuse_above")
+    too_low = below is not None and canonical < below.for_unit(unit)
+    too_high = above is not None and canonical > above.for_unit(unit)
+    if value >= 0 and not too_low and not too_high:
+        return ""
     shown = f"{format_number(value)} {rs.units.display(unit)}"
     if value < 0:
         return f"{shown} is negative"
-    limits = rs.plausibility[analyte]
-    below, above = limits.get("refuse_below"), limits.get("refuse_above")
-    if (below and canonical < below.for_unit(unit)) or (above and canonical > above.for_unit(unit)):
-        bounds = " to ".join(t.words() for t in (below, above) if t)
-        return (
-            f"{shown} is outside the plausible range for {analyte} ({bounds}): "
-            "check the value and its unit"
-        )
-    return ""
+    bounds = " to ".join(t.words() for t in (below, above) if t)
+    return (
+        f"{shown} is outside the plausible range for {analyte} ({bounds}): "
+        "check the value and its unit"
+    )
 
 
 def _medications(

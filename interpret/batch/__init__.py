@@ -1,0 +1,1 @@
+"""Batch interpretation of CSV exports (column-wise, polars)."""

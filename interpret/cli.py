@@ -1,0 +1,120 @@
+"""The `interpret` command: panels, rules, the web server and batch runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interpret.render import FORMATS, render
+from interpret.ruleset import RulesetError, load_ruleset
+
+app = typer.Typer(
+    help="Decision support for adult serum electrolyte panels. Not a diagnosis.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+rules_app = typer.Typer(help="Inspect and check the ruleset.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+def _error(message: str) -> None:
+    """Errors go to standard error unwrapped, one per line, so they can be grepped."""
+    print(message, file=sys.stderr)
+
+RulesOption = Annotated[
+    Path | None,
+    typer.Option("--rules", help="A ruleset directory to use instead of the embedded one."),
+]
+
+
+def _interpreter(rules: Path | None):  # type: ignore[no-untyped-def]
+    from interpret.pipeline import Interpreter
+
+    try:
+        return Interpreter(load_ruleset(rules) if rules else None)
+    except RulesetError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+
+
+def _read_json(path: str) -> object:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8-sig")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        _error(f"{path}: line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def panel(
+    file: Annotated[str, typer.Argument(help="A panel as JSON; '-' reads standard input.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json, html or text")] = "json",
+    rules: RulesOption = None,
+) -> None:
+    """Interpret one panel and print the report."""
+    from interpret.validate import InputError
+
+    if fmt not in FORMATS:
+        _error(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    interpreter = _interpreter(rules)
+    try:
+        data = _read_json(file)
+    except OSError as exc:
+        _error(f"{file}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    try:
+        result = interpreter.interpret(data)
+    except InputError as exc:
+        for loc, msg in exc.errors:
+            _error(f"{file}: {loc}: {msg}")
+        raise typer.Exit(2) from None
+    sys.stdout.write(render(result, fmt).rstrip("\n") + "\n")
+
+
+@rules_app.command("check")
+def rules_check(rules: RulesOption = None) -> None:
+    """Validate the ruleset and run every rule's examples."""
+    from interpret.ruleset.check import run_examples
+
+    interpreter = _interpreter(rules)
+    runs = list(run_examples(interpreter))
+    failed = [r for r in runs if r.problem]
+    for r in failed:
+        _error(f"{r.name}: {r.problem}\n  panel: {r.panel}")
+    rs = interpreter.ruleset
+    print(
+        f"ruleset {rs.meta.name} v{rs.version} sha256 {rs.sha256}: {len(rs.rules)} rules, "
+        f"{len(runs) - len(failed)} passed, {len(failed)} failed"
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+@rules_app.command("list")
+def rules_list(rules: RulesOption = None) -> None:
+    """A table of the rules: code, severity (and escalations) and title."""
+    interpreter = _interpreter(rules)
+    rs = interpreter.ruleset
+    table = Table(title=f"{rs.meta.name} v{rs.version} (sha256 {rs.sha256[:12]})")
+    for column in ("code", "severity", "title"):
+        table.add_column(column)
+    for rule in rs.rules:
+        tiers = [rule.definition.severity, *(to for to, _ in rule.escalations)]
+        table.add_row(rule.code, " → ".join(dict.fromkeys(tiers)), rule.definition.title)
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Presentation helpers shared by the HTML and text templates (layout only, no clinical logic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from interpret.models import Interpretation, NotAssessedOut, ResultOut
+
+SEVERITY_LABELS = {
+    "critical": "Critical",
+    "warning": "Warning",
+    "advisory": "Advisory",
+    "info": "Information",
+}
+STATUS_LABELS = {
+    "critical_low": "critically low",
+    "low": "low",
+    "normal": "normal",
+    "high": "high",
+    "critical_high": "critically high",
+    None: "no interval",
+}
+
+
+@dataclass(frozen=True)
+class RangeBar:
+    """Where the value and the interval sit on one axis, in percent of the bar's width."""
+
+    interval_left: float
+    interval_width: float
+    marker: float
+
+
+def range_bar(result: ResultOut) -> RangeBar | None:
+    interval = result.reference_interval
+    if interval is None or interval.low is None or interval.high is None:
+        return None
+    low, high, value = interval.low, interval.high, result.value
+    span = max(high - low, 1e-9)
+    start = min(low - 0.5 * span, value)
+    end = max(high + 0.5 * span, value)
+    width = end - start
+
+    def pct(x: float) -> float:
+        return round(100 * (x - start) / width, 1)
+
+    return RangeBar(pct(low), round(pct(high) - pct(low), 1), pct(value))
+
+
+def group_not_assessed(items: list[NotAssessedOut]) -> list[tuple[str, list[str]]]:
+    """Not-assessed rules grouped by what was missing: "magnesium: not measured" -> titles."""
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        for missing in item.missing or ["inputs missing"]:
+            groups.setdefault(missing, []).append(item.title)
+    return sorted(groups.items())
+
+
+def context(interpretation: Interpretation) -> dict[str, Any]:
+    return {
+        "r": interpretation,
+        "bars": {res.analyte: range_bar(res) for res in interpretation.results},
+        "not_assessed": group_not_assessed(interpretation.not_assessed),
+        "severity_labels": SEVERITY_LABELS,
+        "status_labels": STATUS_LABELS,
+    }

@@ -1,0 +1,1 @@
+"""Web form, JSON API and CDS Hooks service (FastAPI)."""

@@ -27,6 +27,7 @@ def _error(message: str) -> None:
     """Errors go to standard error unwrapped, one per line, so they can be grepped."""
     print(message, file=sys.stderr)
 
+
 RulesOption = Annotated[
     Path | None,
     typer.Option("--rules", help="A ruleset directory to use instead of the embedded one."),

@@ -33,7 +33,7 @@ class _Source:
         self._temp += 1
         return f"_t{self._temp}"
 
-    def expr(self, node: c.Node) -> str:  # noqa: PLR0911 - one branch per node kind
+    def expr(self, node: c.Node) -> str:
         match node:
             case c.All(items):
                 t = self.temp()
@@ -68,7 +68,9 @@ class _Source:
             case c.SpecimenFlag():
                 return "f.hemolyzed"
             case c.NeedsVerification(names):
-                tests = " or ".join(f"({_local(n)} is not None and {_local(n)}.verify is not None)" for n in names)
+                tests = " or ".join(
+                    f"({_local(n)} is not None and {_local(n)}.verify is not None)" for n in names
+                )
                 return f"({tests})"
             case c.SexIs(values):
                 return f"(None if f.sex is None else f.sex in {self.const(values)})"

@@ -8,6 +8,7 @@ same logic column-wise: null plays unknown in `&`, `|` and comparisons.)
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -66,13 +67,16 @@ def _status(name: str, statuses: frozenset[str]) -> Check:
     return check
 
 
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "below": operator.lt,
+    "at_or_below": operator.le,
+    "above": operator.gt,
+    "at_or_above": operator.ge,
+}
+
+
 def _compare(name: str, op: str, threshold: c.Threshold) -> Check:
-    compare = {
-        "below": lambda a, b: a < b,
-        "at_or_below": lambda a, b: a <= b,
-        "above": lambda a, b: a > b,
-        "at_or_above": lambda a, b: a >= b,
-    }[op]
+    compare = COMPARISONS[op]
 
     def check(f: Facts) -> Tri:
         q = f.quantities.get(name)
@@ -245,7 +249,7 @@ class Engine:
                 continue
             if not result:
                 continue
-            severity = cr.rule.definition.severity
+            severity: str = cr.rule.definition.severity
             for to, check in cr.escalations:
                 if check(facts) is True and rank[to] > rank[severity]:
                     severity = to

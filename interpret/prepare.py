@@ -7,6 +7,7 @@ names). The batch engine computes the same facts column-wise from the same `rule
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from interpret import derive
 from interpret.facts import ANALYTE_FACT
@@ -49,7 +50,7 @@ class Facts:
     age: float | None
     sex: str | None
     settings: dict[str, bool]
-    derived: dict[str, dict[str, object]] = field(default_factory=dict)
+    derived: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def classify(

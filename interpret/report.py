@@ -7,6 +7,7 @@ shows exactly the facts that made it fire, in the words of the rule's own vocabu
 from __future__ import annotations
 
 import re
+from typing import Any, cast
 
 from interpret.engine import Engine, Outcome, available
 from interpret.facts import QUANTITIES
@@ -22,6 +23,8 @@ from interpret.models import (
     ReferenceOut,
     ResultOut,
     RulesetOut,
+    Severity,
+    Status,
 )
 from interpret.prepare import Facts, Quantity
 from interpret.ruleset import conditions as c
@@ -46,9 +49,7 @@ def label(name: str) -> str:
         "egfr_reported": "eGFR (laboratory-reported)",
         "calcium_assessed": "Calcium",
         "corrected_sodium": "Glucose-corrected sodium",
-    }.get(
-        name, name.replace("_", " ").capitalize()
-    )
+    }.get(name, name.replace("_", " ").capitalize())
 
 
 def missing_words(name: str, facts: Facts) -> str:
@@ -82,7 +83,10 @@ class Reporter:
         return Interpretation.model_construct(
             patient=PatientOut.model_construct(age=panel.age, sex=panel.sex),
             results=[self._result(panel, facts, a) for a in panel.results],
-            derived={k: DerivedOut.model_construct(name=k, **_defaults(v)) for k, v in facts.derived.items()},
+            derived={
+                k: DerivedOut.model_construct(name=k, **_defaults(v))
+                for k, v in facts.derived.items()
+            },
             findings=findings,
             not_assessed=[
                 NotAssessedOut.model_construct(
@@ -124,7 +128,7 @@ class Reporter:
                 low=lo if lo != float("-inf") else None,
                 high=hi if hi != float("inf") else None,
                 unit=self.rs.units.display(r.unit),
-                source=q.interval_source or "default",
+                source="laboratory" if q.interval_source == "laboratory" else "default",
             )
         return ResultOut.model_construct(
             analyte=analyte,
@@ -134,7 +138,7 @@ class Reporter:
             canonical_value=r.canonical,
             canonical_unit=self.rs.units.display(a.canonical_unit),
             reference_interval=interval,
-            status=q.status,
+            status=cast(Status | None, q.status),
             needs_verification=q.verify is not None,
         )
 
@@ -151,7 +155,7 @@ class Reporter:
         assert o.severity is not None
         return FindingOut.model_construct(
             code=d.code,
-            severity=o.severity,
+            severity=cast(Severity, o.severity),
             title=d.title,
             message=self._fill(d.message, facts, drugs),
             evidence=evidence,
@@ -178,7 +182,9 @@ class Reporter:
             case _:
                 statement = self._statement(node, f, drugs)
                 if statement:
-                    out.append(EvidenceOut.model_construct(fact=_fact_name(node), statement=statement))
+                    out.append(
+                        EvidenceOut.model_construct(fact=_fact_name(node), statement=statement)
+                    )
 
     def _statement(self, node: c.Node, f: Facts, drugs: list[str]) -> str:
         match node:
@@ -237,7 +243,11 @@ class Reporter:
                 return f.missing_reason.get(name, "")
             q = f.quantities.get(name)
             if q is None:
-                return "not measured" if name in QUANTITIES and not QUANTITIES[name].derived else "not available"
+                return (
+                    "not measured"
+                    if name in QUANTITIES and not QUANTITIES[name].derived
+                    else "not available"
+                )
             if attr == "interval":
                 return _interval_words(q)
             if attr in ("note", "category"):
@@ -250,7 +260,9 @@ class Reporter:
 def _interval_words(q: Quantity) -> str:
     if q.interval is None:
         return "no interval"
-    source = "laboratory interval" if q.interval_source == "laboratory" else "default adult interval"
+    source = (
+        "laboratory interval" if q.interval_source == "laboratory" else "default adult interval"
+    )
     return f"{q.interval.text}, {source}"
 
 
@@ -273,8 +285,8 @@ def _fact_name(node: c.Node) -> str:
     return "results"
 
 
-def _defaults(values: dict[str, object]) -> dict[str, object]:
-    base: dict[str, object] = {
+def _defaults(values: dict[str, Any]) -> dict[str, Any]:
+    base: dict[str, Any] = {
         "category": None,
         "category_term": None,
         "note": None,

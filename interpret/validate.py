@@ -137,7 +137,7 @@ def _patient(panel_in: PanelIn, errors: list[tuple[str, str]]) -> tuple[float | 
 def _result(
     raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str, str]]
 ) -> Result | None:
-    analyte = ruleset.analyte_names.get(raw.analyte.strip().casefold())
+    analyte = ruleset.analyte(raw.analyte)
     if analyte is None:
         errors.append(
             (

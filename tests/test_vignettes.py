@@ -12,22 +12,50 @@ from tests.conftest import ROOT, SHARED, outcomes
 VIGNETTES = yaml.safe_load((ROOT / "tests/fixtures/vignettes.yaml").read_text())
 
 # The stable codes of findings.md (binding); kept here so the check runs without ../shared.
-FINDINGS_MD_CODES = """
-hypokalemia hyperkalemia hypomagnesemia hypermagnesemia hyponatremia hypernatremia
-hypocalcemia hypercalcemia hypoglycemia hyperglycemia reduced_egfr
-hypokalemia_with_hypomagnesemia hypokalemia_magnesium_unmeasured refractory_hypokalemia
-hypomagnesemia_with_hypocalcemia hypocalcemia_magnesium_unmeasured
-hypermagnesemia_renal_impairment hypermagnesemia_magnesium_source
-magnesium_load_renal_impairment hyperkalemia_with_hypermagnesemia
-hyperkalemia_risk_medications hyperkalemia_with_reduced_egfr hyperkalemia_risk_combination
-possible_pseudohyperkalemia possible_edta_contamination diuretic_associated_losses
-ppi_associated_hypomagnesemia ppi_magnesium_unmeasured_high_risk
-nephrotoxin_associated_magnesium_wasting drug_associated_hypokalemia digoxin_electrolyte_risk
-qt_risk_with_electrolyte_deficit drug_associated_hyponatremia glucose_corrected_sodium
-lithium_associated_hypernatremia potassium_replacement_renal_caution
-magnesium_replacement_renal_caution egfr_not_computable egfr_interpretation_caveat
-result_needs_verification hemolyzed_specimen unrecognized_medication
-""".split()
+FINDINGS_MD_CODES = [
+    "hypokalemia",
+    "hyperkalemia",
+    "hypomagnesemia",
+    "hypermagnesemia",
+    "hyponatremia",
+    "hypernatremia",
+    "hypocalcemia",
+    "hypercalcemia",
+    "hypoglycemia",
+    "hyperglycemia",
+    "reduced_egfr",
+    "hypokalemia_with_hypomagnesemia",
+    "hypokalemia_magnesium_unmeasured",
+    "refractory_hypokalemia",
+    "hypomagnesemia_with_hypocalcemia",
+    "hypocalcemia_magnesium_unmeasured",
+    "hypermagnesemia_renal_impairment",
+    "hypermagnesemia_magnesium_source",
+    "magnesium_load_renal_impairment",
+    "hyperkalemia_with_hypermagnesemia",
+    "hyperkalemia_risk_medications",
+    "hyperkalemia_with_reduced_egfr",
+    "hyperkalemia_risk_combination",
+    "possible_pseudohyperkalemia",
+    "possible_edta_contamination",
+    "diuretic_associated_losses",
+    "ppi_associated_hypomagnesemia",
+    "ppi_magnesium_unmeasured_high_risk",
+    "nephrotoxin_associated_magnesium_wasting",
+    "drug_associated_hypokalemia",
+    "digoxin_electrolyte_risk",
+    "qt_risk_with_electrolyte_deficit",
+    "drug_associated_hyponatremia",
+    "glucose_corrected_sodium",
+    "lithium_associated_hypernatremia",
+    "potassium_replacement_renal_caution",
+    "magnesium_replacement_renal_caution",
+    "egfr_not_computable",
+    "egfr_interpretation_caveat",
+    "result_needs_verification",
+    "hemolyzed_specimen",
+    "unrecognized_medication",
+]
 
 
 @pytest.mark.parametrize("vignette", VIGNETTES, ids=[v["name"] for v in VIGNETTES])

@@ -95,7 +95,7 @@ class Ruleset:
             self.medications = MedicationCatalogue(meds)
         except (UnitError, CatalogueError) as exc:
             raise RulesetError([str(exc)]) from None
-        self.severity_rank = {s.name: i for i, s in enumerate(self.meta.severities)}
+        self.severity_rank: dict[str, int] = {s.name: i for i, s in enumerate(self.meta.severities)}
         self.settings = {k: v.value for k, v in self.meta.settings.items()}
         self._index_analytes()
         self._check_citations(meds)
@@ -134,7 +134,7 @@ class Ruleset:
         self.plausibility: dict[str, dict[str, c.Threshold]] = {}
         for name, a in self.analytes.items():
             for alias in (name, a.label, *a.aliases, *a.loinc):
-                self.analyte_names[alias.casefold()] = name
+                self.analyte_names[analyte_key(alias)] = name
             where = f"analytes.yaml: {name}"
             self.critical[name] = (
                 self.threshold(name, a.critical.below, where),
@@ -194,6 +194,10 @@ class Ruleset:
             pairs.append((key, value * self.units.factor(analyte, key)))
         return c.Threshold(tuple(written.items()), pairs[0][1], tuple(pairs))
 
+    def analyte(self, name: str) -> str | None:
+        """The analyte a name, alias or LOINC code refers to."""
+        return self.analyte_names.get(analyte_key(name))
+
     def interval(self, analyte: str, sex: str | None, unit: str) -> Interval | None:
         return self.intervals.get((analyte, sex if sex in ("female", "male") else None, unit))
 
@@ -231,10 +235,13 @@ class Ruleset:
                 for err in exc.errors():
                     loc = list(err["loc"])
                     code = _rule_code(raw, loc)
-                    where = ".".join(str(p) for p in loc[3:] if loc[:1] == ["rules"]) or ".".join(
-                        str(p) for p in loc
-                    )
+                    inside = loc[2:] if loc[:1] == ["rules"] and len(loc) > 2 else loc
+                    where = ".".join(str(p) for p in inside)
                     self._problems.append(f"{source}: rule {code!r}: {where}: {err['msg']}")
+                # later rules may still refer to these codes: do not report them twice
+                seen.update(
+                    r.get("code", "") for r in (raw or {}).get("rules", []) if isinstance(r, dict)
+                )
                 continue
             for definition in parsed.rules:
                 rule = self._link_rule(definition, source, seen)
@@ -307,6 +314,14 @@ class Ruleset:
         return self.meta.disclaimer.format(
             version=self.version, sha256=self.sha256, sha256_short=self.sha256[:12]
         )
+
+
+def analyte_key(text: str) -> str:
+    """How analyte names are compared: case, spacing and punctuation ignored ("Calcium, Total")."""
+    return " ".join(_NAME_WORDS.findall(text.casefold()))
+
+
+_NAME_WORDS = re.compile(r"[0-9a-z+]+")
 
 
 def _rule_code(raw: Any, loc: list[Any]) -> str:

@@ -1,0 +1,87 @@
+"""Derived values against published worked examples (clinical-reference.md §3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from interpret import derive
+from interpret.compact import expand
+from interpret.prepare import egfr_category
+from interpret.ruleset import default_ruleset
+
+# clinical-reference.md §3.1.3, computed with the exact published equation (NKF: M 50 y, 1.0 -> 92)
+EGFR = [
+    ("male", 50, 1.00, 91.69),
+    ("male", 50, 0.80, 107.82),  # the MedCalc-Bench kappa bug branch would give 99.94
+    ("male", 50, 0.90, 104.05),
+    ("male", 40, 0.60, 125.15),
+    ("male", 18, 0.50, 151.62),
+    ("male", 50, 90 / 88.40, 89.74),
+    ("male", 70, 2.00, 35.24),
+    ("female", 50, 1.00, 68.63),
+    ("female", 30, 0.60, 123.76),
+    ("female", 60, 0.70, 98.95),
+    ("female", 45, 1.50, 43.52),
+    ("female", 80, 3.00, 15.24),
+]
+
+
+@pytest.mark.parametrize(("sex", "age", "scr", "expected"), EGFR)
+def test_ckd_epi_2021_worked_examples(sex, age, scr, expected):
+    assert derive.ckd_epi_2021(scr, age, sex == "female") == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("value", "category"),
+    [
+        (120, "G1"),
+        (90, "G1"),
+        (89.99, "G2"),
+        (60, "G2"),
+        (59.6, "G3a"),
+        (45, "G3a"),
+        (44.9, "G3b"),
+        (30, "G3b"),
+        (29.9, "G4"),
+        (15, "G4"),
+        (14.99, "G5"),
+        (3, "G5"),
+    ],
+)
+def test_kdigo_categories_on_the_unrounded_value(value, category):
+    assert egfr_category(value, default_ruleset())[0] == category
+
+
+def test_corrected_calcium_worked_example(interpreter):
+    # Ca 7.6 mg/dL (1.8963 mmol/L), albumin 2.0 g/dL: SI form gives 2.296 mmol/L (9.2 mg/dL)
+    result = interpreter.interpret(expand({"calcium": "7.6 mg/dL", "albumin": "2.0 g/dL"}))
+    assert result.derived["corrected_calcium"].value == pytest.approx(2.296, abs=0.001)
+    assert "albumin" in result.derived["corrected_calcium"].inputs
+
+
+def test_calcium_is_not_corrected_when_albumin_is_not_low(interpreter):
+    result = interpreter.interpret(expand({"calcium": "2.0 mmol/L", "albumin": "45 g/L"}))
+    assert "corrected_calcium" not in result.derived
+
+
+def test_corrected_sodium_names_both_factors(interpreter):
+    # Na 128, glucose 600 mg/dL: Hillier 140.0, Katz 136.0 (clinical-reference.md §3.4)
+    result = interpreter.interpret(expand({"sodium": "128 mmol/L", "glucose": "600 mg/dL"}))
+    derived = result.derived["corrected_sodium"]
+    assert derived.value == pytest.approx(140.0, abs=0.01)
+    assert derived.alternatives["Katz"] == pytest.approx(136.0, abs=0.01)
+    assert "Hillier" in derived.formula
+
+
+def test_corrected_sodium_only_above_the_trigger(interpreter):
+    result = interpreter.interpret(expand({"sodium": "138 mmol/L", "glucose": "180 mg/dL"}))
+    assert "corrected_sodium" not in result.derived
+
+
+def test_egfr_output_keys(interpreter):
+    result = interpreter.interpret(
+        expand({"creatinine": "1.0 mg/dL", "age": 50, "sex": "male"})
+    ).model_dump()
+    assert result["derived"]["egfr"]["value"] == pytest.approx(91.69, abs=0.01)
+    assert result["derived"]["egfr"]["category"] == "G1"
+    assert result["derived"]["egfr"]["inputs"]["age"] == "50"

@@ -1,0 +1,76 @@
+"""Renderers: disclaimer, ruleset version and hash everywhere; HTML escapes; no silent gaps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interpret.compact import expand
+from interpret.render import render
+
+SEED = {
+    "potassium": "3.0 mmol/L",
+    "magnesium": "1.3 mg/dL",
+    "creatinine": "88 umol/L",
+    "age": 72,
+    "sex": "female",
+    "medications": ["furosemide 40 mg PO daily", "<script>alert(1)</script>"],
+}
+
+
+@pytest.fixture(scope="module")
+def seed(interpreter):
+    return interpreter.interpret(expand(SEED))
+
+
+@pytest.mark.parametrize("fmt", ["json", "html", "text"])
+def test_every_format_carries_disclaimer_version_and_hash(seed, fmt, interpreter):
+    out = render(seed, fmt)
+    assert "decision support" in out.lower()
+    assert interpreter.ruleset.version in out
+    assert interpreter.ruleset.sha256 in out
+
+
+def test_json_public_keys(seed):
+    data = json.loads(render(seed, "json"))
+    finding = data["findings"][0]
+    assert {"code", "severity", "evidence", "references", "message", "recommendation"} <= set(
+        finding
+    )
+    assert data["results"][0]["status"] == "low"
+    assert data["derived"]["egfr"]["category"] == "G2"
+    assert {"version", "sha256"} <= set(data["ruleset"])
+    assert data["disclaimer"]
+
+
+def test_findings_are_ordered_by_severity(seed):
+    order = ["critical", "warning", "advisory", "info"]
+    ranks = [order.index(f.severity) for f in seed.findings]
+    assert ranks == sorted(ranks)
+
+
+def test_html_escapes_medication_text(seed):
+    html = render(seed, "html")
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_html_shows_evidence_sources_and_not_assessed(seed):
+    html = render(seed, "html")
+    assert "Potassium 3.0 mmol/L: low" in html
+    assert "Huang C-L, Kuo E." in html
+    assert "Not assessed" in html and "Sodium: not measured" in html
+
+
+def test_critical_values_are_worded_as_such(interpreter):
+    out = render(interpreter.interpret(expand({"potassium": "2.2 mmol/L"})), "text")
+    assert "[CRITICAL]" in out
+    assert "confirm with the laboratory" in out
+
+
+def test_no_findings_is_not_called_normal(interpreter):
+    out = render(
+        interpreter.interpret(expand({"potassium": "4.2 mmol/L", "medications": []})), "text"
+    )
+    assert "not a statement that the panel is normal" in out

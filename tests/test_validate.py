@@ -1,0 +1,114 @@
+"""Every class of refused input gets an error that names its field."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from interpret.validate import InputError
+
+
+def panel(*results, **extra):
+    return {"results": list(results), **extra}
+
+
+def k(value=4.0, unit="mmol/L", **more):
+    return {"analyte": "potassium", "value": value, "unit": unit, **more}
+
+
+def errors(interpreter, data):
+    with pytest.raises(InputError) as info:
+        interpreter.evaluate(data)
+    return dict(info.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("data", "location", "words"),
+    [
+        (
+            panel(k(unit="furlongs")),
+            "results[0].unit",
+            "'furlongs' is not a unit for potassium; accepted: mmol/L, mEq/L",
+        ),
+        (
+            panel({"analyte": "creatinine", "value": 90, "unit": "mL/min"}),
+            "results[0].unit",
+            "not a unit for creatinine",
+        ),
+        (
+            panel(k(), {"analyte": "potasium", "value": 1, "unit": "mmol/L"}),
+            "results[1].analyte",
+            "not a known analyte",
+        ),
+        (panel(k(value=-1)), "results[0].value", "negative"),
+        (panel(k(value=45)), "results[0].value", "outside the plausible range"),
+        (panel(k(value=0.2)), "results[0].value", "outside the plausible range"),
+        (panel(k(value="abc")), "results[0].value", "valid number"),
+        (panel(k(value=math.inf)), "results[0].value", "finite"),
+        (panel(k(value=math.nan)), "results[0].value", "finite"),
+        (panel(k(), k(value=3.0)), "results[1]", "given twice with different values"),
+        (panel(k(), patient={"age": 17}), "patient.age", "outside 18-120"),
+        (panel(k(), patient={"age": 121}), "patient.age", "outside 18-120"),
+        (panel(k(), patient={"sex": "robot"}), "patient.sex", "not accepted"),
+        (panel(), "results", "at least 1"),
+        (panel(k(), colour="blue"), "colour", "Extra inputs"),
+        (panel(k(), medications=["furosemide", "  "]), "medications[1]", "empty"),
+        (
+            panel(k(reference_range={"low": 5, "high": 3})),
+            "results[0].reference_range",
+            "low is above high",
+        ),
+        (
+            panel({"analyte": "sodium", "value": 1400, "unit": "mmol/L"}),
+            "results[0].value",
+            "plausible",
+        ),
+        (
+            panel({"analyte": "glucose", "value": 400, "unit": "mmol/L"}),
+            "results[0].value",
+            "plausible",
+        ),
+    ],
+)
+def test_refused_with_a_located_error(interpreter, data, location, words):
+    found = errors(interpreter, data)
+    assert location in found, found
+    assert words in found[location]
+
+
+def test_all_errors_are_reported_at_once(interpreter):
+    found = errors(interpreter, panel(k(unit="x"), k(value=-2), patient={"age": 5}))
+    assert {"results[0].unit", "results[1].value", "patient.age"} <= set(found)
+
+
+def test_same_value_twice_in_different_units_is_accepted(interpreter):
+    p, _, _ = interpreter.evaluate(panel(k(value=4.0), k(value=4.0, unit="mEq/L")))
+    assert p.results["potassium"].canonical == 4.0
+
+
+def test_loinc_code_and_aliases_name_an_analyte(interpreter):
+    p, _, _ = interpreter.evaluate(
+        panel(
+            {"analyte": "2823-3", "value": 4.0, "unit": "mEq/L"},
+            {"analyte": "19123-9", "value": 2.0, "unit": "mg/dL"},
+            {"analyte": "Calcium, total", "value": 9.0, "unit": "mg/dL"},
+        )
+    )
+    assert set(p.results) == {"potassium", "magnesium", "calcium"}
+
+
+def test_survivable_extremes_pass_and_ask_for_verification(interpreter):
+    _, facts, _ = interpreter.evaluate(
+        panel({"analyte": "glucose", "value": 311, "unit": "mmol/L"})
+    )
+    assert facts.quantities["glucose"].verify
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [("F", "female"), ("m", "male"), ("Female", "female"), ("other", "other")],
+)
+def test_sex_spellings(interpreter, given, normalised):
+    p, _, _ = interpreter.evaluate(panel(k(), patient={"sex": given}))
+    assert p.sex == normalised

@@ -31,14 +31,15 @@ class MatchedDrug:
 class MedicationMatch:
     text: str
     drugs: tuple[MatchedDrug, ...]
+    classes: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, text: str, drugs: tuple[MatchedDrug, ...]) -> MedicationMatch:
+        return cls(text, drugs, frozenset().union(*(d.classes for d in drugs)))
 
     @property
     def recognized(self) -> bool:
         return bool(self.drugs)
-
-    @property
-    def classes(self) -> frozenset[str]:
-        return frozenset().union(*(d.classes for d in self.drugs))
 
 
 class CatalogueError(ValueError):
@@ -101,7 +102,7 @@ class MedicationCatalogue:
 
     def _match(self, text: str, rxnorm: str | None) -> MedicationMatch:
         if rxnorm and rxnorm.strip() in self._rxnorm:
-            return MedicationMatch(text, (self._rxnorm[rxnorm.strip()],))
+            return MedicationMatch.of(text, (self._rxnorm[rxnorm.strip()],))
         tokens = words(text)
         found: list[MatchedDrug] = []
         i = 0
@@ -116,7 +117,7 @@ class MedicationCatalogue:
             i += length
             while i < len(tokens) and tokens[i] in self.salts:
                 i += 1
-        return MedicationMatch(text, tuple(found))
+        return MedicationMatch.of(text, tuple(found))
 
     def _longest_at(self, tokens: tuple[str, ...], i: int) -> tuple[int, MatchedDrug] | None:
         for key, drug in self._index.get(tokens[i], ()):

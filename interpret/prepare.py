@@ -74,7 +74,7 @@ def classify(
 
 
 def display_units(analyte: str, unit: str, rs: Ruleset) -> tuple[str, str]:
-    return rs.units.display(unit), rs.units.display(rs.analytes[analyte].canonical_unit)
+    return rs.display_units[analyte, unit]
 
 
 def build_facts(panel: Panel, rs: Ruleset) -> Facts:
@@ -186,8 +186,8 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "unit": "mL/min/1.73 m²",
             "formula": d.formula,
             "inputs": {
-                "creatinine": creatinine.shown,
-                "age": format_number(facts.age),
+                "creatinine": creatinine,
+                "age": facts.age,
                 "sex": facts.sex,
             },
             "category": category[0],
@@ -260,7 +260,7 @@ def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
             "unit": "mmol/L",
             "formula": f"{d.formula}: Ca + {d.factor_mmol_per_g:g} × "
             f"({d.reference_albumin_g_per_l:g} − albumin g/L)",
-            "inputs": {"calcium": facts.quantities["calcium"].shown, "albumin": albumin.shown},
+            "inputs": {"calcium": facts.quantities["calcium"], "albumin": albumin},
             "status": q.status,
             "note": d.caveat,
             "references": list(d.references),
@@ -306,7 +306,7 @@ def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
         "unit": "mmol/L",
         "formula": f"{d.formula}: Na + factor × (glucose mg/dL − "
         f"{d.baseline_glucose_mg_dl:g}) / 100, {main.name} factor {main.factor:g}",
-        "inputs": {"sodium": sodium.shown, "glucose": glucose.shown},
+        "inputs": {"sodium": sodium, "glucose": glucose},
         "status": q.status,
         "alternatives": {f.name: values[f.name] for f in others},
         "references": list(d.references),

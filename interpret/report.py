@@ -29,6 +29,7 @@ from interpret.models import (
 from interpret.prepare import Facts, Quantity
 from interpret.ruleset import conditions as c
 from interpret.ruleset.load import PLACEHOLDER, Rule, Ruleset
+from interpret.units import format_number
 from interpret.validate import Panel
 
 STATUS_WORDS = {
@@ -294,7 +295,18 @@ def _defaults(values: dict[str, Any]) -> dict[str, Any]:
         "alternatives": {},
         "references": [],
     }
-    return {**base, **values}
+    merged = {**base, **values}
+    merged["inputs"] = {k: _shown(v) for k, v in merged.get("inputs", {}).items()}
+    return merged
+
+
+def _shown(value: Any) -> str:
+    """Derived values keep their inputs as facts; they are worded only when reported."""
+    if isinstance(value, Quantity):
+        return value.shown
+    if isinstance(value, float | int):
+        return format_number(value)
+    return str(value)
 
 
 __all__ = ["Reporter", "Rule"]

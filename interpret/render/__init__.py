@@ -8,18 +8,13 @@ from pathlib import Path
 import jinja2
 
 from interpret.models import Interpretation
+from interpret.resources import data_dir
 
 FORMATS = ("json", "html", "text")
 
 
 def templates_dir() -> Path:
-    """`templates/` in a source checkout, else the copy inside the installed wheel."""
-    source = Path(__file__).resolve().parents[2] / "templates"
-    if (source / "report.html").is_file():
-        return source
-    from importlib.resources import files
-
-    return Path(str(files("interpret._templates")))
+    return data_dir("templates", "report.html")
 
 
 @cache

@@ -37,11 +37,11 @@ class Threshold:
     primary: float = float("nan")
     by_unit: tuple[tuple[str, float], ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lookup", dict(self.by_unit))
+
     def for_unit(self, unit: str | None) -> float:
-        for u, v in self.by_unit:
-            if u == unit:
-                return v
-        return self.primary
+        return self._lookup.get(unit, self.primary)  # type: ignore[attr-defined,no-any-return]
 
     def words(self) -> str:
         first, *others = self.written

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from interpret.facts import QUANTITIES
 from interpret.medications import CatalogueError, MedicationCatalogue
+from interpret.resources import data_dir
 from interpret.ruleset import conditions as c
 from interpret.ruleset.schema import (
     AnalyteDef,
@@ -98,6 +99,11 @@ class Ruleset:
         self.severity_rank: dict[str, int] = {s.name: i for i, s in enumerate(self.meta.severities)}
         self.settings = {k: v.value for k, v in self.meta.settings.items()}
         self._index_analytes()
+        self.display_units = {
+            (name, unit): (self.units.display(unit), self.units.display(a.canonical_unit))
+            for name, a in self.analytes.items()
+            for unit in a.units
+        }
         self._check_citations(meds)
         self.rules = self._read_rules()
         self._raise_if_problems()
@@ -129,6 +135,7 @@ class Ruleset:
 
     def _index_analytes(self) -> None:
         self.analyte_names: dict[str, str] = {}
+        self._analyte_cache: dict[str, str | None] = {}
         self.intervals: dict[tuple[str, str | None, str], Interval] = {}
         self.critical: dict[str, tuple[c.Threshold | None, c.Threshold | None]] = {}
         self.plausibility: dict[str, dict[str, c.Threshold]] = {}
@@ -196,7 +203,12 @@ class Ruleset:
 
     def analyte(self, name: str) -> str | None:
         """The analyte a name, alias or LOINC code refers to."""
-        return self.analyte_names.get(analyte_key(name))
+        found = self._analyte_cache.get(name)
+        if found is None and name not in self._analyte_cache:
+            found = self.analyte_names.get(analyte_key(name))
+            if len(self._analyte_cache) < 10_000:
+                self._analyte_cache[name] = found
+        return found
 
     def interval(self, analyte: str, sex: str | None, unit: str) -> Interval | None:
         return self.intervals.get((analyte, sex if sex in ("female", "male") else None, unit))
@@ -341,13 +353,7 @@ def content_hash(directory: Path) -> str:
 
 
 def default_rules_dir() -> Path:
-    """`rules/` beside the package in a source checkout, else the copy inside the wheel."""
-    source = Path(__file__).resolve().parents[2] / "rules"
-    if (source / "ruleset.yaml").is_file():
-        return source
-    from importlib.resources import files
-
-    return Path(str(files("interpret._rules")))
+    return data_dir("rules", "ruleset.yaml")
 
 
 def load_ruleset(directory: Path | str | None = None) -> Ruleset:

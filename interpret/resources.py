@@ -1,0 +1,23 @@
+"""Where `rules/` and `templates/` are: beside the package in a checkout, inside the wheel otherwise."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir(folder: str, marker: str) -> Path:
+    """`folder` of the source checkout if it holds `marker`, else the wheel's copy.
+
+    The wheel installs `rules/` as `interpret._rules` and `templates/` as
+    `interpret._templates` (data-only namespace packages, see pyproject.toml).
+    """
+    source = SOURCE_ROOT / folder
+    if (source / marker).is_file():
+        return source
+    spec = importlib.util.find_spec(f"interpret._{folder}")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"cannot find the {folder}/ folder of this installation")
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -42,21 +42,13 @@ def panel(rng: random.Random) -> dict[str, Any]:
         {"analyte": "creatinine", "value": round(rng.lognormvariate(4.5, 0.45)), "unit": "umol/L"},
     ]
     if rng.random() < 0.8:
-        results.append(
-            {"analyte": "magnesium", "value": round(rng.gauss(2.0, 0.3), 1), "unit": "mg/dL"}
-        )
+        results.append({"analyte": "magnesium", "value": round(rng.gauss(2.0, 0.3), 1), "unit": "mg/dL"})
     if rng.random() < 0.7:
-        results.append(
-            {"analyte": "calcium", "value": round(rng.gauss(9.2, 0.6), 1), "unit": "mg/dL"}
-        )
+        results.append({"analyte": "calcium", "value": round(rng.gauss(9.2, 0.6), 1), "unit": "mg/dL"})
     if rng.random() < 0.3:
-        results.append(
-            {"analyte": "albumin", "value": round(rng.gauss(3.6, 0.5), 1), "unit": "g/dL"}
-        )
+        results.append({"analyte": "albumin", "value": round(rng.gauss(3.6, 0.5), 1), "unit": "g/dL"})
     if rng.random() < 0.7:
-        results.append(
-            {"analyte": "glucose", "value": round(rng.lognormvariate(4.8, 0.3)), "unit": "mg/dL"}
-        )
+        results.append({"analyte": "glucose", "value": round(rng.lognormvariate(4.8, 0.3)), "unit": "mg/dL"})
     for r in results:
         r["value"] = max(r["value"], 0.6)
     return {

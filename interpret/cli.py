@@ -113,6 +113,27 @@ def rules_list(rules: RulesOption = None) -> None:
     Console(width=160).print(table)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; localhost unless told otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow this browser origin (e.g. a CDS Hooks client)."),
+    ] = None,
+    rules: RulesOption = None,
+) -> None:
+    """Start the web form, JSON API and CDS Hooks service."""
+    import uvicorn
+
+    from interpret.web.app import create_app
+
+    application = create_app(_interpreter(rules), cors_origins=cors_origin or [])
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Serving on http://{shown}:{port}/  (API docs /docs, CDS Hooks /cds-services)", flush=True)
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
 def main() -> None:
     app()
 

@@ -68,9 +68,7 @@ class _Source:
             case c.SpecimenFlag():
                 return "f.hemolyzed"
             case c.NeedsVerification(names):
-                tests = " or ".join(
-                    f"({_local(n)} is not None and {_local(n)}.verify is not None)" for n in names
-                )
+                tests = " or ".join(f"({_local(n)} is not None and {_local(n)}.verify is not None)" for n in names)
                 return f"({tests})"
             case c.SexIs(values):
                 return f"(None if f.sex is None else f.sex in {self.const(values)})"

@@ -63,9 +63,7 @@ def ckd_epi_2021(scr_mg_dl: Any, age: Any, female: Any, ops: Ops = FLOAT_OPS) ->
     )
 
 
-def corrected_calcium(
-    calcium_mmol: Any, albumin_g_l: Any, factor: float, reference_albumin: float
-) -> Any:
+def corrected_calcium(calcium_mmol: Any, albumin_g_l: Any, factor: float, reference_albumin: float) -> Any:
     """Albumin-corrected calcium in mmol/L: Ca + factor × (reference albumin − albumin)."""
     return calcium_mmol + factor * (reference_albumin - albumin_g_l)
 

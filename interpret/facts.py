@@ -27,20 +27,14 @@ QUANTITIES: dict[str, QuantityInfo] = {
     "glucose": QuantityInfo("glucose", False, "serum or plasma glucose"),
     "creatinine": QuantityInfo("creatinine", False, "serum creatinine"),
     "egfr_reported": QuantityInfo("egfr", False, "eGFR as reported by the laboratory"),
-    "egfr_calculated": QuantityInfo(
-        "egfr", True, "eGFR calculated here by CKD-EPI 2021 from creatinine, age and sex"
-    ),
-    "egfr": QuantityInfo(
-        "egfr", True, "eGFR used by the rules: calculated when possible, else lab-reported"
-    ),
+    "egfr_calculated": QuantityInfo("egfr", True, "eGFR calculated here by CKD-EPI 2021 from creatinine, age and sex"),
+    "egfr": QuantityInfo("egfr", True, "eGFR used by the rules: calculated when possible, else lab-reported"),
     "calcium_assessed": QuantityInfo(
         "calcium",
         True,
         "calcium used by the rules: albumin-corrected when albumin is low, else as measured",
     ),
-    "corrected_sodium": QuantityInfo(
-        "sodium", True, "glucose-corrected sodium (only when glucose is high)"
-    ),
+    "corrected_sodium": QuantityInfo("sodium", True, "glucose-corrected sodium (only when glucose is high)"),
 }
 
 # Inputs that are not quantities but can be present or missing.

@@ -64,9 +64,7 @@ class MedicationCatalogue:
                 if not key:
                     raise CatalogueError(f"drug {d.name!r}: {spelling!r} has no words")
                 if owner.get(key, d.name) != d.name:
-                    raise CatalogueError(
-                        f"drug {d.name!r}: {spelling!r} is also a name of {owner[key]!r}"
-                    )
+                    raise CatalogueError(f"drug {d.name!r}: {spelling!r} is also a name of {owner[key]!r}")
                 owner[key] = d.name
                 self._index.setdefault(key[0], []).append((key, self.drugs[d.name]))
         for entries in self._index.values():
@@ -74,9 +72,7 @@ class MedicationCatalogue:
         self._rxnorm = {code: self.drugs[d.name] for d in data.drugs for code in d.rxnorm}
         self._cache: dict[tuple[str, str | None], MedicationMatch] = {}
 
-    def _classes(
-        self, drug: DrugDef, by_name: dict[str, DrugDef], seen: tuple[str, ...]
-    ) -> frozenset[str]:
+    def _classes(self, drug: DrugDef, by_name: dict[str, DrugDef], seen: tuple[str, ...]) -> frozenset[str]:
         if drug.name in seen:
             raise CatalogueError(f"drug {drug.name!r}: ingredients refer back to themselves")
         classes = set(drug.classes)

@@ -162,3 +162,14 @@ class Interpretation(OutputModel):
     ruleset: RulesetOut
     intended_use: str
     disclaimer: str
+
+
+class LocatedError(OutputModel):
+    loc: str = Field(description='Where, as a JSON path: "results[1].unit", "patient.age"')
+    msg: str
+
+
+class LocatedErrors(OutputModel):
+    """The 422 body: every problem found, each with its location."""
+
+    detail: list[LocatedError]

@@ -258,8 +258,7 @@ def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
             "label": "Albumin-corrected calcium",
             "value": value,
             "unit": "mmol/L",
-            "formula": f"{d.formula}: Ca + {d.factor_mmol_per_g:g} × "
-            f"({d.reference_albumin_g_per_l:g} − albumin g/L)",
+            "formula": f"{d.formula}: Ca + {d.factor_mmol_per_g:g} × ({d.reference_albumin_g_per_l:g} − albumin g/L)",
             "inputs": {"calcium": facts.quantities["calcium"], "albumin": albumin},
             "status": q.status,
             "note": d.caveat,
@@ -278,17 +277,13 @@ def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     d = rs.derivations.corrected_sodium
     glucose_mg_dl = glucose.value / rs.units.factor("glucose", "mg/dL")
     values = {
-        f.name: derive.corrected_sodium(
-            sodium.value, glucose_mg_dl, f.factor, d.baseline_glucose_mg_dl
-        )
+        f.name: derive.corrected_sodium(sodium.value, glucose_mg_dl, f.factor, d.baseline_glucose_mg_dl)
         for f in d.factors
     }
     main, *others = d.factors
     value = values[main.name]
     factor = rs.units.factor("sodium", sodium.unit)
-    alternatives = ", ".join(
-        f"{f.name} factor {f.factor:g}: {format_number(values[f.name])} mmol/L" for f in others
-    )
+    alternatives = ", ".join(f"{f.name} factor {f.factor:g}: {format_number(values[f.name])} mmol/L" for f in others)
     q = Quantity(
         "corrected_sodium",
         value,

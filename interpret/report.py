@@ -58,18 +58,14 @@ def missing_words(name: str, facts: Facts) -> str:
         return f"{label(name)}: {facts.missing_reason[name]}"
     if name in QUANTITIES:
         return f"{label(name)}: not measured"
-    return {"medications": "medication list: not supplied", "sex": "sex: not given"}.get(
-        name, f"{name}: not given"
-    )
+    return {"medications": "medication list: not supplied", "sex": "sex: not given"}.get(name, f"{name}: not given")
 
 
 class Reporter:
     def __init__(self, ruleset: Ruleset, engine: Engine) -> None:
         self.rs = ruleset
         self.engine = engine
-        self.ruleset_out = RulesetOut(
-            name=ruleset.meta.name, version=ruleset.version, sha256=ruleset.sha256
-        )
+        self.ruleset_out = RulesetOut(name=ruleset.meta.name, version=ruleset.version, sha256=ruleset.sha256)
         self.disclaimer = ruleset.disclaimer()
         self.references = {
             k: ReferenceOut(key=k, citation=r.citation, url=r.url, verified=r.verified)
@@ -84,10 +80,7 @@ class Reporter:
         return Interpretation.model_construct(
             patient=PatientOut.model_construct(age=panel.age, sex=panel.sex),
             results=[self._result(panel, facts, a) for a in panel.results],
-            derived={
-                k: DerivedOut.model_construct(name=k, **_defaults(v))
-                for k, v in facts.derived.items()
-            },
+            derived={k: DerivedOut.model_construct(name=k, **_defaults(v)) for k, v in facts.derived.items()},
             findings=findings,
             not_assessed=[
                 NotAssessedOut.model_construct(
@@ -183,9 +176,7 @@ class Reporter:
             case _:
                 statement = self._statement(node, f, drugs)
                 if statement:
-                    out.append(
-                        EvidenceOut.model_construct(fact=_fact_name(node), statement=statement)
-                    )
+                    out.append(EvidenceOut.model_construct(fact=_fact_name(node), statement=statement))
 
     def _statement(self, node: c.Node, f: Facts, drugs: list[str]) -> str:
         match node:
@@ -218,9 +209,7 @@ class Reporter:
                 reported = "reported" if f.hemolyzed else "not reported"
                 return f"Specimen {reported} haemolysed"
             case c.NeedsVerification(names):
-                return "; ".join(
-                    q.verify for n in names if (q := f.quantities.get(n)) is not None and q.verify
-                )
+                return "; ".join(q.verify for n in names if (q := f.quantities.get(n)) is not None and q.verify)
             case c.SexIs():
                 return f"Sex: {f.sex}" if f.sex else missing_words("sex", f)
             case c.UnrecognizedMedications():
@@ -244,11 +233,7 @@ class Reporter:
                 return f.missing_reason.get(name, "")
             q = f.quantities.get(name)
             if q is None:
-                return (
-                    "not measured"
-                    if name in QUANTITIES and not QUANTITIES[name].derived
-                    else "not available"
-                )
+                return "not measured" if name in QUANTITIES and not QUANTITIES[name].derived else "not available"
             if attr == "interval":
                 return _interval_words(q)
             if attr in ("note", "category"):
@@ -261,9 +246,7 @@ class Reporter:
 def _interval_words(q: Quantity) -> str:
     if q.interval is None:
         return "no interval"
-    source = (
-        "laboratory interval" if q.interval_source == "laboratory" else "default adult interval"
-    )
+    source = "laboratory interval" if q.interval_source == "laboratory" else "default adult interval"
     return f"{q.interval.text}, {source}"
 
 

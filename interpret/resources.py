@@ -1,4 +1,4 @@
-"""Where `rules/` and `templates/` are: beside the package in a checkout, inside the wheel otherwise."""
+"""Where `rules/` and `templates/` are: in the checkout, or inside the installed wheel."""
 
 from __future__ import annotations
 

@@ -118,8 +118,7 @@ def _patient(panel_in: PanelIn, errors: list[tuple[str, str]]) -> tuple[float | 
         errors.append(
             (
                 "patient.age",
-                f"{format_number(age)} is outside {MIN_AGE}-{MAX_AGE}: "
-                "only adult reference intervals are available",
+                f"{format_number(age)} is outside {MIN_AGE}-{MAX_AGE}: only adult reference intervals are available",
             )
         )
     if patient.sex is not None and patient.sex.strip():
@@ -134,16 +133,13 @@ def _patient(panel_in: PanelIn, errors: list[tuple[str, str]]) -> tuple[float | 
     return age, sex
 
 
-def _result(
-    raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str, str]]
-) -> Result | None:
+def _result(raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str, str]]) -> Result | None:
     analyte = ruleset.analyte(raw.analyte)
     if analyte is None:
         errors.append(
             (
                 f"{where}.analyte",
-                f"{raw.analyte!r} is not a known analyte or LOINC code; accepted: "
-                + ", ".join(ruleset.analytes),
+                f"{raw.analyte!r} is not a known analyte or LOINC code; accepted: " + ", ".join(ruleset.analytes),
             )
         )
         return None
@@ -186,10 +182,7 @@ def _implausible(value: float, canonical: float, analyte: str, unit: str, rs: Ru
     if value < 0:
         return f"{shown} is negative"
     bounds = " to ".join(t.words() for t in (below, above) if t)
-    return (
-        f"{shown} is outside the plausible range for {analyte} ({bounds}): "
-        "check the value and its unit"
-    )
+    return f"{shown} is outside the plausible range for {analyte} ({bounds}): check the value and its unit"
 
 
 def _medications(
@@ -199,9 +192,7 @@ def _medications(
         return None
     matches = []
     for i, entry in enumerate(panel_in.medications):
-        name, code = (
-            (entry.name, entry.rxnorm) if isinstance(entry, MedicationIn) else (entry, None)
-        )
+        name, code = (entry.name, entry.rxnorm) if isinstance(entry, MedicationIn) else (entry, None)
         if not name.strip():
             errors.append((f"medications[{i}]", "empty medication entry"))
             continue

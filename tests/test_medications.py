@@ -50,9 +50,7 @@ def test_rxnorm_ingredient_code_wins_over_the_name():
 
 
 def test_unknown_rxnorm_code_falls_back_to_the_name():
-    assert CATALOGUE.match("spironolactone 25 mg", rxnorm="999999999").classes == {
-        "mineralocorticoid_antagonist"
-    }
+    assert CATALOGUE.match("spironolactone 25 mg", rxnorm="999999999").classes == {"mineralocorticoid_antagonist"}
 
 
 def test_unrecognised_entries_are_kept_and_reported(interpreter):

@@ -35,9 +35,7 @@ def test_every_format_carries_disclaimer_version_and_hash(seed, fmt, interpreter
 def test_json_public_keys(seed):
     data = json.loads(render(seed, "json"))
     finding = data["findings"][0]
-    assert {"code", "severity", "evidence", "references", "message", "recommendation"} <= set(
-        finding
-    )
+    assert {"code", "severity", "evidence", "references", "message", "recommendation"} <= set(finding)
     assert data["results"][0]["status"] == "low"
     assert data["derived"]["egfr"]["category"] == "G2"
     assert {"version", "sha256"} <= set(data["ruleset"])
@@ -70,7 +68,5 @@ def test_critical_values_are_worded_as_such(interpreter):
 
 
 def test_no_findings_is_not_called_normal(interpreter):
-    out = render(
-        interpreter.interpret(expand({"potassium": "4.2 mmol/L", "medications": []})), "text"
-    )
+    out = render(interpreter.interpret(expand({"potassium": "4.2 mmol/L", "medications": []})), "text")
     assert "not a statement that the panel is normal" in out

@@ -39,10 +39,7 @@ def test_unknown_condition_names_file_rule_and_path(rules_copy):
         "when: {all: [{low: potassium}, {lowish: magnesium}]}",
     )
     text = problems(rules_copy)
-    assert (
-        "findings/20-patterns.yaml: rule 'hypokalemia_with_hypomagnesemia': when.all[1].lowish"
-        in text
-    )
+    assert "findings/20-patterns.yaml: rule 'hypokalemia_with_hypomagnesemia': when.all[1].lowish" in text
 
 
 def test_unknown_quantity(rules_copy):
@@ -60,10 +57,7 @@ def test_unknown_medication_class(rules_copy):
         "{taking: potassium_supplement}]}",
         "{taking: potasium_supplement}]}",
     )
-    assert (
-        "rule 'refractory_hypokalemia': unknown medication class 'potasium_supplement'"
-        in problems(rules_copy)
-    )
+    assert "rule 'refractory_hypokalemia': unknown medication class 'potasium_supplement'" in problems(rules_copy)
 
 
 def test_unknown_reference_and_placeholder(rules_copy):
@@ -130,11 +124,7 @@ def test_site_can_lower_the_potassium_critical_limit(rules_copy):
 
 def test_g5_critical_setting(rules_copy):
     panel = expand({"egfr": "10 mL/min/1.73m2"})
-    default = {
-        o.rule.code: o.severity for o in Interpreter(load_ruleset(rules_copy)).evaluate(panel)[2]
-    }
+    default = {o.rule.code: o.severity for o in Interpreter(load_ruleset(rules_copy)).evaluate(panel)[2]}
     edit(rules_copy / "ruleset.yaml", "value: false", "value: true")
-    switched = {
-        o.rule.code: o.severity for o in Interpreter(load_ruleset(rules_copy)).evaluate(panel)[2]
-    }
+    switched = {o.rule.code: o.severity for o in Interpreter(load_ruleset(rules_copy)).evaluate(panel)[2]}
     assert default["reduced_egfr"] == "warning" and switched["reduced_egfr"] == "critical"

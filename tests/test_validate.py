@@ -99,9 +99,7 @@ def test_loinc_code_and_aliases_name_an_analyte(interpreter):
 
 
 def test_survivable_extremes_pass_and_ask_for_verification(interpreter):
-    _, facts, _ = interpreter.evaluate(
-        panel({"analyte": "glucose", "value": 311, "unit": "mmol/L"})
-    )
+    _, facts, _ = interpreter.evaluate(panel({"analyte": "glucose", "value": 311, "unit": "mmol/L"}))
     assert facts.quantities["glucose"].verify
 
 

@@ -47,11 +47,7 @@ class Threshold:
         first, *others = self.written
         text = f"{format_number(first[1])} {first[0]}"
         if others:
-            text += (
-                " ("
-                + ", ".join(f"{format_number(v)} {u} for results in {u}" for u, v in others)
-                + ")"
-            )
+            text += " (" + ", ".join(f"{format_number(v)} {u} for results in {u}" for u, v in others) + ")"
         return text
 
 
@@ -167,9 +163,7 @@ class TakingCount(Node):
     at_least: int
 
     def words(self) -> str:
-        return f"drugs of at least {self.at_least} of these classes are listed: " + ", ".join(
-            self.classes
-        )
+        return f"drugs of at least {self.at_least} of these classes are listed: " + ", ".join(self.classes)
 
 
 @dataclass(frozen=True)

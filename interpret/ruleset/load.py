@@ -179,10 +179,7 @@ class Ruleset:
                 else:
                     f0 = self.units.factor(name, first_unit)
                     low, high = first[0] * f0, first[1] * f0
-                    text = (
-                        f"{format_number(low / factor)}–{format_number(high / factor)} "
-                        f"{self.units.display(unit)}"
-                    )
+                    text = f"{format_number(low / factor)}–{format_number(high / factor)} {self.units.display(unit)}"
                     self.intervals[name, sex, unit] = Interval(low, high, text)
 
     def threshold(self, analyte: str, written: dict[str, float] | None, where: str) -> Any:
@@ -194,8 +191,7 @@ class Ruleset:
             key = self.units.resolve(unit)
             if key is None or key not in self.analytes[analyte].units:
                 self._problems.append(
-                    f"{where}: {unit!r} is not a unit of {analyte}; "
-                    f"accepted: {', '.join(self.analytes[analyte].units)}"
+                    f"{where}: {unit!r} is not a unit of {analyte}; accepted: {', '.join(self.analytes[analyte].units)}"
                 )
                 return None
             pairs.append((key, value * self.units.factor(analyte, key)))
@@ -219,9 +215,7 @@ class Ruleset:
         for name, cls in meds.classes.items():
             self._check_refs(f"medications.yaml: classes.{name}", cls.references)
         d = self.derivations
-        self._check_refs(
-            "derivations.yaml: egfr", [*d.egfr.references, *d.egfr.category_references]
-        )
+        self._check_refs("derivations.yaml: egfr", [*d.egfr.references, *d.egfr.category_references])
         self._check_refs("derivations.yaml: corrected_calcium", d.corrected_calcium.references)
         self._check_refs("derivations.yaml: corrected_sodium", d.corrected_sodium.references)
         self.sodium_trigger = self.threshold(
@@ -251,9 +245,7 @@ class Ruleset:
                     where = ".".join(str(p) for p in inside)
                     self._problems.append(f"{source}: rule {code!r}: {where}: {err['msg']}")
                 # later rules may still refer to these codes: do not report them twice
-                seen.update(
-                    r.get("code", "") for r in (raw or {}).get("rules", []) if isinstance(r, dict)
-                )
+                seen.update(r.get("code", "") for r in (raw or {}).get("rules", []) if isinstance(r, dict))
                 continue
             for definition in parsed.rules:
                 rule = self._link_rule(definition, source, seen)
@@ -271,8 +263,7 @@ class Ruleset:
         try:
             condition = self._link(c.parse(d.when, "when"), problem)
             escalations = tuple(
-                (e.to, self._link(c.parse(e.when, f"escalate[{i}].when"), problem))
-                for i, e in enumerate(d.escalate)
+                (e.to, self._link(c.parse(e.when, f"escalate[{i}].when"), problem)) for i, e in enumerate(d.escalate)
             )
         except c.ConditionError as exc:
             problem(str(exc))
@@ -293,9 +284,7 @@ class Ruleset:
     def _link(self, node: c.Node, problem: Any) -> c.Node:
         """Check names against the catalogue and convert thresholds to canonical units."""
         if isinstance(node, c.All | c.Any_):
-            return dataclasses.replace(
-                node, items=tuple(self._link(i, problem) for i in node.items)
-            )
+            return dataclasses.replace(node, items=tuple(self._link(i, problem) for i in node.items))
         if isinstance(node, c.Not):
             return c.Not(self._link(node.item, problem))
         if isinstance(node, c.Compare):
@@ -323,9 +312,7 @@ class Ruleset:
         return self.meta.version
 
     def disclaimer(self) -> str:
-        return self.meta.disclaimer.format(
-            version=self.version, sha256=self.sha256, sha256_short=self.sha256[:12]
-        )
+        return self.meta.disclaimer.format(version=self.version, sha256=self.sha256, sha256_short=self.sha256[:12])
 
 
 def analyte_key(text: str) -> str:

@@ -1,0 +1,151 @@
+"""The FastAPI application: web form, JSON API, rule catalogue and CDS Hooks service.
+
+Everything here adapts or renders; every clinical decision is made by the core
+(`interpret.pipeline`) from `rules/`. Request bodies and patient values are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from interpret import __version__
+from interpret.catalogue import catalogue
+from interpret.models import Interpretation, LocatedErrors, PanelIn
+from interpret.pipeline import Interpreter
+from interpret.render import environment
+from interpret.render.html import render_html
+from interpret.render.view import context as report_context
+from interpret.validate import InputError, location
+from interpret.web import form as web_form
+
+log = logging.getLogger("interpret.web")
+
+BODY_LIMIT = 64 * 1024  # a panel is a few hundred bytes; anything near this is not a panel
+UPLOAD_LIMIT = 50 * 1024 * 1024
+UPLOAD_PATHS = ("/batch",)
+
+
+def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] | None = None) -> FastAPI:
+    interpreter = interpreter or Interpreter()
+    rs = interpreter.ruleset
+    app = FastAPI(
+        title="Electrolyte panel interpretation (decision support)",
+        version=__version__,
+        description=f"Rule set {rs.meta.name} v{rs.version} (sha256 {rs.sha256}). {rs.disclaimer()}",
+    )
+    app.state.interpreter = interpreter
+    env = environment()
+
+    @app.exception_handler(RequestValidationError)
+    async def located_errors(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            (
+                location(tuple(e["loc"])[1:] if e["loc"][:1] == ("body",) else tuple(e["loc"])),
+                e["msg"],
+            )
+            for e in exc.errors()
+        ]
+        return _unprocessable(errors)
+
+    # --- API ---------------------------------------------------------------------------
+
+    @app.post(
+        "/api/v1/interpret",
+        response_model=Interpretation,
+        responses={
+            200: {
+                "content": {"text/html": {}},
+                "description": "The Interpretation (JSON), or the HTML report with Accept: text/html",
+            },
+            400: {"description": "Body could not be read (not UTF-8 JSON)"},
+            413: {"description": "Body too large"},
+            422: {"model": LocatedErrors, "description": "Invalid panel; each error located by JSON path"},
+        },
+        tags=["api"],
+    )
+    def interpret_panel(panel: Annotated[PanelIn, Body()], request: Request) -> Response:
+        """Interpret one panel (the same JSON shape as the command line)."""
+        try:
+            result = interpreter.interpret(panel)
+        except InputError as exc:
+            return _unprocessable(exc.errors)
+        if _wants_html(request):
+            return HTMLResponse(render_html(result))
+        return Response(result.model_dump_json(), media_type="application/json")
+
+    @app.get("/api/v1/rules", tags=["api"])
+    def rules_catalogue() -> dict[str, Any]:
+        """The ruleset catalogue: codes, titles, severities, logic in words, references."""
+        return catalogue(rs)
+
+    @app.get("/healthz", tags=["api"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "ruleset_version": rs.version, "ruleset_sha256": rs.sha256}
+
+    # --- pages -------------------------------------------------------------------------
+
+    def page(state: web_form.FormState, result: Interpretation | None = None, status: int = 200) -> HTMLResponse:
+        extra = report_context(result) if result is not None else {}
+        html = env.get_template("form.html").render(
+            state=state,
+            units=web_form.unit_choices(rs),
+            analytes=[(a, rs.analytes[a].label) for a in web_form.FORM_ANALYTES],
+            examples=web_form.EXAMPLES,
+            ruleset=rs,
+            disclaimer=rs.disclaimer(),
+            has_result=result is not None,
+            **extra,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def form_page(example: str | None = None) -> HTMLResponse:
+        return page(web_form.state_from_example(example) if example else web_form.FormState())
+
+    @app.post("/", response_class=HTMLResponse, include_in_schema=False)
+    async def form_submit(request: Request) -> HTMLResponse:
+        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        panel, order = web_form.panel_from_form(fields)
+        try:
+            result = interpreter.interpret(panel)
+        except InputError as exc:
+            state = web_form.place_errors(exc.errors, order)
+            state.values = fields
+            return page(state, status=422)
+        return page(web_form.FormState(values=fields), result)
+
+    @app.get("/rules", response_class=HTMLResponse, include_in_schema=False)
+    def rules_page() -> HTMLResponse:
+        return HTMLResponse(env.get_template("rules.html").render(c=catalogue(rs)))
+
+    from interpret.web.cds_hooks import router as cds_router
+
+    app.include_router(cds_router)
+
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    from interpret.web.security import BodyLimit, SecurityHeaders
+
+    app.add_middleware(BodyLimit, limit=BODY_LIMIT, upload_limit=UPLOAD_LIMIT, upload_paths=UPLOAD_PATHS)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+def _unprocessable(errors: list[tuple[str, str]]) -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": loc, "msg": msg} for loc, msg in errors]}, status_code=422)

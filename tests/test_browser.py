@@ -1,0 +1,108 @@
+"""A person's path through the web form, in Debian's Chromium driven by Playwright.
+
+Screenshots are saved to test-artifacts/. Locally the test skips when Chromium is missing;
+in CI (CI=true) a missing browser is a failure, since scripts/setup installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from interpret.web.app import create_app
+from tests.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("Chromium is missing in CI: scripts/setup --browser should install it")
+    pytest.skip("Debian's Chromium is not installed (scripts/setup --browser)", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base_url(interpreter):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(interpreter), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def page():
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        context = browser.new_context(java_script_enabled=False, viewport={"width": 1100, "height": 1400})
+        yield context.new_page()
+        browser.close()
+
+
+def test_fill_submit_and_read_the_findings(page, base_url):
+    page.goto(base_url + "/")
+    assert page.get_by_role("note", name="Disclaimer").is_visible()
+    page.get_by_label("Potassium", exact=True).fill("3.0")
+    page.get_by_label("Magnesium", exact=True).fill("1.3")
+    page.get_by_label("Magnesium unit").select_option("mg/dL")
+    page.get_by_label("Creatinine", exact=True).fill("88")
+    page.get_by_label("Creatinine unit").select_option("umol/L")
+    page.get_by_label("Age (years, 18–120)").fill("72")
+    page.get_by_label("Sex").select_option("female")
+    page.get_by_label("Medications (one per line, as written)").fill("furosemide 40 mg PO daily")
+    page.get_by_role("button", name="Interpret").click()
+    page.wait_for_load_state()
+    page.screenshot(path=str(ARTIFACTS / "browser-report.png"), full_page=True)
+    findings = page.locator("article.finding h3").all_inner_texts()
+    assert any("Low potassium with low magnesium" in f for f in findings)
+    assert any("loop or thiazide diuretic" in f for f in findings)
+    assert "decision support" in page.locator(".disclaimer").first.inner_text().lower()
+    assert page.get_by_label("Potassium", exact=True).input_value() == "3.0"  # kept for correction
+
+
+def test_bad_value_shows_error_at_its_field(page, base_url):
+    page.goto(base_url + "/?example=low-k-low-mg-loop-diuretic")
+    page.get_by_label("Potassium", exact=True).fill("45")
+    page.get_by_role("button", name="Interpret").click()
+    page.wait_for_load_state()
+    page.screenshot(path=str(ARTIFACTS / "browser-error.png"), full_page=True)
+    error = page.locator("#potassium-error")
+    assert error.is_visible() and "outside the plausible range" in error.inner_text()
+    assert page.get_by_label("Potassium", exact=True).get_attribute("aria-invalid") == "true"
+    assert page.get_by_label("Magnesium", exact=True).input_value() == "1.3"  # the rest kept
+
+
+def test_keyboard_reaches_the_submit_button(page, base_url):
+    page.goto(base_url + "/")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.tagName") == "BUTTON":
+            break
+    assert page.evaluate("document.activeElement.textContent").strip() == "Interpret"

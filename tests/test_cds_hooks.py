@@ -1,0 +1,116 @@
+"""CDS Hooks 2.0: discovery, cards from realistic FHIR R4, errors per the spec."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from interpret.web.app import create_app
+from tests.conftest import ROOT
+
+REQUEST = json.loads((ROOT / "tests/fixtures/fhir/patient-view.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def client(interpreter):
+    return TestClient(create_app(interpreter))
+
+
+def test_discovery(client):
+    services = client.get("/cds-services").json()["services"]
+    hooks = {s["hook"]: s for s in services}
+    assert set(hooks) == {"patient-view", "order-select"}
+    service = hooks["patient-view"]
+    assert {"id", "description", "prefetch", "title"} <= set(service)
+    assert "http://loinc.org|2823-3" in service["prefetch"]["labs"]
+    assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+
+
+def test_patient_view_cards(client):
+    response = client.post("/cds-services/electrolyte-panel", json=REQUEST)
+    assert response.status_code == 200
+    cards = response.json()["cards"]
+    by_code = {c["source"].get("topic", {}).get("code"): c for c in cards}
+    # latest K (3.0, lab range 3.5-5.1) with Mg 1.3 mg/dL on furosemide (RxNorm 4603)
+    assert by_code["hypokalemia_with_hypomagnesemia"]["indicator"] == "warning"
+    assert by_code["diuretic_associated_losses"]["indicator"] == "warning"
+    assert by_code["hypokalemia"]["indicator"] == "info"  # advisory -> info
+    for card in cards:
+        assert len(card["summary"]) < 140
+        assert card["uuid"] and card["source"]["label"]
+        assert "decision support" in card["detail"].lower()
+    detail = by_code["hypokalemia_with_hypomagnesemia"]["detail"]
+    assert "Evidence" in detail and "Huang" in detail
+    assert by_code["hypokalemia"]["source"]["url"].endswith("/rules#hypokalemia")
+
+
+def test_unusable_observations_are_named(client):
+    cards = client.post("/cds-services/electrolyte-panel", json=REQUEST).json()["cards"]
+    unused = next(c for c in cards if c["summary"] == "Some data could not be used")
+    assert "Observation/hb" in unused["detail"] and "Observation/na" in unused["detail"]
+    assert "Observation/k" in unused["detail"]  # the older potassium, named as superseded
+
+
+def test_user_text_is_escaped_in_markdown(client):
+    cards = client.post("/cds-services/electrolyte-panel", json=REQUEST).json()["cards"]
+    unrecognised = next(c for c in cards if c["source"].get("topic", {}).get("code") == "unrecognized_medication")
+    assert "<img" not in unrecognised["detail"] and "&lt;img" in unrecognised["detail"]
+
+
+def test_missing_prefetch_is_412_operation_outcome(client):
+    request = copy.deepcopy(REQUEST)
+    del request["prefetch"]["labs"]
+    response = client.post("/cds-services/electrolyte-panel", json=request)
+    assert response.status_code == 412
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_no_labs_gives_an_explaining_card(client):
+    request = copy.deepcopy(REQUEST)
+    request["prefetch"]["labs"] = {"resourceType": "Bundle", "type": "searchset"}
+    cards = client.post("/cds-services/electrolyte-panel", json=request).json()["cards"]
+    assert [c["summary"] for c in cards] == ["No usable electrolyte results to interpret"]
+
+
+def test_order_select_includes_draft_orders(client):
+    request = copy.deepcopy(REQUEST)
+    request["hook"] = "order-select"
+    request["prefetch"]["meds"] = {"resourceType": "Bundle", "type": "searchset"}
+    request["context"]["draftOrders"] = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "draft-1",
+                    "status": "draft",
+                    "medicationCodeableConcept": {"text": "potassium chloride 20 mEq"},
+                }
+            }
+        ],
+    }
+    cards = client.post("/cds-services/electrolyte-panel-order-select", json=request).json()["cards"]
+    codes = {c["source"].get("topic", {}).get("code") for c in cards}
+    assert "refractory_hypokalemia" in codes
+
+
+def test_wrong_hook_and_unknown_service(client):
+    assert client.post("/cds-services/nope", json=REQUEST).status_code == 404
+    wrong = dict(REQUEST, hook="order-sign")
+    assert client.post("/cds-services/electrolyte-panel", json=wrong).status_code == 400
+
+
+def test_feedback_is_accepted(client):
+    body = {"feedback": [{"card": "abc", "outcome": "overridden", "outcomeTimestamp": "2026-11-23T10:00:00Z"}]}
+    assert client.post("/cds-services/electrolyte-panel/feedback", json=body).json() == {"received": 1}
+
+
+def test_child_is_interpreted_without_patient_details(client):
+    request = copy.deepcopy(REQUEST)
+    request["prefetch"]["patient"]["birthDate"] = "2015-01-01"
+    cards = client.post("/cds-services/electrolyte-panel", json=request).json()["cards"]
+    unused = next(c for c in cards if c["summary"] == "Some data could not be used")
+    assert "patient.age" in unused["detail"]

@@ -30,14 +30,17 @@ class Quantity:
     verify: str | None = None  # why it needs verification, if it does
     note: str | None = None
     category: str | None = None
+    _shown: str | None = None
 
     @property
     def shown(self) -> str:
-        """As a clinician reads it: "1.3 mg/dL (0.535 mmol/L)"; formatted only when needed."""
-        text = f"{format_number(self.reported)} {self.units[0]}"
-        if self.units[0] != self.units[1]:
-            text += f" ({format_number(self.value)} {self.units[1]})"
-        return text
+        """As a clinician reads it: "1.3 mg/dL (0.535 mmol/L)"; formatted once, when needed."""
+        if self._shown is None:
+            text = f"{format_number(self.reported)} {self.units[0]}"
+            if self.units[0] != self.units[1]:
+                text += f" ({format_number(self.value)} {self.units[1]})"
+            self._shown = text
+        return self._shown
 
 
 @dataclass(slots=True)
@@ -51,6 +54,7 @@ class Facts:
     sex: str | None
     settings: dict[str, bool]
     derived: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wording: dict[str, str] = field(default_factory=dict)  # report sentences, made once per panel
 
 
 def classify(

@@ -10,7 +10,7 @@ import re
 from typing import Any, cast
 
 from interpret.engine import Engine, Outcome, available
-from interpret.facts import QUANTITIES
+from interpret.facts import ANALYTE_FACT, QUANTITIES
 from interpret.models import (
     DerivedOut,
     EvidenceOut,
@@ -43,14 +43,18 @@ COMPARE_WORDS = {"below": "below", "at_or_below": "at or below", "above": "above
 COMPARE_WORDS["at_or_above"] = "at or above"
 
 
+LABELS = {
+    "egfr": "eGFR",
+    "egfr_calculated": "eGFR (calculated)",
+    "egfr_reported": "eGFR (laboratory-reported)",
+    "calcium_assessed": "Calcium",
+    "corrected_sodium": "Glucose-corrected sodium",
+}
+
+
 def label(name: str) -> str:
-    return {
-        "egfr": "eGFR",
-        "egfr_calculated": "eGFR (calculated)",
-        "egfr_reported": "eGFR (laboratory-reported)",
-        "calcium_assessed": "Calcium",
-        "corrected_sodium": "Glucose-corrected sodium",
-    }.get(name, name.replace("_", " ").capitalize())
+    found = LABELS.get(name)
+    return found if found is not None else name.replace("_", " ").capitalize()
 
 
 def missing_words(name: str, facts: Facts) -> str:
@@ -72,18 +76,19 @@ class Reporter:
             for k, r in ruleset.references.items()
         }
         self.logic = {r.code: r.condition.words() for r in ruleset.rules}
+        self.labels = {name: a.label for name, a in ruleset.analytes.items()}
 
     def build(self, panel: Panel, facts: Facts, outcomes: list[Outcome]) -> Interpretation:
         rank = self.rs.severity_rank
         findings = [self._finding(o, facts) for o in outcomes if o.fired]
         findings.sort(key=lambda fo: -rank[fo.severity])
-        return Interpretation.model_construct(
-            patient=PatientOut.model_construct(age=panel.age, sex=panel.sex),
+        return Interpretation(
+            patient=PatientOut(age=panel.age, sex=panel.sex),
             results=[self._result(panel, facts, a) for a in panel.results],
-            derived={k: DerivedOut.model_construct(name=k, **_defaults(v)) for k, v in facts.derived.items()},
+            derived={k: DerivedOut(name=k, **_defaults(v)) for k, v in facts.derived.items()},
             findings=findings,
             not_assessed=[
-                NotAssessedOut.model_construct(
+                NotAssessedOut(
                     code=o.rule.code,
                     title=o.rule.definition.title,
                     missing=[missing_words(n, facts) for n in o.missing],
@@ -94,7 +99,7 @@ class Reporter:
             medications=None
             if panel.medications is None
             else [
-                MedicationOut.model_construct(
+                MedicationOut(
                     text=m.text,
                     recognized=m.recognized,
                     drugs=[d.name for d in m.drugs],
@@ -111,28 +116,28 @@ class Reporter:
 
     def _result(self, panel: Panel, facts: Facts, analyte: str) -> ResultOut:
         r = panel.results[analyte]
-        q = facts.quantities["egfr_reported" if analyte == "egfr" else analyte]
-        a = self.rs.analytes[analyte]
+        q = facts.quantities[ANALYTE_FACT[analyte]]
+        factor = self.rs.units.factor(analyte, r.unit)
+        shown_unit, canonical_unit = self.rs.display_units[analyte, r.unit]
         interval = None
         if q.interval is not None:
-            factor = self.rs.units.factor(analyte, r.unit)
             lo, hi = q.interval.low / factor, q.interval.high / factor
-            interval = IntervalOut.model_construct(
+            interval = IntervalOut(
                 text=q.interval.text,
                 low=lo if lo != float("-inf") else None,
                 high=hi if hi != float("inf") else None,
-                unit=self.rs.units.display(r.unit),
+                unit=shown_unit,
                 source="laboratory" if q.interval_source == "laboratory" else "default",
             )
-        return ResultOut.model_construct(
+        return ResultOut(
             analyte=analyte,
-            label=a.label,
+            label=self.labels[analyte],
             value=r.value,
-            unit=self.rs.units.display(r.unit),
+            unit=shown_unit,
             canonical_value=r.canonical,
-            canonical_unit=self.rs.units.display(a.canonical_unit),
+            canonical_unit=canonical_unit,
             reference_interval=interval,
-            status=cast(Status | None, q.status),
+            status=cast("Status | None", q.status),
             needs_verification=q.verify is not None,
         )
 
@@ -147,9 +152,9 @@ class Reporter:
                 self._evidence(node, facts, evidence, drugs)
         evidence = list({e.statement: e for e in evidence}.values())
         assert o.severity is not None
-        return FindingOut.model_construct(
+        return FindingOut(
             code=d.code,
-            severity=cast(Severity, o.severity),
+            severity=cast("Severity", o.severity),
             title=d.title,
             message=self._fill(d.message, facts, drugs),
             evidence=evidence,
@@ -176,13 +181,17 @@ class Reporter:
             case _:
                 statement = self._statement(node, f, drugs)
                 if statement:
-                    out.append(EvidenceOut.model_construct(fact=_fact_name(node), statement=statement))
+                    out.append(EvidenceOut(fact=_fact_name(node), statement=statement))
 
     def _statement(self, node: c.Node, f: Facts, drugs: list[str]) -> str:
         match node:
             case c.StatusIn(name, _, _):
                 q = f.quantities.get(name)
-                return _quantity_status(q) if q else missing_words(name, f)
+                if q is None:
+                    return missing_words(name, f)
+                if name not in f.wording:
+                    f.wording[name] = _quantity_status(q)
+                return f.wording[name]
             case c.Compare(name, op, threshold):
                 q = f.quantities.get(name)
                 if q is None:
@@ -221,6 +230,9 @@ class Reporter:
     # --- wording --------------------------------------------------------------------------
 
     def _fill(self, template: str, f: Facts, drugs: list[str]) -> str:
+        if "{" not in template:
+            return " ".join(template.split())
+
         def value(m: re.Match[str]) -> str:
             name, attr = m.group(1), m.group(2)
             if name == "drugs":

@@ -7,6 +7,8 @@ mol = g / molar mass. It deliberately does not follow UCUM's 1 eq = 1 mol.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from interpret.ruleset.schema import AnalyteDef, UnitDef
 
 
@@ -83,6 +85,7 @@ class UnitTable:
         raise UnitError(f"analyte {name}: cannot convert to {dimension} without molar mass/valence")
 
 
+@lru_cache(maxsize=8192)
 def format_number(value: float) -> str:
     """Show a number as a clinician would read it: no float noise, no needless decimals."""
     if value == int(value) and abs(value) >= 10:

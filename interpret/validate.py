@@ -72,9 +72,12 @@ def location(loc: tuple[Any, ...]) -> str:
 
 
 def parse_input(data: Any) -> PanelIn:
+    """A dict, a `PanelIn`, or raw JSON bytes (parsed and checked in one pass by pydantic)."""
     if isinstance(data, PanelIn):
         return data
     try:
+        if isinstance(data, bytes | str):
+            return PanelIn.model_validate_json(data)
         return PanelIn.model_validate(data)
     except ValidationError as exc:
         raise InputError([(location(e["loc"]), e["msg"]) for e in exc.errors()]) from None

@@ -6,6 +6,7 @@ import pytest
 
 from interpret import derive
 from interpret.compact import expand
+from interpret.models import to_dict
 from interpret.prepare import egfr_category
 from interpret.ruleset import default_ruleset
 
@@ -79,7 +80,7 @@ def test_corrected_sodium_only_above_the_trigger(interpreter):
 
 
 def test_egfr_output_keys(interpreter):
-    result = interpreter.interpret(expand({"creatinine": "1.0 mg/dL", "age": 50, "sex": "male"})).model_dump()
+    result = to_dict(interpreter.interpret(expand({"creatinine": "1.0 mg/dL", "age": 50, "sex": "male"})))
     assert result["derived"]["egfr"]["value"] == pytest.approx(91.69, abs=0.01)
     assert result["derived"]["egfr"]["category"] == "G1"
     assert result["derived"]["egfr"]["inputs"]["age"] == "50"

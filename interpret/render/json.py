@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from interpret.models import Interpretation
+from interpret.models import Interpretation, to_json
 
 
 def render_json(interpretation: Interpretation) -> str:
-    return interpretation.model_dump_json(indent=2)
+    return to_json(interpretation, indent=2)

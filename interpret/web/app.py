@@ -7,16 +7,16 @@ Everything here adapts or renders; every clinical decision is made by the core
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Body, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from interpret import __version__
 from interpret.catalogue import catalogue
-from interpret.models import Interpretation, LocatedErrors, PanelIn
+from interpret.models import Interpretation, LocatedErrors, PanelIn, to_json
 from interpret.pipeline import Interpreter
 from interpret.render import environment
 from interpret.render.html import render_html
@@ -26,6 +26,7 @@ from interpret.web import form as web_form
 
 log = logging.getLogger("interpret.web")
 
+PANEL_REF = {"$ref": "#/components/schemas/PanelIn"}
 BODY_LIMIT = 64 * 1024  # a panel is a few hundred bytes; anything near this is not a panel
 UPLOAD_LIMIT = 50 * 1024 * 1024
 UPLOAD_PATHS = ("/batch",)
@@ -68,24 +69,30 @@ def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] |
             422: {"model": LocatedErrors, "description": "Invalid panel; each error located by JSON path"},
         },
         tags=["api"],
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PANEL_REF}}}},
     )
-    def interpret_panel(panel: Annotated[PanelIn, Body()], request: Request) -> Response:
-        """Interpret one panel (the same JSON shape as the command line)."""
+    async def interpret_panel(request: Request) -> Response:
+        """Interpret one panel (the same JSON shape as the command line).
+
+        Runs on the event loop: the work is CPU-bound and short (well under a millisecond), so
+        a thread-pool hop would cost more than it saves. The body is parsed and checked by
+        pydantic in one pass (`PanelIn.model_validate_json`); its schema is documented below.
+        """
         try:
-            result = interpreter.interpret(panel)
+            result = interpreter.interpret(await request.body())
         except InputError as exc:
             return _unprocessable(exc.errors)
         if _wants_html(request):
             return HTMLResponse(render_html(result))
-        return Response(result.model_dump_json(), media_type="application/json")
+        return Response(to_json(result), media_type="application/json")
 
     @app.get("/api/v1/rules", tags=["api"])
-    def rules_catalogue() -> dict[str, Any]:
+    async def rules_catalogue() -> dict[str, Any]:
         """The ruleset catalogue: codes, titles, severities, logic in words, references."""
         return catalogue(rs)
 
     @app.get("/healthz", tags=["api"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok", "ruleset_version": rs.version, "ruleset_sha256": rs.sha256}
 
     # --- pages -------------------------------------------------------------------------
@@ -123,6 +130,18 @@ def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] |
     @app.get("/rules", response_class=HTMLResponse, include_in_schema=False)
     def rules_page() -> HTMLResponse:
         return HTMLResponse(env.get_template("rules.html").render(c=catalogue(rs)))
+
+    def openapi_with_panel_schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            panel = PanelIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(panel.pop("$defs", {}))
+            components["PanelIn"] = panel
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi_with_panel_schema  # type: ignore[method-assign]
 
     from interpret.web.cds_hooks import router as cds_router
 

@@ -134,6 +134,50 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 
+@app.command()
+def batch(
+    input_csv: Annotated[Path, typer.Argument(help="The CSV export (wide: one row per panel; long: one per result).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output CSV (one row per input panel).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="wide or long (default: wide, or the mapping's)")] = None,
+    mapping: Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML) for foreign headers.")] = None,
+    unit: Annotated[list[str] | None, typer.Option("--unit", help="A unit for a whole column: potassium=mEq/L")] = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Copy this column to the output.")] = None,
+    allow_identifier: Annotated[
+        list[str] | None, typer.Option("--allow-identifier", help="Allow an identifier-like column (never copied).")
+    ] = None,
+    medications: Annotated[
+        Path | None, typer.Option("--medications", help="Long format: medication orders CSV.")
+    ] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", help="Write an HTML summary page here.")] = None,
+    details: Annotated[
+        Path | None, typer.Option("--details", help="Write each row's full Interpretation (JSON lines).")
+    ] = None,
+    inspect: Annotated[
+        bool, typer.Option("--inspect", help="Show how the headers would be mapped, then stop.")
+    ] = False,
+    rules: RulesOption = None,
+) -> None:
+    """Interpret a CSV export column-wise: one output row per panel, nothing dropped."""
+    from interpret.batch.cli import run_batch
+
+    interpreter = _interpreter(rules)
+    code = run_batch(
+        interpreter,
+        input_csv,
+        output,
+        fmt=fmt,
+        mapping_path=mapping,
+        units=unit or [],
+        id_column=id_column,
+        allow=allow_identifier or [],
+        medications=medications,
+        summary=summary,
+        details=details,
+        inspect_only=inspect,
+    )
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,402 @@
+"""Column-wise validation and facts: the batch twin of `validate.py` and `prepare.py`.
+
+The same ruleset data drive both: unit factors, per-unit limits, intervals, critical and
+plausibility limits, derivations (the formulas themselves are shared through `derive.Ops`).
+A parity test runs generated panels through both paths and compares them row by row.
+Column names of the facts frame: `q__<quantity>` value (canonical), `u__` reported unit,
+`s__` status, `v__` needs-verification; `age`, `sex`, `hemolyzed`, `meds_known`,
+`unrecognized`, `m__<class>`; `error` (why a row is refused) and `notes`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from interpret import derive
+from interpret.batch.mapping import Plan
+from interpret.facts import ANALYTE_FACT, QUANTITIES
+from interpret.ruleset import Ruleset
+from interpret.ruleset.conditions import Threshold
+from interpret.validate import MAX_AGE, MIN_AGE, SEXES
+
+HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemolysis", "haemolysis"]
+TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
+FALSE_WORDS = ["no", "n", "false", "f", "0", "not hemolyzed", "not haemolysed"]
+STATUS_DTYPE = pl.Enum(["critical_low", "low", "normal", "high", "critical_high"])
+
+
+class PolarsOps:
+    """`derive.Ops` for polars expressions, so derivations are written once."""
+
+    @staticmethod
+    def where(condition: Any, if_true: Any, if_false: Any) -> Any:
+        return pl.when(condition).then(if_true).otherwise(if_false)
+
+    @staticmethod
+    def minimum(a: Any, b: float) -> Any:
+        return pl.min_horizontal(a, pl.lit(b))
+
+    @staticmethod
+    def maximum(a: Any, b: float) -> Any:
+        return pl.max_horizontal(a, pl.lit(b))
+
+
+def join(parts: list[pl.Expr], separator: str = "; ") -> pl.Expr:
+    """The non-null parts joined; null (not "") when there are none."""
+    if not parts:
+        return pl.lit(None, dtype=pl.String)
+    joined = pl.concat_str(parts, separator=separator, ignore_nulls=True)
+    return pl.when(joined == "").then(None).otherwise(joined)
+
+
+def _problem(condition: pl.Expr, message: pl.Expr | str) -> pl.Expr:
+    return pl.when(condition).then(message if isinstance(message, pl.Expr) else pl.lit(message))
+
+
+def parse_number(text: pl.Expr, decimal_comma: bool) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(value, empty, haemolysis written in the cell, problem text) for a text column."""
+    s = text.fill_null("").str.strip_chars()
+    empty = s == ""
+    hemo = s.str.to_lowercase().is_in(HEMOLYSIS_WORDS)
+    number_text = s.str.replace(r"^([-+]?\d+),(\d+)$", "${1}.${2}") if decimal_comma else s
+    value = number_text.cast(pl.Float64, strict=False)
+    finite = value.is_finite().fill_null(False)
+    censored = s.str.contains(r"^[<>≤≥]")
+    problem = (
+        pl.when(empty | hemo)
+        .then(None)
+        .when(censored)
+        .then(pl.format("'{}' is a censored value and cannot be interpreted exactly", s))
+        .when(value.is_null() & s.str.contains(r"^[-+]?\d+,\d+$"))
+        .then(pl.format("'{}' has a decimal comma in a comma-delimited file (ambiguous)", s))
+        .when(~finite)
+        .then(pl.format("'{}' is not a number", s))
+    )
+    return pl.when(finite & ~hemo).then(value), empty, hemo, problem
+
+
+def _by_unit(unit: pl.Expr, mapping: dict[str, float | None], default: float | None) -> pl.Expr:
+    expr: Any = pl.lit(default, dtype=pl.Float64)
+    for key, value in mapping.items():
+        if value != default:
+            expr = pl.when(unit == key).then(pl.lit(value, dtype=pl.Float64)).otherwise(expr)
+    return expr
+
+
+def _limit(unit: pl.Expr, threshold: Threshold | None, units: list[str]) -> pl.Expr:
+    if threshold is None:
+        return pl.lit(None, dtype=pl.Float64)
+    return _by_unit(unit, {u: threshold.for_unit(u) for u in units}, threshold.primary)
+
+
+class Columns:
+    """Builds the expressions for one plan; applied chunk by chunk."""
+
+    def __init__(self, rs: Ruleset, plan: Plan, decimal_comma: bool) -> None:
+        self.rs, self.plan, self.decimal_comma = rs, plan, decimal_comma
+
+    # --- results -------------------------------------------------------------------------
+
+    def results(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Parse and validate each result column; add canonical values, units and errors."""
+        exprs: list[pl.Expr] = []
+        problems: list[pl.Expr] = []
+        hemolysis_cells: list[pl.Expr] = []
+        notes: list[pl.Expr] = []
+        for analyte, header in self.plan.analyte_columns.items():
+            fact = ANALYTE_FACT[analyte]
+            value, empty, hemo, problem = parse_number(pl.col(header), self.decimal_comma)
+            unit_key, unit_problem = self._unit(analyte, frame)
+            accepted = self.rs.analytes[analyte].units
+            factor = _by_unit(unit_key, {u: self.rs.units.factor(analyte, u) for u in accepted}, None)
+            canonical = value * factor
+            limits = self.rs.plausibility[analyte]
+            low = _limit(unit_key, limits.get("refuse_below"), accepted)
+            high = _limit(unit_key, limits.get("refuse_above"), accepted)
+            implausible = (canonical < low).fill_null(False) | (canonical > high).fill_null(False)
+            label = f"{analyte} (column {header!r})"
+            problems.append(
+                pl.format(
+                    "{}: {}",
+                    pl.lit(label),
+                    pl.coalesce(
+                        problem,
+                        pl.when(~empty & ~hemo).then(unit_problem),
+                        _problem(value < 0, pl.format("{} is negative", pl.col(header).str.strip_chars())),
+                        _problem(
+                            implausible,
+                            pl.format(
+                                "{} {} is outside the plausible range; check the value and its unit",
+                                pl.col(header).str.strip_chars(),
+                                unit_key,
+                            ),
+                        ),
+                    ),
+                )
+            )
+            hemolysis_cells.append(hemo)
+            notes.append(_problem(hemo, f"{analyte}: haemolysis written in the value cell, read as not measured"))
+            exprs += [canonical.alias(f"q__{fact}"), unit_key.alias(f"u__{fact}"), value.alias(f"p__{fact}")]
+            exprs += self._lab_range(analyte, fact, unit_key, factor)
+        exprs += [
+            join(problems).alias("__result_errors"),
+            pl.any_horizontal(hemolysis_cells).alias("__hemo_cells")
+            if hemolysis_cells
+            else pl.lit(False).alias("__hemo_cells"),
+            join(notes).alias("notes"),
+        ]
+        return frame.with_columns(exprs)
+
+    def _unit(self, analyte: str, frame: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
+        accepted = self.rs.analytes[analyte].units
+        if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
+            return pl.lit(self.plan.fixed_units[analyte]), pl.lit(None, dtype=pl.String)
+        raw = pl.col(self.plan.unit_columns[analyte]).fill_null("").str.strip_chars()
+        if analyte in self.plan.fixed_units:  # a unit column with gaps, and a default unit
+            raw = pl.when(raw == "").then(pl.lit(self.plan.fixed_units[analyte])).otherwise(raw)
+        # Each distinct spelling is resolved once, by the same function as the single-panel path.
+        spellings = frame.select(raw.unique()).to_series().to_list()
+        resolved = {text: self.rs.units.resolve(text or "") for text in spellings}
+        known = {text: key for text, key in resolved.items() if key in accepted}
+        key = raw.replace_strict(list(known), list(known.values()), default=None, return_dtype=pl.String)
+        message = f"' is not a unit for {analyte}; accepted: {', '.join(accepted)}"
+        problem = pl.when(key.is_null()).then(pl.concat_str([pl.lit("'"), raw, pl.lit(message)]))
+        return key, problem
+
+    def _lab_range(self, analyte: str, fact: str, unit_key: pl.Expr, factor: pl.Expr) -> list[pl.Expr]:
+        low_header, high_header = self.plan.range_columns.get(analyte, (None, None))
+        out = []
+        for header, name in ((low_header, "low"), (high_header, "high")):
+            if header is None:
+                out.append(pl.lit(None, dtype=pl.Float64).alias(f"lab_{name}__{fact}"))
+            else:
+                value, _, _, _ = parse_number(pl.col(header), self.decimal_comma)
+                out.append((value * factor).alias(f"lab_{name}__{fact}"))
+        return out
+
+    # --- patient, specimen, medications ----------------------------------------------------
+
+    def patient(self, frame: pl.DataFrame) -> pl.DataFrame:
+        roles = self.plan.roles
+        exprs: list[pl.Expr] = []
+        problems: list[pl.Expr] = []
+        if "age" in roles:
+            age, empty, _, problem = parse_number(pl.col(roles["age"]), self.decimal_comma)
+            exprs.append(age.alias("age"))
+            problems.append(pl.format("age: {}", problem))
+            problems.append(
+                _problem(
+                    (age < MIN_AGE) | (age > MAX_AGE),
+                    pl.format(
+                        "age: {} is outside {}-{}: only adult reference intervals are available",
+                        pl.col(roles["age"]),
+                        pl.lit(MIN_AGE),
+                        pl.lit(MAX_AGE),
+                    ),
+                )
+            )
+        else:
+            exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
+        if "sex" in roles:
+            raw = pl.col(roles["sex"]).fill_null("").str.strip_chars()
+            sex = raw.str.to_lowercase().replace_strict(list(SEXES), list(SEXES.values()), default=None)
+            exprs.append(pl.when(sex == "unknown").then(None).otherwise(sex).alias("sex"))
+            problems.append(
+                _problem(
+                    (raw != "") & sex.is_null(),
+                    pl.format("sex: '{}' is not accepted; use female, male, other or unknown", raw),
+                )
+            )
+        else:
+            exprs.append(pl.lit(None, dtype=pl.String).alias("sex"))
+        if "hemolyzed" in roles:
+            raw = pl.col(roles["hemolyzed"]).fill_null("").str.strip_chars().str.to_lowercase()
+            flag = pl.when(raw.is_in(TRUE_WORDS)).then(True).when(raw.is_in(FALSE_WORDS) | (raw == "")).then(False)
+            exprs.append((flag.fill_null(False) | pl.col("__hemo_cells")).alias("hemolyzed"))
+            problems.append(_problem(flag.is_null(), pl.format("hemolyzed: '{}' is not yes/no", raw)))
+        else:
+            exprs.append(pl.col("__hemo_cells").alias("hemolyzed"))
+        exprs.append(join(problems).alias("__patient_errors"))
+        return frame.with_columns(exprs)
+
+    def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
+        """Class flags per row; each distinct medication list is matched once, by the catalogue."""
+        classes = list(self.rs.medications.data.classes)
+        if column is None:
+            return frame.with_columns(
+                pl.lit(False).alias("meds_known"),
+                pl.lit(False).alias("unrecognized"),
+                pl.lit(None, dtype=pl.String).alias("unrecognized_names"),
+                *[pl.lit(None, dtype=pl.Boolean).alias(f"m__{c}") for c in classes],
+            )
+        distinct = frame.select(pl.col(column).fill_null("").unique()).to_series().to_list()
+        rows = []
+        for text in distinct:
+            matches = [self.rs.medications.match(item.strip()) for item in text.split(";") if item.strip()]
+            found = set().union(*(m.classes for m in matches)) if matches else set()
+            unknown = [m.text for m in matches if not m.recognized]
+            rows.append(
+                {
+                    "__meds": text,
+                    "unrecognized_names": "; ".join(unknown) or None,
+                    **{f"m__{c}": c in found for c in classes},
+                }
+            )
+        table = pl.DataFrame(
+            rows,
+            schema={"__meds": pl.String, "unrecognized_names": pl.String, **{f"m__{c}": pl.Boolean for c in classes}},
+        )
+        out = frame.with_columns(pl.col(column).fill_null("").alias("__meds")).join(
+            table, on="__meds", how="left", maintain_order="left"
+        )
+        return out.with_columns(
+            pl.lit(True).alias("meds_known"), pl.col("unrecognized_names").is_not_null().alias("unrecognized")
+        ).drop("__meds")
+
+    # --- statuses and derived values ---------------------------------------------------------
+
+    def facts(self, frame: pl.DataFrame) -> pl.DataFrame:
+        frame = frame.with_columns(self._statuses(analyte) for analyte in self.plan.analyte_columns)
+        frame = frame.with_columns(self._verify(a) for a in self.plan.analyte_columns)
+        frame = self._egfr(frame)
+        frame = self._calcium(frame)
+        return self._sodium(frame)
+
+    def _interval(self, analyte: str, unit: pl.Expr, end: int) -> pl.Expr:
+        """The default interval end (0 low, 1 high) for each row's sex and reported unit."""
+        accepted = self.rs.analytes[analyte].units
+
+        def for_sex(sex: str | None) -> pl.Expr:
+            values: dict[str, float | None] = {}
+            for u in accepted:
+                iv = self.rs.interval(analyte, sex, u)
+                values[u] = None if iv is None else (iv.low, iv.high)[end]
+            return _by_unit(unit, values, None)
+
+        female, male, other = for_sex("female"), for_sex("male"), for_sex(None)
+        return pl.when(pl.col("sex") == "female").then(female).when(pl.col("sex") == "male").then(male).otherwise(other)
+
+    def _status(self, analyte: str, value: pl.Expr, unit: pl.Expr, fact_for_lab: str) -> pl.Expr:
+        lab_low, lab_high = pl.col(f"lab_low__{fact_for_lab}"), pl.col(f"lab_high__{fact_for_lab}")
+        has_lab = lab_low.is_not_null() | lab_high.is_not_null()
+        low = pl.when(has_lab).then(lab_low).otherwise(self._interval(analyte, unit, 0))
+        high = pl.when(has_lab).then(lab_high).otherwise(self._interval(analyte, unit, 1))
+        accepted = self.rs.analytes[analyte].units
+        below, above = self.rs.critical[analyte]
+        return (
+            pl.when(value.is_null())
+            .then(None)
+            .when(value < _limit(unit, below, accepted))
+            .then(pl.lit("critical_low"))
+            .when(value >= _limit(unit, above, accepted))
+            .then(pl.lit("critical_high"))
+            .when(value < low)
+            .then(pl.lit("low"))
+            .when(value > high)
+            .then(pl.lit("high"))
+            .otherwise(pl.lit("normal"))
+            .cast(STATUS_DTYPE)
+        )
+
+    def _statuses(self, analyte: str) -> pl.Expr:
+        fact = ANALYTE_FACT[analyte]
+        has_limits = bool(self.rs.analytes[analyte].reference_interval) or self.rs.critical[analyte] != (None, None)
+        if not has_limits:
+            return pl.lit(None, dtype=STATUS_DTYPE).alias(f"s__{fact}")
+        return self._status(analyte, pl.col(f"q__{fact}"), pl.col(f"u__{fact}"), fact).alias(f"s__{fact}")
+
+    def _verify(self, analyte: str) -> pl.Expr:
+        fact = ANALYTE_FACT[analyte]
+        value, unit = pl.col(f"q__{fact}"), pl.col(f"u__{fact}")
+        limits, accepted = self.rs.plausibility[analyte], self.rs.analytes[analyte].units
+        below = (value < _limit(unit, limits.get("verify_below"), accepted)).fill_null(False)
+        above = (value > _limit(unit, limits.get("verify_above"), accepted)).fill_null(False)
+        return (below | above).alias(f"v__{fact}")
+
+    def _egfr(self, frame: pl.DataFrame) -> pl.DataFrame:
+        d = self.rs.derivations.egfr
+        creatinine = (
+            pl.col("q__creatinine") if "creatinine" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
+        )
+        reported = pl.col("q__egfr_reported") if "egfr" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
+        scr = creatinine / self.rs.units.factor("creatinine", "mg/dL")
+        ok = (
+            creatinine.is_not_null()
+            & pl.col("age").is_not_null()
+            & (pl.col("age") >= d.min_age)
+            & pl.col("sex").is_in(["female", "male"])
+        )
+        calculated = pl.when(ok).then(derive.ckd_epi_2021(scr, pl.col("age"), pl.col("sex") == "female", PolarsOps()))
+        return frame.with_columns(
+            calculated.alias("q__egfr_calculated"),
+            pl.lit("mL/min/1.73m2").alias("u__egfr_calculated"),
+            pl.lit("mL/min/1.73m2").alias("u__egfr"),
+        ).with_columns(
+            pl.coalesce(pl.col("q__egfr_calculated"), reported).alias("q__egfr"),
+            pl.when(pl.col("q__egfr_calculated").is_not_null())
+            .then(pl.lit("calculated"))
+            .when(reported.is_not_null())
+            .then(pl.lit("laboratory"))
+            .alias("egfr_source"),
+        )
+
+    def _calcium(self, frame: pl.DataFrame) -> pl.DataFrame:
+        if "calcium" not in self.plan.analyte_columns:
+            return frame.with_columns(
+                pl.lit(None, dtype=pl.Float64).alias("q__calcium_assessed"),
+                pl.lit(None, dtype=STATUS_DTYPE).alias("s__calcium_assessed"),
+                pl.lit(None, dtype=pl.String).alias("u__calcium_assessed"),
+            )
+        d = self.rs.derivations.corrected_calcium
+        albumin = pl.col("q__albumin") if "albumin" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
+        corrected = derive.corrected_calcium(
+            pl.col("q__calcium"), albumin, d.factor_mmol_per_g, d.reference_albumin_g_per_l
+        )
+        value = (
+            pl.when(albumin.is_not_null() & (albumin < d.apply_below_albumin_g_per_l))
+            .then(corrected)
+            .otherwise(pl.col("q__calcium"))
+        )
+        frame = frame.with_columns(
+            value.alias("q__calcium_assessed"), pl.col("u__calcium").alias("u__calcium_assessed")
+        )
+        return frame.with_columns(
+            self._status("calcium", pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed"), "calcium").alias(
+                "s__calcium_assessed"
+            )
+        )
+
+    def _sodium(self, frame: pl.DataFrame) -> pl.DataFrame:
+        if not {"sodium", "glucose"} <= set(self.plan.analyte_columns):
+            return frame.with_columns(
+                pl.lit(None, dtype=pl.Float64).alias("q__corrected_sodium"),
+                pl.lit(None, dtype=STATUS_DTYPE).alias("s__corrected_sodium"),
+                pl.lit(None, dtype=pl.String).alias("u__corrected_sodium"),
+            )
+        d = self.rs.derivations.corrected_sodium
+        glucose = pl.col("q__glucose")
+        trigger = _limit(pl.col("u__glucose"), self.rs.sodium_trigger, self.rs.analytes["glucose"].units)
+        mg_dl = glucose / self.rs.units.factor("glucose", "mg/dL")
+        main = d.factors[0]
+        value = derive.corrected_sodium(pl.col("q__sodium"), mg_dl, main.factor, d.baseline_glucose_mg_dl)
+        frame = frame.with_columns(
+            pl.when(pl.col("q__sodium").is_not_null() & (glucose >= trigger)).then(value).alias("q__corrected_sodium"),
+            pl.col("u__sodium").alias("u__corrected_sodium"),
+        )
+        return frame.with_columns(
+            self._status("sodium", pl.col("q__corrected_sodium"), pl.col("u__corrected_sodium"), "sodium").alias(
+                "s__corrected_sodium"
+            )
+        )
+
+
+def ensure_quantities(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every quantity the rules may name, as a column (absent analytes are all-null)."""
+    missing = []
+    for name in QUANTITIES:
+        for prefix, dtype in (("q__", pl.Float64), ("u__", pl.String), ("s__", STATUS_DTYPE), ("v__", pl.Boolean)):
+            if f"{prefix}{name}" not in frame.columns:
+                missing.append(pl.lit(None if prefix != "v__" else False, dtype=dtype).alias(f"{prefix}{name}"))
+    return frame.with_columns(missing) if missing else frame

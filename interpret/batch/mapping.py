@@ -1,0 +1,289 @@
+"""How an export's columns map to ours: defaults, a mapping file, `--unit`, and the guards.
+
+`interpret batch --inspect` prints the plan this module makes before any long run: each
+header, what it is taken as, and what is left unmapped. Direct identifiers stop the run
+unless explicitly allowed; a result column without a unit is an error before any row is read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from interpret.batch.read import BatchInputError
+from interpret.ruleset import Ruleset
+
+# Headers that look like direct identifiers (findings: never copied, run stops unless allowed).
+IDENTIFIER_PATTERNS = {
+    "name": r"^(patient )?(first |last |given |family |full |middle |sur|fore)?name$|^patient name\b",
+    "medical record number": r"\bmrn\b|medical record|hospital number|\bhosp(ital)? no\b",
+    "date of birth": r"\bdob\b|date of birth|birth ?date|\bbirthday\b",
+    "social security / NHS number": r"\bssn\b|social security|\bnhs\b|\bnin\b|insurance number",
+    "address": r"address|street|post ?code|zip ?code|\bzip\b",
+    "phone": r"phone|telephone|mobile|\bfax\b",
+    "e-mail": r"e ?mail",
+}
+ROLE_ALIASES = {
+    "age": ["age", "age years", "age_years", "patient age"],
+    "sex": ["sex", "gender"],
+    "medications": ["medications", "medication", "meds", "drugs", "medication list"],
+    "hemolyzed": ["hemolyzed", "haemolysed", "hemolysis", "haemolysis", "hemolysed", "haemolyzed"],
+}
+
+
+class LongSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    panel_key: list[str] = Field(min_length=1, description="columns that identify one panel (specimen)")
+    patient_key: str | None = None
+    analyte: str
+    value: str
+    unit: str | None = None
+    time: str | None = None
+
+
+class MedicationFileSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_key: str
+    name: str
+    start: str
+    stop: str
+    rxnorm: str | None = None
+
+
+class MappingFile(BaseModel):
+    """The optional YAML mapping file (all keys optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["wide", "long"] | None = None
+    columns: dict[str, str] = {}  # our name (analyte, age, sex, ...) -> their header
+    unit_columns: dict[str, str] = {}  # analyte -> their unit header
+    units: dict[str, str] = {}  # analyte -> fixed unit for the whole file
+    analytes: dict[str, str] = {}  # long format: their label or code -> our analyte
+    id_column: str | None = None
+    allow_identifiers: list[str] = []
+    long: LongSpec | None = None
+    medications_file: MedicationFileSpec | None = None
+    delimiter: str | None = None
+
+
+def load_mapping(path: Path | None) -> MappingFile:
+    if path is None:
+        return MappingFile()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return MappingFile.model_validate(raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise BatchInputError(f"{path}: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise BatchInputError(f"{path}: {problems}") from None
+
+
+def _key(text: str) -> str:
+    return " ".join(re.findall(r"[0-9a-z]+", text.casefold()))
+
+
+def identifier_kind(header: str) -> str | None:
+    key = _key(header)
+    for kind, pattern in IDENTIFIER_PATTERNS.items():
+        if re.search(pattern, key):
+            return kind
+    return None
+
+
+@dataclass
+class Plan:
+    """What each header is taken as. Built once, before any row is read."""
+
+    format: Literal["wide", "long"]
+    analyte_columns: dict[str, str] = field(default_factory=dict)  # analyte -> header
+    unit_columns: dict[str, str] = field(default_factory=dict)  # analyte -> header
+    fixed_units: dict[str, str] = field(default_factory=dict)  # analyte -> unit key
+    range_columns: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)  # age/sex/medications/hemolyzed -> header
+    id_column: str | None = None
+    identifiers: dict[str, str] = field(default_factory=dict)  # header -> kind (allowed ones)
+    unmapped: list[str] = field(default_factory=list)
+    long: LongSpec | None = None
+    analyte_labels: dict[str, str] = field(default_factory=dict)
+
+    def describe(self, headers: list[str]) -> list[tuple[str, str]]:
+        taken: dict[str, str] = {}
+        for analyte, header in self.analyte_columns.items():
+            unit = self.fixed_units.get(analyte)
+            taken[header] = f"{analyte} result" + (f" in {unit}" if unit else "")
+        for analyte, header in self.unit_columns.items():
+            taken[header] = f"{analyte} unit"
+        for analyte, (low, high) in self.range_columns.items():
+            for header, end in ((low, "low"), (high, "high")):
+                if header:
+                    taken[header] = f"{analyte} laboratory reference range, {end}"
+        for role, header in self.roles.items():
+            taken[header] = role
+        if self.long:
+            for header in self.long.panel_key:
+                taken.setdefault(header, "panel key")
+            for role in ("analyte", "value", "unit", "time", "patient_key"):
+                header = getattr(self.long, role)
+                if header:
+                    taken.setdefault(header, f"long format: {role.replace('_', ' ')}")
+        if self.id_column:
+            taken[self.id_column] = taken.get(self.id_column, "") + " (id column, copied to output)"
+        for header, kind in self.identifiers.items():
+            taken.setdefault(header, f"identifier ({kind}), allowed, not copied")
+        return [(h, taken.get(h, "UNMAPPED: not used")) for h in headers]
+
+
+def make_plan(
+    headers: list[str],
+    mapping: MappingFile,
+    rs: Ruleset,
+    unit_options: dict[str, str],
+    id_column: str | None,
+    fmt: str | None,
+    allow: list[str],
+) -> Plan:
+    plan = Plan(format=(fmt or mapping.format or ("long" if mapping.long else "wide")))  # type: ignore[arg-type]
+    plan.id_column = id_column or mapping.id_column
+    known = set(headers)
+    problems: list[str] = []
+    if plan.id_column and plan.id_column not in known:
+        problems.append(f"--id-column {plan.id_column!r} is not a column; columns: {', '.join(headers)}")
+    _guard_identifiers(headers, [*allow, *mapping.allow_identifiers], plan, problems)
+    if plan.format == "long":
+        _plan_long(headers, mapping, rs, plan, problems)
+    else:
+        _plan_wide(headers, mapping, rs, unit_options, plan, problems)
+    if problems:
+        raise BatchInputError("\n".join(problems))
+    plan.unmapped = [h for h, what in plan.describe(headers) if what.startswith("UNMAPPED")]
+    return plan
+
+
+def _guard_identifiers(headers: list[str], allowed: list[str], plan: Plan, problems: list[str]) -> None:
+    for header in headers:
+        kind = identifier_kind(header)
+        if kind is None:
+            continue
+        if header in allowed:
+            plan.identifiers[header] = kind
+        else:
+            problems.append(
+                f"column {header!r} looks like a direct identifier ({kind}): the input should be "
+                f"anonymised. Remove it, or allow it explicitly with --allow-identifier {header!r} "
+                "(it is never copied to any output)"
+            )
+
+
+def _plan_wide(
+    headers: list[str], mapping: MappingFile, rs: Ruleset, units: dict[str, str], plan: Plan, problems: list[str]
+) -> None:
+    explicit = {header: ours for ours, header in mapping.columns.items()}
+    for ours, header in mapping.columns.items():
+        if header not in headers:
+            problems.append(f"mapping: columns.{ours}: {header!r} is not a column of the file")
+    for header in headers:
+        ours = explicit.get(header)
+        key = _key(header)
+        if ours is None:
+            ours = next((role for role, names in ROLE_ALIASES.items() if key in (_key(n) for n in names)), None)
+        if ours in ROLE_ALIASES:
+            plan.roles[ours] = header
+            continue
+        analyte = rs.analyte(ours or header)
+        if analyte is not None:
+            if analyte in plan.analyte_columns:
+                problems.append(f"columns {plan.analyte_columns[analyte]!r} and {header!r} both hold {analyte}")
+            plan.analyte_columns[analyte] = header
+            continue
+        for suffix, target in (
+            (" unit", plan.unit_columns),
+            (" units", plan.unit_columns),
+            (" uom", plan.unit_columns),
+        ):
+            if key.endswith(suffix) and (a := rs.analyte(key[: -len(suffix)])):
+                target[a] = header
+                break
+        else:
+            for end in ("low", "high"):
+                if key.endswith(f" {end}") and (a := rs.analyte(key[: -len(end) - 1])):
+                    low, high = plan.range_columns.get(a, (None, None))
+                    plan.range_columns[a] = (header, high) if end == "low" else (low, header)
+    for analyte, header in mapping.unit_columns.items():
+        if header not in headers:
+            problems.append(f"mapping: unit_columns.{analyte}: {header!r} is not a column of the file")
+        plan.unit_columns[analyte] = header
+    for source in (mapping.units, units):
+        for name, unit in source.items():
+            analyte = rs.analyte(name)
+            key = rs.units.resolve(unit)
+            if analyte is None:
+                problems.append(f"unit for {name!r}: not a known analyte")
+            elif key is None or key not in rs.analytes[analyte].units:
+                problems.append(
+                    f"unit for {analyte}: {unit!r} is not a unit for {analyte}; accepted: "
+                    + ", ".join(rs.analytes[analyte].units)
+                )
+            else:
+                plan.fixed_units[analyte] = key
+    for analyte, header in plan.analyte_columns.items():
+        if analyte not in plan.unit_columns and analyte not in plan.fixed_units:
+            problems.append(
+                f"column {header!r} ({analyte}) has no unit: add a {analyte}_unit column, "
+                f"--unit {analyte}=<unit> or units.{analyte} in the mapping file "
+                f"(accepted: {', '.join(rs.analytes[analyte].units)})"
+            )
+    if not plan.analyte_columns:
+        problems.append("no result column recognised: name them as analytes (potassium, K, ...) or map them")
+
+
+def _plan_long(headers: list[str], mapping: MappingFile, rs: Ruleset, plan: Plan, problems: list[str]) -> None:
+    if mapping.long is None:
+        problems.append("long format needs a mapping file with a `long:` section (panel_key, analyte, value, ...)")
+        return
+    plan.long = mapping.long
+    for role in ("analyte", "value", "unit", "time", "patient_key"):
+        header = getattr(mapping.long, role)
+        if header and header not in headers:
+            problems.append(f"mapping: long.{role}: {header!r} is not a column of the file")
+    for header in mapping.long.panel_key:
+        if header not in headers:
+            problems.append(f"mapping: long.panel_key: {header!r} is not a column of the file")
+    for ours, header in mapping.columns.items():
+        if ours in ROLE_ALIASES and header in headers:
+            plan.roles[ours] = header
+    for label, analyte in mapping.analytes.items():
+        found = rs.analyte(analyte)
+        if found is None:
+            problems.append(f"mapping: analytes.{label}: {analyte!r} is not a known analyte")
+        else:
+            plan.analyte_labels[label] = found
+    plan.fixed_units = {a: k for a, u in mapping.units.items() if (k := rs.units.resolve(u))}
+    if mapping.long.unit is None and not plan.fixed_units:
+        problems.append("long format: map a unit column (long.unit) or give units per analyte")
+
+
+def describe_plan(plan: Plan, headers: list[str]) -> str:
+    width = max((len(h) for h in headers), default=10)
+    lines = [f"format: {plan.format}"]
+    lines += [f"  {h:<{width}}  -> {what}" for h, what in plan.describe(headers)]
+    if plan.unmapped:
+        lines.append("unmapped (reported, not used): " + ", ".join(plan.unmapped))
+    return "\n".join(lines)
+
+
+def to_yaml(plan: Plan) -> dict[str, Any]:
+    return {
+        "format": plan.format,
+        "analyte_columns": plan.analyte_columns,
+        "unit_columns": plan.unit_columns,
+        "fixed_units": plan.fixed_units,
+        "roles": plan.roles,
+        "id_column": plan.id_column,
+        "unmapped": plan.unmapped,
+    }

@@ -1,0 +1,246 @@
+"""`interpret batch`: chunked, column-wise interpretation of a CSV export.
+
+Rows in == rows out: every non-blank input row (wide) or panel (long) gives one output row,
+in input order; a refused row carries its reason in `error` and never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from interpret.batch.columns import Columns, ensure_quantities, join
+from interpret.batch.mapping import Plan
+from interpret.batch.polars_backend import PolarsRules
+from interpret.batch.read import OVERFLOW, ROW, CsvSource, blank_rows, read_chunks
+from interpret.facts import ANALYTE_FACT
+from interpret.ruleset import Ruleset
+from interpret.units import format_number
+
+UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(column: pl.Expr) -> pl.Expr:
+    """Neutralise cells a spreadsheet would run as a formula (OWASP CSV injection)."""
+    return pl.when(column.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + column).otherwise(column)
+
+
+@dataclass
+class Stats:
+    """What the run's last line, the sidecar and the summary page report."""
+
+    rows: int = 0
+    refused: int = 0
+    blank_lines: int = 0
+    by_severity: dict[str, int] = field(default_factory=dict)
+    by_finding: dict[str, dict[str, int]] = field(default_factory=dict)
+    not_assessed: dict[str, int] = field(default_factory=dict)
+    unrecognized_medications: dict[str, int] = field(default_factory=dict)
+    samples: list[pl.DataFrame] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def interpreted(self) -> int:
+        return self.rows - self.refused
+
+    def line(self) -> str:
+        flagged = ", ".join(
+            f"{name} {self.by_severity.get(name, 0)}" for name in ("critical", "warning", "advisory", "info")
+        )
+        rate = self.rows / self.seconds if self.seconds else 0
+        return (
+            f"{self.rows} rows: {self.interpreted} interpreted, {self.refused} refused; "
+            f"flagged (highest severity per row): {flagged}; {rate:,.0f} rows/s"
+        )
+
+
+class BatchRun:
+    def __init__(self, rs: Ruleset, plan: Plan, source: CsvSource) -> None:
+        self.rs, self.plan, self.source = rs, plan, source
+        self.columns = Columns(rs, plan, source.decimal_comma)
+        self.rules = PolarsRules(rs)
+        self.stats = Stats()
+
+    # --- one chunk ----------------------------------------------------------------------------
+
+    def process(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """One chunk of input rows in, the same rows out (blank lines aside), as output columns."""
+        frame = self.evaluate(chunk)
+        self._count(frame)
+        return self._output(frame)
+
+    def evaluate(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """The full facts frame with `r__<code>` severity ranks (used by the parity test too)."""
+        blank = blank_rows(chunk, self.source.headers)
+        self.stats.blank_lines += int(blank.sum())
+        chunk = chunk.filter(~blank)
+        overflow = pl.any_horizontal([pl.col(c).fill_null("").str.strip_chars() != "" for c in OVERFLOW])
+        frame = self.columns.results(chunk)
+        frame = self.columns.patient(frame)
+        frame = self.columns.medications(frame, self.plan.roles.get("medications"))
+        no_results = pl.all_horizontal([pl.col(f"q__{ANALYTE_FACT[a]}").is_null() for a in self.plan.analyte_columns])
+        frame = frame.with_columns(
+            join(
+                [
+                    pl.when(overflow).then(pl.lit("the row has more fields than the header")),
+                    pl.col("__result_errors"),
+                    pl.col("__patient_errors"),
+                    pl.when(no_results & pl.col("__result_errors").is_null()).then(pl.lit("no result to interpret")),
+                ]
+            ).alias("error")
+        )
+        frame = ensure_quantities(self.columns.facts(frame))
+        frame = self.rules.evaluate(frame)
+        return frame.with_columns(self.rules.summary_columns())
+
+    def _output(self, frame: pl.DataFrame) -> pl.DataFrame:
+        ok = pl.col("error").is_null()
+        out: list[pl.Expr] = [pl.col(ROW).alias("line")]
+        if self.plan.id_column:
+            out.append(spreadsheet_safe(pl.col(self.plan.id_column)).alias(self.plan.id_column))
+        for analyte in self.plan.analyte_columns:
+            fact = ANALYTE_FACT[analyte]
+            unit = self.rs.analytes[analyte].canonical_unit.replace("/", "_")
+            out.append(pl.when(ok).then(pl.col(f"q__{fact}")).alias(f"{analyte}_{unit}"))
+            out.append(pl.when(ok).then(pl.col(f"s__{fact}").cast(pl.String)).alias(f"{analyte}_status"))
+        category = self._egfr_category(pl.col("q__egfr"))
+        out += [
+            pl.when(ok).then(pl.col("q__egfr")).alias("egfr"),
+            pl.when(ok).then(category).alias("egfr_category"),
+            pl.when(ok).then(pl.col("egfr_source")).alias("egfr_source"),
+        ]
+        if "calcium" in self.plan.analyte_columns:
+            out += [
+                pl.when(ok).then(pl.col("q__calcium_assessed")).alias("calcium_assessed_mmol_L"),
+                pl.when(ok).then(pl.col("s__calcium_assessed").cast(pl.String)).alias("calcium_assessed_status"),
+            ]
+        if {"sodium", "glucose"} <= set(self.plan.analyte_columns):
+            out.append(pl.when(ok).then(pl.col("q__corrected_sodium")).alias("corrected_sodium_mmol_L"))
+        out += [
+            pl.col("findings").fill_null(""),
+            pl.col("max_severity"),
+            pl.col("not_assessed").fill_null(""),
+            spreadsheet_safe(pl.col("unrecognized_names")).alias("unrecognized_medications"),
+            spreadsheet_safe(pl.col("notes")).alias("notes"),
+            spreadsheet_safe(pl.col("error")).alias("error"),
+        ]
+        return frame.select(out)
+
+    def _egfr_category(self, value: pl.Expr) -> pl.Expr:
+        expr: Any = pl.lit(None, dtype=pl.String)
+        for cat in reversed(self.rs.derivations.egfr.categories):
+            expr = pl.when(value >= cat.at_or_above).then(pl.lit(cat.name)).otherwise(expr)
+        return pl.when(value.is_null()).then(None).otherwise(expr)
+
+    def _count(self, frame: pl.DataFrame) -> None:
+        s = self.stats
+        s.rows += frame.height
+        s.refused += frame["error"].is_not_null().sum()
+        for name, count in frame["max_severity"].drop_nulls().value_counts().iter_rows():
+            s.by_severity[name] = s.by_severity.get(name, 0) + count
+        names = self.rules.names
+        for rule in self.rs.rules:
+            ranks = frame[f"r__{rule.code}"].drop_nulls()
+            if len(ranks):
+                entry = s.by_finding.setdefault(rule.code, {})
+                for rank, count in ranks.value_counts().iter_rows():
+                    entry[names[rank]] = entry.get(names[rank], 0) + count
+            missing = int(frame[f"na__{rule.code}"].sum())
+            if missing:
+                s.not_assessed[rule.code] = s.not_assessed.get(rule.code, 0) + missing
+        if "unrecognized_names" in frame.columns:
+            for text in frame["unrecognized_names"].drop_nulls().to_list():
+                for name in text.split("; "):
+                    s.unrecognized_medications[name] = s.unrecognized_medications.get(name, 0) + 1
+        keep = [
+            c
+            for c in (
+                "q__potassium",
+                "q__magnesium",
+                "q__sodium",
+                "q__calcium",
+                "q__glucose",
+                "q__creatinine",
+                "q__egfr",
+                "q__albumin",
+            )
+            if c in frame.columns
+        ]
+        sample = frame.filter(pl.col("error").is_null()).select([*keep, "max_severity", "findings"])
+        s.samples.append(
+            sample.sample(n=min(sample.height, 20_000), seed=len(s.samples)) if sample.height > 20_000 else sample
+        )
+
+    # --- the whole file -------------------------------------------------------------------------
+
+    def run(
+        self, output: Path, progress: Callable[[int], None] | None = None, chunks: Iterator[pl.DataFrame] | None = None
+    ) -> Stats:
+        started = time.perf_counter()
+        first = True
+        with output.open("w", encoding="utf-8", newline="") as f:
+            for chunk in chunks if chunks is not None else read_chunks(self.source):
+                result = self.process(chunk)
+                result.write_csv(f, include_header=first)
+                first = False
+                if progress:
+                    progress(chunk.height)
+            if first:  # an empty file still gets its header
+                self.process(
+                    pl.DataFrame(
+                        {**{h: [] for h in self.source.headers}, ROW: [], OVERFLOW[0]: [], OVERFLOW[1]: []},
+                        schema={
+                            **{h: pl.String for h in self.source.headers},
+                            ROW: pl.UInt32,
+                            OVERFLOW[0]: pl.String,
+                            OVERFLOW[1]: pl.String,
+                        },
+                    )
+                ).write_csv(f, include_header=True)
+        self.stats.seconds = time.perf_counter() - started
+        if self.stats.blank_lines:
+            self.stats.notes.append(f"{self.stats.blank_lines} blank lines skipped (not rows)")
+        return self.stats
+
+
+def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource, input_path: Path) -> dict[str, Any]:
+    """The `.json` beside the output: ruleset version and hash, mapping, counts, disclaimer."""
+    data = {
+        "ruleset": {"name": rs.meta.name, "version": rs.version, "sha256": rs.sha256},
+        "disclaimer": rs.disclaimer(),
+        "input": {"file": str(input_path), "encoding": source.encoding, "delimiter": source.delimiter},
+        "mapping": {h: what for h, what in plan.describe(source.headers)},
+        "unmapped_columns": plan.unmapped,
+        "counts": {
+            "rows": stats.rows,
+            "interpreted": stats.interpreted,
+            "refused": stats.refused,
+            "blank_lines_skipped": stats.blank_lines,
+            "max_severity": stats.by_severity,
+            "findings": stats.by_finding,
+            "not_assessed": stats.not_assessed,
+        },
+        "unrecognized_medications": dict(sorted(stats.unrecognized_medications.items(), key=lambda kv: -kv[1])),
+        "columns": {
+            "line": "line number in the input file (header is line 1)",
+            "<analyte>_<unit>": "the result in its canonical unit",
+            "<analyte>_status": "critical_low, low, normal, high or critical_high",
+            "findings": "codes of the findings that fired, ';'-separated (findings catalogue)",
+            "not_assessed": "codes of rules that could not be assessed for lack of an input",
+            "error": "non-empty when the row was refused, with the reason",
+        },
+        "notes": stats.notes,
+    }
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    return data
+
+
+def describe_number(value: float | None) -> str:
+    return "" if value is None else format_number(value)

@@ -82,7 +82,7 @@ def _by_unit(unit: pl.Expr, mapping: dict[str, float | None], default: float | N
     for key, value in mapping.items():
         if value != default:
             expr = pl.when(unit == key).then(pl.lit(value, dtype=pl.Float64)).otherwise(expr)
-    return expr
+    return expr  # type: ignore[no-any-return]
 
 
 def _limit(unit: pl.Expr, threshold: Threshold | None, units: list[str]) -> pl.Expr:
@@ -183,7 +183,7 @@ class Columns:
         exprs: list[pl.Expr] = []
         problems: list[pl.Expr] = []
         if "age" in roles:
-            age, empty, _, problem = parse_number(pl.col(roles["age"]), self.decimal_comma)
+            age, _, _, problem = parse_number(pl.col(roles["age"]), self.decimal_comma)
             exprs.append(age.alias("age"))
             problems.append(pl.format("age: {}", problem))
             problems.append(

@@ -111,6 +111,7 @@ class Plan:
     unmapped: list[str] = field(default_factory=list)
     long: LongSpec | None = None
     analyte_labels: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # reported in the sidecar and summary
 
     def describe(self, headers: list[str]) -> list[tuple[str, str]]:
         taken: dict[str, str] = {}
@@ -120,9 +121,9 @@ class Plan:
         for analyte, header in self.unit_columns.items():
             taken[header] = f"{analyte} unit"
         for analyte, (low, high) in self.range_columns.items():
-            for header, end in ((low, "low"), (high, "high")):
-                if header:
-                    taken[header] = f"{analyte} laboratory reference range, {end}"
+            for bound, end in ((low, "low"), (high, "high")):
+                if bound:
+                    taken[bound] = f"{analyte} laboratory reference range, {end}"
         for role, header in self.roles.items():
             taken[header] = role
         if self.long:
@@ -184,9 +185,9 @@ def _plan_wide(
     headers: list[str], mapping: MappingFile, rs: Ruleset, units: dict[str, str], plan: Plan, problems: list[str]
 ) -> None:
     explicit = {header: ours for ours, header in mapping.columns.items()}
-    for ours, header in mapping.columns.items():
-        if header not in headers:
-            problems.append(f"mapping: columns.{ours}: {header!r} is not a column of the file")
+    for ours_name, theirs in mapping.columns.items():
+        if theirs not in headers:
+            problems.append(f"mapping: columns.{ours_name}: {theirs!r} is not a column of the file")
     for header in headers:
         ours = explicit.get(header)
         key = _key(header)
@@ -221,16 +222,16 @@ def _plan_wide(
     for source in (mapping.units, units):
         for name, unit in source.items():
             analyte = rs.analyte(name)
-            key = rs.units.resolve(unit)
+            unit_key = rs.units.resolve(unit)
             if analyte is None:
                 problems.append(f"unit for {name!r}: not a known analyte")
-            elif key is None or key not in rs.analytes[analyte].units:
+            elif unit_key is None or unit_key not in rs.analytes[analyte].units:
                 problems.append(
                     f"unit for {analyte}: {unit!r} is not a unit for {analyte}; accepted: "
                     + ", ".join(rs.analytes[analyte].units)
                 )
             else:
-                plan.fixed_units[analyte] = key
+                plan.fixed_units[analyte] = unit_key
     for analyte, header in plan.analyte_columns.items():
         if analyte not in plan.unit_columns and analyte not in plan.fixed_units:
             problems.append(

@@ -23,6 +23,7 @@ from interpret.facts import ANALYTE_FACT
 from interpret.ruleset import Ruleset
 from interpret.units import format_number
 
+INPUT_ERROR = "__input_error"  # a problem found before the row reached us (e.g. long-format conflicts)
 UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -90,6 +91,7 @@ class BatchRun:
             join(
                 [
                     pl.when(overflow).then(pl.lit("the row has more fields than the header")),
+                    pl.col(INPUT_ERROR) if INPUT_ERROR in frame.columns else pl.lit(None, dtype=pl.String),
                     pl.col("__result_errors"),
                     pl.col("__patient_errors"),
                     pl.when(no_results & pl.col("__result_errors").is_null()).then(pl.lit("no result to interpret")),
@@ -142,7 +144,7 @@ class BatchRun:
     def _count(self, frame: pl.DataFrame) -> None:
         s = self.stats
         s.rows += frame.height
-        s.refused += frame["error"].is_not_null().sum()
+        s.refused += int(frame["error"].is_not_null().sum())
         for name, count in frame["max_severity"].drop_nulls().value_counts().iter_rows():
             s.by_severity[name] = s.by_severity.get(name, 0) + count
         names = self.rules.names
@@ -205,6 +207,7 @@ class BatchRun:
                     )
                 ).write_csv(f, include_header=True)
         self.stats.seconds = time.perf_counter() - started
+        self.stats.notes.extend(self.plan.notes)
         if self.stats.blank_lines:
             self.stats.notes.append(f"{self.stats.blank_lines} blank lines skipped (not rows)")
         return self.stats

@@ -1,0 +1,87 @@
+"""`--details`: the full Interpretation of each output row, as JSON lines.
+
+Each row is re-read from the input and run through the single-panel engine (the same one as
+the API), so the details carry evidence, wording and references. Slower than the batch path:
+meant for the rows a data team wants to read, or for audits of modest files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from interpret.batch.mapping import Plan
+from interpret.batch.read import CsvSource
+from interpret.models import to_dict
+from interpret.validate import InputError
+
+
+def write_details(path: Path, interpreter: Any, output: Path, input_path: Path, plan: Plan, source: CsvSource) -> None:
+    out = pl.read_csv(output, infer_schema=False)
+    rows = pl.read_csv(
+        source.path, infer_schema=False, separator=source.delimiter, truncate_ragged_lines=True
+    ).with_row_index("__i")
+    lines = {int(line): i for i, line in enumerate(out["line"].to_list())}
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows.iter_rows(named=True):
+            line = row["__i"] + 2
+            if line not in lines:
+                continue
+            error = out["error"][lines[line]]
+            record: dict[str, Any] = {"line": line}
+            if error:
+                record["error"] = error
+            else:
+                try:
+                    record["interpretation"] = to_dict(interpreter.interpret(panel_from_row(row, plan, source)))
+                except InputError as exc:
+                    record["error"] = "; ".join(f"{loc}: {msg}" for loc, msg in exc.errors)
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _number(text: str, decimal_comma: bool) -> float | str:
+    text = text.strip()
+    if decimal_comma and text.count(",") == 1 and "." not in text:
+        text = text.replace(",", ".")
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[str, Any]:
+    results = []
+    for analyte, header in plan.analyte_columns.items():
+        value = (row.get(header) or "").strip()
+        if not value or value.casefold() in ("hemolyzed", "haemolysed", "hemolysed", "haemolyzed"):
+            continue
+        unit = (row.get(plan.unit_columns.get(analyte, ""), "") or "").strip() or plan.fixed_units.get(analyte, "")
+        result: dict[str, Any] = {"analyte": analyte, "value": _number(value, source.decimal_comma), "unit": unit}
+        low_h, high_h = plan.range_columns.get(analyte, (None, None))
+        bounds = {
+            k: _number(row[h], source.decimal_comma)
+            for k, h in (("low", low_h), ("high", high_h))
+            if h and (row.get(h) or "").strip()
+        }
+        if bounds:
+            result["reference_range"] = bounds
+        results.append(result)
+    panel: dict[str, Any] = {"results": results}
+    patient = {}
+    if "age" in plan.roles and (row.get(plan.roles["age"]) or "").strip():
+        patient["age"] = _number(row[plan.roles["age"]], source.decimal_comma)
+    if "sex" in plan.roles and (row.get(plan.roles["sex"]) or "").strip():
+        patient["sex"] = row[plan.roles["sex"]].strip()
+    if patient:
+        panel["patient"] = patient
+    if "medications" in plan.roles:
+        panel["medications"] = [m.strip() for m in (row.get(plan.roles["medications"]) or "").split(";") if m.strip()]
+    if "hemolyzed" in plan.roles:
+        flag = (row.get(plan.roles["hemolyzed"]) or "").strip().casefold()
+        panel["specimen"] = {
+            "hemolyzed": flag in ("yes", "y", "true", "t", "1", "hemolyzed", "haemolysed", "hemolysis")
+        }
+    return panel

@@ -1,0 +1,133 @@
+"""Long exports (one row per result) grouped into panels, then run through the wide path.
+
+Rows are grouped by the panel key named in the mapping (e.g. subject and specimen); labels
+or codes are mapped to analytes (mapping `analytes:`, else our names, aliases and LOINC
+codes); the same analyte twice in a panel with different values refuses that panel. Rows
+whose label is not an analyte are counted and reported, never silently dropped. Medications
+come from a second long file, active when start <= panel time <= stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+
+from interpret.batch.mapping import MappingFile, Plan
+from interpret.batch.read import OVERFLOW, ROW, BatchInputError, CsvSource, open_csv, read_chunks
+from interpret.ruleset import Ruleset
+
+PANEL = "panel"
+INPUT_ERROR = "__input_error"
+
+
+def _read_all(source: CsvSource) -> pl.DataFrame:
+    return pl.concat(list(read_chunks(source)), how="vertical") if source.headers else pl.DataFrame()
+
+
+def long_to_wide(
+    source: CsvSource, plan: Plan, mapping: MappingFile, rs: Ruleset, medications: Path | None
+) -> tuple[CsvSource, Plan, Iterator[pl.DataFrame]]:
+    spec = plan.long
+    assert spec is not None
+    frame = _read_all(source)
+    labels = frame.select(pl.col(spec.analyte).str.strip_chars().unique()).to_series().to_list()
+    known = {label: plan.analyte_labels.get(label) or rs.analyte(label or "") for label in labels}
+    frame = frame.with_columns(
+        pl.col(spec.analyte)
+        .str.strip_chars()
+        .replace_strict(known, default=None, return_dtype=pl.String)
+        .alias("__analyte"),
+        pl.concat_str([pl.col(k).fill_null("") for k in spec.panel_key], separator="|").alias(PANEL),
+    )
+    ignored = frame.filter(pl.col("__analyte").is_null())
+    notes = []
+    if ignored.height:
+        top = ignored.group_by(spec.analyte).len().sort("len", descending=True).head(8)
+        shown = ", ".join(f"{label!r} ({n})" for label, n in top.iter_rows())
+        notes.append(f"{ignored.height} result rows with labels that are not analytes were not used: {shown}")
+    results = frame.filter(pl.col("__analyte").is_not_null())
+    analytes = sorted(set(results["__analyte"].unique().to_list()))
+    unit = pl.col(spec.unit).fill_null("") if spec.unit else pl.lit("")
+    per = results.with_columns(
+        pl.col(spec.value).fill_null("").str.strip_chars().alias("__value"), unit.alias("__unit")
+    )
+    grouped = per.group_by([PANEL, "__analyte"], maintain_order=True).agg(
+        pl.col("__value").first(),
+        pl.col("__unit").first(),
+        pl.col("__value").n_unique().alias("__distinct"),
+        pl.col(ROW).min().alias("__first_line"),
+    )
+    conflicts = (
+        grouped.filter(pl.col("__distinct") > 1)
+        .group_by(PANEL)
+        .agg(
+            pl.format("{} given more than once with different values", pl.col("__analyte"))
+            .str.join("; ")
+            .alias(INPUT_ERROR)
+        )
+    )
+    values = grouped.pivot(on="__analyte", index=PANEL, values="__value")
+    units = grouped.pivot(on="__analyte", index=PANEL, values="__unit").rename({a: f"{a}_unit" for a in analytes})
+    first = per.group_by(PANEL, maintain_order=True).agg(
+        pl.col(ROW).min(),
+        *[pl.col(h).first().alias(role) for role, h in plan.roles.items() if role != "medications"],
+        *([pl.col(spec.time).first().alias("__time")] if spec.time else []),
+        *([pl.col(spec.patient_key).first().alias("__patient")] if spec.patient_key else []),
+    )
+    wide = (
+        first.join(values, on=PANEL, how="left").join(units, on=PANEL, how="left").join(conflicts, on=PANEL, how="left")
+    )
+    new_roles = {role: role for role in plan.roles if role != "medications"}
+    if medications is not None:
+        wide = wide.with_columns(_medications(wide, mapping, medications, spec.time).alias("medications"))
+        new_roles["medications"] = "medications"
+    wide = wide.sort(ROW).with_columns(pl.lit("").alias(OVERFLOW[0]), pl.lit("").alias(OVERFLOW[1]))
+    wide = wide.with_columns(
+        pl.col(c).cast(pl.String).fill_null("") for c in wide.columns if c not in (ROW, INPUT_ERROR)
+    )
+    headers = [c for c in wide.columns if c not in (ROW, INPUT_ERROR, *OVERFLOW, "__time", "__patient")]
+    new_plan = replace(
+        plan,
+        format="wide",
+        analyte_columns={a: a for a in analytes},
+        unit_columns={a: f"{a}_unit" for a in analytes if spec.unit},
+        fixed_units={a: u for a, u in plan.fixed_units.items() if a in analytes},
+        roles=new_roles,
+        id_column=PANEL if plan.id_column else None,
+        unmapped=plan.unmapped,
+        notes=[*plan.notes, *notes],
+    )
+    new_source = replace(source, headers=headers)
+    chunk_rows = 200_000
+    return new_source, new_plan, (wide.slice(i, chunk_rows) for i in range(0, max(wide.height, 1), chunk_rows))
+
+
+def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None) -> pl.Series:
+    spec = mapping.medications_file
+    if spec is None or time_column is None or "__patient" not in wide.columns:
+        raise BatchInputError(
+            "--medications needs `medications_file:` (patient_key, name, start, stop) in the mapping, "
+            "and long.time and long.patient_key to match orders to panels by time"
+        )
+    orders = _read_all(open_csv(path))
+    for column in (spec.patient_key, spec.name, spec.start, spec.stop):
+        if column not in orders.columns:
+            raise BatchInputError(f"{path}: column {column!r} (medications_file) is not in the file")
+    fmt = dict(strict=False)
+    orders = orders.select(
+        pl.col(spec.patient_key).alias("__patient"),
+        pl.col(spec.name).str.strip_chars().alias("__drug"),
+        pl.col(spec.start).str.to_datetime(**fmt).alias("__start"),
+        pl.col(spec.stop).str.to_datetime(**fmt).alias("__stop"),
+    )
+    panels = wide.select(PANEL, "__patient", pl.col("__time").str.to_datetime(strict=False).alias("__at"))
+    active = (
+        panels.join(orders, on="__patient", how="inner")
+        .filter((pl.col("__start") <= pl.col("__at")) & (pl.col("__at") <= pl.col("__stop")))
+        .group_by(PANEL)
+        .agg(pl.col("__drug").unique().sort().str.join(";").alias("medications"))
+    )
+    return panels.join(active, on=PANEL, how="left").select(pl.col("medications").fill_null(""))["medications"]

@@ -116,12 +116,11 @@ def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_colu
     for column in (spec.patient_key, spec.name, spec.start, spec.stop):
         if column not in orders.columns:
             raise BatchInputError(f"{path}: column {column!r} (medications_file) is not in the file")
-    fmt = dict(strict=False)
     orders = orders.select(
         pl.col(spec.patient_key).alias("__patient"),
         pl.col(spec.name).str.strip_chars().alias("__drug"),
-        pl.col(spec.start).str.to_datetime(**fmt).alias("__start"),
-        pl.col(spec.stop).str.to_datetime(**fmt).alias("__stop"),
+        pl.col(spec.start).str.to_datetime(strict=False).alias("__start"),
+        pl.col(spec.stop).str.to_datetime(strict=False).alias("__stop"),
     )
     panels = wide.select(PANEL, "__patient", pl.col("__time").str.to_datetime(strict=False).alias("__at"))
     active = (

@@ -125,7 +125,7 @@ def histograms(sample: pl.DataFrame, rs: Ruleset, plan: Plan) -> list[dict[str, 
                 "lo": format_number(lo),
                 "hi": format_number(hi),
                 "band": band,
-                "median": format_number(float(values.median() or 0)),
+                "median": format_number(float(values.cast(pl.Float64).median() or 0)),  # type: ignore[arg-type]
             }
         )
     return out

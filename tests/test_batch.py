@@ -1,0 +1,268 @@
+"""Batch runs as a data team would do them, on awkward files; nothing lost, nothing unsafe."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from interpret.batch.cli import run_batch
+from tests.conftest import ROOT, SHARED
+
+MIMIC_WIDE = SHARED / "data/mimic-iv-demo/panels_wide.csv"
+
+
+def batch(
+    interpreter, tmp_path: Path, text: str | bytes, *, name="in.csv", **options
+) -> tuple[int, pl.DataFrame | None]:
+    source = tmp_path / name
+    source.write_bytes(text if isinstance(text, bytes) else text.encode())
+    output = tmp_path / "out.csv"
+    defaults = dict(
+        fmt=None,
+        mapping_path=None,
+        units=[],
+        id_column=None,
+        allow=[],
+        medications=None,
+        summary=None,
+        details=None,
+        inspect_only=False,
+    )
+    code = run_batch(interpreter, source, output, **{**defaults, **options})
+    read = code == 0 and not options.get("inspect_only")
+    return code, (pl.read_csv(output, infer_schema=False) if read else None)
+
+
+def findings(out: pl.DataFrame, i: int) -> set[str]:
+    text = out["findings"][i] or ""
+    return set(text.split(";")) - {""}
+
+
+WIDE = """id,potassium,potassium_unit,magnesium,magnesium_unit,creatinine,creatinine_unit,age,sex,medications,hemolyzed
+a1,3.0,mmol/L,1.3,mg/dL,88,umol/L,72,F,furosemide 40 mg;Bactrim DS,no
+a2,6.6,mEq/L,2.0,mg/dL,1.0,mg/dL,50,M,,yes
+a3,4.1,mmol/L,,,,,,,,
+"""
+
+
+def test_wide_rows_in_rows_out_with_findings(interpreter, tmp_path, capsys):
+    code, out = batch(interpreter, tmp_path, WIDE, id_column="id")
+    assert code == 0 and out.height == 3
+    assert out["id"].to_list() == ["a1", "a2", "a3"] and out["line"].to_list() == ["2", "3", "4"]
+    assert {"hypokalemia_with_hypomagnesemia", "diuretic_associated_losses", "egfr_interpretation_caveat"} <= findings(
+        out, 0
+    )
+    assert {"hyperkalemia", "possible_pseudohyperkalemia", "hemolyzed_specimen"} <= findings(out, 1)
+    assert out["max_severity"].to_list()[:2] == ["warning", "critical"]
+    assert out["egfr_category"][1] == "G1"
+    assert "3 rows: 3 interpreted, 0 refused" in capsys.readouterr().out
+
+
+def test_sidecar_names_ruleset_and_mapping(interpreter, tmp_path):
+    batch(interpreter, tmp_path, WIDE)
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert side["ruleset"]["sha256"] == interpreter.ruleset.sha256 and side["disclaimer"]
+    assert side["mapping"]["potassium"] == "potassium result" and side["counts"]["rows"] == 3
+
+
+def test_column_without_unit_is_an_error_before_reading(interpreter, tmp_path, capsys):
+    code, _ = batch(interpreter, tmp_path, "potassium,sodium,sodium_unit\n3.0,140,mmol/L\n")
+    assert code == 2
+    assert "column 'potassium' (potassium) has no unit" in capsys.readouterr().err
+
+
+def test_unit_option_and_mapping_file(interpreter, tmp_path):
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("columns:\n  potassium: 'Potassium (mmol/L)'\n  magnesium: Mg\nunits:\n  magnesium: mg/dL\n")
+    text = "Potassium (mmol/L),Mg,Na\n3.1,1.5,130\n"
+    code, out = batch(interpreter, tmp_path, text, mapping_path=mapping, units=["potassium=mmol/L", "Na=mEq/L"])
+    assert code == 0 and "hypokalemia_with_hypomagnesemia" in findings(out, 0) and "hyponatremia" in findings(out, 0)
+
+
+def test_inspect_prints_the_plan(interpreter, tmp_path, capsys):
+    code, _ = batch(interpreter, tmp_path, "K,K_unit,ward,Gender\n4,mmol/L,5B,F\n", inspect_only=True)
+    text = capsys.readouterr().out
+    assert code == 0 and "K " in text and "-> potassium result" in text and "-> sex" in text
+    assert "unmapped (reported, not used): ward" in text
+
+
+@pytest.mark.parametrize(
+    "header", ["patient_name", "MRN", "Date of Birth", "email", "NHS number", "Phone", "Address line 1"]
+)
+def test_identifier_columns_stop_the_run(interpreter, tmp_path, capsys, header):
+    text = f"{header},potassium,potassium_unit\nx,4.0,mmol/L\n"
+    code, _ = batch(interpreter, tmp_path, text)
+    assert code == 2 and "looks like a direct identifier" in capsys.readouterr().err
+    code, out = batch(interpreter, tmp_path, text, allow=[header])
+    assert code == 0 and header not in out.columns  # allowed, never copied
+
+
+def test_spreadsheet_formulas_are_neutralised(interpreter, tmp_path):
+    text = 'id,potassium,potassium_unit,medications\n"=HYPERLINK(""http://x"")",4.0,mmol/L,"@SUM(1);+cmd"\n'
+    code, out = batch(interpreter, tmp_path, text, id_column="id")
+    raw = (tmp_path / "out.csv").read_text()
+    assert code == 0
+    assert out["id"][0].startswith("'=") and out["unrecognized_medications"][0].startswith("'@")
+    for line in list(csv.reader(io.StringIO(raw)))[1:]:
+        assert not any(cell[:1] in ("=", "+", "@", "\t", "\r") for cell in line)
+
+
+def test_awkward_semicolon_file_with_decimal_commas_and_odd_cells(interpreter, tmp_path):
+    text = (
+        "\ufeffpotassium;potassium_unit;sodium;sodium_unit;note\n"
+        '3,4;mmol/L;140;mmol/L;"quoted; with delimiter"\n'
+        "\n"
+        "<2.0;mmol/L;140;mmol/L;censored\n"
+        "hemolyzed;mmol/L;140;mmol/L;lab wrote haemolysis\n"
+        "abc;mmol/L;140;mmol/L;text\n"
+        "4,1;mmol/L;140;mmol/L;x;extra;fields\n"
+        "45;mmol/L;140;mmol/L;typo\n"
+        "4.2;furlongs;140;mmol/L;bad unit\n"
+    )
+    code, out = batch(interpreter, tmp_path, text)
+    assert code == 0 and out.height == 7  # 8 data lines, one blank
+    errors = out["error"].to_list()
+    assert errors[0] is None and "hypokalemia" in findings(out, 0)  # 3,4 read as 3.4
+    assert "censored value" in errors[1] and "line" in out.columns and out["line"][1] == "4"
+    assert errors[2] is None and "hemolyzed_specimen" in findings(out, 2)
+    assert "'abc' is not a number" in errors[3]
+    assert "more fields than the header" in errors[4]
+    assert "plausible range" in errors[5]
+    assert "'furlongs' is not a unit for potassium" in errors[6]
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert side["counts"]["blank_lines_skipped"] == 1
+
+
+def test_latin1_and_tab_delimited(interpreter, tmp_path):
+    text = "potassium\tpotassium_unit\tcreatinine\tcreatinine_unit\tcomment\n3.1\tmmol/L\t90\tµmol/L\tMüller's sample\n"
+    code, out = batch(interpreter, tmp_path, text.encode("latin-1"))
+    assert code == 0 and out["error"][0] is None and float(out["creatinine_umol_L"][0]) == 90
+
+
+def test_comma_decimal_in_a_comma_file_is_refused(interpreter, tmp_path):
+    code, out = batch(interpreter, tmp_path, 'potassium,potassium_unit\n"3,4",mmol/L\n')
+    assert code == 0 and "decimal comma" in out["error"][0]
+
+
+CELLS = ["", "4.1", "3,2", "<2", ">10", "abc", "hemolyzed", "-1", "45", "1e3", "nan", "inf", " 5.0 ", '"x,y"', "=1+1"]
+UNITS = ["", "mmol/L", "mEq/L", "mg/dL", "furlongs"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(CELLS),
+            st.sampled_from(UNITS),
+            st.sampled_from(CELLS),
+            st.sampled_from(["", "F", "M", "x", "17", "40"]),
+            st.integers(0, 2),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from([",", ";", "\t"]),
+)
+def test_rows_in_equal_rows_out_on_malformed_files(interpreter, tmp_path_factory, rows, delimiter):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    lines = [delimiter.join(["potassium", "potassium_unit", "age", "sex"])]
+    expected = 0
+    for k, unit, age, sex, extra in rows:
+        cells = [k, unit, age, sex] + ["x"] * extra
+        line = delimiter.join(c if delimiter not in c else '"' + c.replace('"', '""') + '"' for c in cells)
+        lines.append(line)
+        expected += 0 if not "".join(cells[:4]).strip() and not extra else 1
+    code, out = batch(interpreter, tmp, "\n".join(lines) + "\n")
+    assert code == 0
+    assert out.height == expected
+    assert ((out["error"].is_not_null()) | (out["findings"].is_not_null())).all()
+
+
+def test_summary_page_content(interpreter, tmp_path):
+    summary = tmp_path / "summary.html"
+    code, _ = batch(interpreter, tmp_path, WIDE, summary=summary)
+    html = summary.read_text()
+    assert code == 0 and interpreter.ruleset.sha256 in html and "decision support" in html.lower()
+    assert "<svg" in html and "Potassium against magnesium" in html
+    assert "hypokalemia_with_hypomagnesemia" in html and "Columns and how they were mapped" in html
+
+
+def test_details_are_one_json_line_per_row(interpreter, tmp_path):
+    details = tmp_path / "d.jsonl"
+    batch(interpreter, tmp_path, WIDE, details=details)
+    records = [json.loads(line) for line in details.read_text().splitlines()]
+    assert [r["line"] for r in records] == [2, 3, 4]
+    codes = {f["code"] for f in records[0]["interpretation"]["findings"]}
+    assert "hypokalemia_with_hypomagnesemia" in codes
+
+
+LONG = """specimen,subject,code,value,unit,time
+s1,p1,2823-3,3.0,mmol/L,2026-01-02 08:00
+s1,p1,19123-9,1.3,mg/dL,2026-01-02 08:00
+s1,p1,718-7,12.0,g/dL,2026-01-02 08:00
+s2,p1,2823-3,4.0,mmol/L,2026-02-01 08:00
+s2,p1,2823-3,4.4,mmol/L,2026-02-01 08:00
+s3,p2,Na,128,mmol/L,2026-01-05 09:00
+"""
+ORDERS = """subject,drug,start,stop
+p1,Furosemide,2026-01-01 00:00,2026-01-10 00:00
+p2,Sertraline,2025-12-01 00:00,2026-03-01 00:00
+p1,Omeprazole,2026-03-01 00:00,2026-04-01 00:00
+"""
+
+
+def test_long_format_panels_and_medications_by_time(interpreter, tmp_path):
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(
+        "long: {panel_key: [subject, specimen], patient_key: subject, analyte: code, value: value, unit: unit, time: time}\n"
+        "medications_file: {patient_key: subject, name: drug, start: start, stop: stop}\n"
+    )
+    meds = tmp_path / "orders.csv"
+    meds.write_text(ORDERS)
+    code, out = batch(interpreter, tmp_path, LONG, mapping_path=mapping, medications=meds, id_column="specimen")
+    assert code == 0 and out.height == 3
+    assert {"hypokalemia_with_hypomagnesemia", "diuretic_associated_losses"} <= findings(out, 0)
+    assert "given more than once with different values" in out["error"][1]
+    assert "drug_associated_hyponatremia" in findings(out, 2)
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert any("'718-7' (1)" in note for note in side["notes"])
+
+
+def test_cli_end_to_end(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(WIDE)
+    out = subprocess.run(
+        [sys.executable, "-m", "interpret.cli", "batch", str(source), "-o", str(tmp_path / "o.csv")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("rows/s")
+    assert "3 rows: 3 interpreted, 0 refused" in out.stdout
+
+
+@pytest.mark.skipif(not MIMIC_WIDE.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+def test_mimic_demo_figures(interpreter, tmp_path):
+    """The real export's figures as its README computes them independently."""
+    code, out = batch(interpreter, tmp_path, MIMIC_WIDE.read_bytes(), id_column="specimen_id")
+    assert code == 0 and out.height == 3011 and out["error"].null_count() == 3011
+    counts = json.loads((tmp_path / "out.csv.json").read_text())["counts"]["findings"]
+    total = {code: sum(v.values()) for code, v in counts.items()}
+    assert total["hypokalemia"] == 264  # K < 3.5 mEq/L
+    assert total["hypomagnesemia"] == 176  # Mg < 1.7 mg/dL (the mg/dL interval applies)
+    assert total["hyperkalemia"] == 252  # K > 5.0
+    assert total["hyponatremia"] == 760  # Na < 135
+    assert total["hypokalemia_with_hypomagnesemia"] == 23
+    assert total["hypokalemia_magnesium_unmeasured"] == 36
+    assert total["hemolyzed_specimen"] == 104
+    assert total["possible_pseudohyperkalemia"] == 26

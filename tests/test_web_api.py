@@ -142,3 +142,25 @@ def test_no_patient_data_in_logs(client, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in ("furosemide", "3.0", "1.3", "44.4", "alert(1)", "Bactrim"):
         assert secret not in logged
+
+
+def test_batch_upload_returns_output_sidecar_and_summary(client):
+    import io
+    import zipfile
+
+    csv_text = "id,potassium,potassium_unit,magnesium,magnesium_unit\nr1,3.0,mmol/L,0.5,mmol/L\nr2,x,mmol/L,,\n"
+    response = client.post("/batch", files={"file": ("lab.csv", csv_text, "text/csv")}, data={"id_column": "id"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert set(archive.namelist()) == {"output.csv", "output.csv.json", "summary.html"}
+    output = archive.read("output.csv").decode()
+    assert output.count("\n") == 3 and "hypokalemia_with_hypomagnesemia" in output and "'x' is not a number" in output
+    assert "decision support" in archive.read("summary.html").decode().lower()
+
+
+def test_batch_upload_refuses_identifiers_with_a_message(client):
+    response = client.post(
+        "/batch", files={"file": ("lab.csv", "MRN,potassium,potassium_unit\n1,4,mmol/L\n", "text/csv")}
+    )
+    assert response.status_code == 422 and "direct identifier" in response.text
+    assert client.get("/batch").status_code == 200

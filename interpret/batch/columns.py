@@ -16,6 +16,7 @@ import polars as pl
 
 from interpret import derive
 from interpret.batch.mapping import Plan
+from interpret.batch.read import ROW
 from interpret.facts import ANALYTE_FACT, QUANTITIES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
@@ -55,26 +56,39 @@ def _problem(condition: pl.Expr, message: pl.Expr | str) -> pl.Expr:
     return pl.when(condition).then(message if isinstance(message, pl.Expr) else pl.lit(message))
 
 
-def parse_number(text: pl.Expr, decimal_comma: bool) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    """(value, empty, haemolysis written in the cell, problem text) for a text column."""
-    s = text.fill_null("").str.strip_chars()
+def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool) -> pl.DataFrame:
+    """Strip and parse each text column once: `__t_<key>` text, `__n_<key>` number, `__h_<key>`."""
+    frame = frame.with_columns(pl.col(h).fill_null("").str.strip_chars().alias(f"__t_{k}") for k, h in headers.items())
+    exprs = []
+    for key in headers:
+        text = pl.col(f"__t_{key}")
+        number_text = text.str.replace(r"^([-+]?\d+),(\d+)$", "${1}.${2}") if decimal_comma else text
+        exprs += [
+            number_text.cast(pl.Float64, strict=False).alias(f"__n_{key}"),
+            text.str.to_lowercase().is_in(HEMOLYSIS_WORDS).alias(f"__h_{key}"),
+        ]
+    return frame.with_columns(exprs)
+
+
+def parse_number(key: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(value, empty, haemolysis written in the cell, unparsable flag, problem text) of a
+    materialised column. The text is costly: it is evaluated on flagged rows only
+    (`Columns.messages`)."""
+    s, number, hemo = pl.col(f"__t_{key}"), pl.col(f"__n_{key}"), pl.col(f"__h_{key}")
     empty = s == ""
-    hemo = s.str.to_lowercase().is_in(HEMOLYSIS_WORDS)
-    number_text = s.str.replace(r"^([-+]?\d+),(\d+)$", "${1}.${2}") if decimal_comma else s
-    value = number_text.cast(pl.Float64, strict=False)
-    finite = value.is_finite().fill_null(False)
-    censored = s.str.contains(r"^[<>≤≥]")
+    finite = number.is_finite().fill_null(False)
+    bad = ~empty & ~hemo & ~finite
     problem = (
         pl.when(empty | hemo)
         .then(None)
-        .when(censored)
+        .when(s.str.contains(r"^[<>≤≥]"))
         .then(pl.format("'{}' is a censored value and cannot be interpreted exactly", s))
-        .when(value.is_null() & s.str.contains(r"^[-+]?\d+,\d+$"))
+        .when(number.is_null() & s.str.contains(r"^[-+]?\d+,\d+$"))
         .then(pl.format("'{}' has a decimal comma in a comma-delimited file (ambiguous)", s))
         .when(~finite)
         .then(pl.format("'{}' is not a number", s))
     )
-    return pl.when(finite & ~hemo).then(value), empty, hemo, problem
+    return pl.when(finite & ~hemo).then(number), empty, hemo, bad, problem
 
 
 def _by_unit(unit: pl.Expr, mapping: dict[str, float | None], default: float | None) -> pl.Expr:
@@ -96,6 +110,17 @@ class Columns:
 
     def __init__(self, rs: Ruleset, plan: Plan, decimal_comma: bool) -> None:
         self.rs, self.plan, self.decimal_comma = rs, plan, decimal_comma
+        self._messages: dict[str, pl.Expr] = {}  # error texts, built only for flagged rows
+
+    def messages(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Add the error texts, computed on the flagged rows only and joined back by line."""
+        flagged = pl.any_horizontal([pl.col(f"__bad{name}") for name in self._messages])
+        bad = frame.filter(flagged)
+        names = [f"{name}_errors" for name in self._messages]
+        if bad.height == 0:
+            return frame.with_columns(pl.lit(None, dtype=pl.String).alias(n) for n in names)
+        texts = bad.select(ROW, *[expr.alias(f"{name}_errors") for name, expr in self._messages.items()])
+        return frame.join(texts, on=ROW, how="left", maintain_order="left")
 
     # --- results -------------------------------------------------------------------------
 
@@ -103,11 +128,17 @@ class Columns:
         """Parse and validate each result column; add canonical values, units and errors."""
         exprs: list[pl.Expr] = []
         problems: list[pl.Expr] = []
+        flags: list[pl.Expr] = []
         hemolysis_cells: list[pl.Expr] = []
         notes: list[pl.Expr] = []
+        texts = {ANALYTE_FACT[a]: h for a, h in self.plan.analyte_columns.items()}
+        for analyte, (low_h, high_h) in self.plan.range_columns.items():
+            texts.update({k: h for k, h in ((f"low_{analyte}", low_h), (f"high_{analyte}", high_h)) if h})
+        frame = materialise(frame, texts, self.decimal_comma)
         for analyte, header in self.plan.analyte_columns.items():
             fact = ANALYTE_FACT[analyte]
-            value, empty, hemo, problem = parse_number(pl.col(header), self.decimal_comma)
+            value, empty, hemo, bad, problem = parse_number(fact)
+            flags.append(bad)
             unit_key, unit_problem = self._unit(analyte, frame)
             accepted = self.rs.analytes[analyte].units
             factor = _by_unit(unit_key, {u: self.rs.units.factor(analyte, u) for u in accepted}, None)
@@ -116,6 +147,7 @@ class Columns:
             low = _limit(unit_key, limits.get("refuse_below"), accepted)
             high = _limit(unit_key, limits.get("refuse_above"), accepted)
             implausible = (canonical < low).fill_null(False) | (canonical > high).fill_null(False)
+            flags += [~empty & ~hemo & unit_key.is_null(), (value < 0).fill_null(False), implausible]
             label = f"{analyte} (column {header!r})"
             problems.append(
                 pl.format(
@@ -124,12 +156,12 @@ class Columns:
                     pl.coalesce(
                         problem,
                         pl.when(~empty & ~hemo).then(unit_problem),
-                        _problem(value < 0, pl.format("{} is negative", pl.col(header).str.strip_chars())),
+                        _problem(value < 0, pl.format("{} is negative", pl.col(f"__t_{fact}"))),
                         _problem(
                             implausible,
                             pl.format(
                                 "{} {} is outside the plausible range; check the value and its unit",
-                                pl.col(header).str.strip_chars(),
+                                pl.col(f"__t_{fact}"),
                                 unit_key,
                             ),
                         ),
@@ -139,9 +171,10 @@ class Columns:
             hemolysis_cells.append(hemo)
             notes.append(_problem(hemo, f"{analyte}: haemolysis written in the value cell, read as not measured"))
             exprs += [canonical.alias(f"q__{fact}"), unit_key.alias(f"u__{fact}"), value.alias(f"p__{fact}")]
-            exprs += self._lab_range(analyte, fact, unit_key, factor)
+            exprs += self._lab_range(analyte, fact, factor)
+        self._messages["__result"] = join(problems)
         exprs += [
-            join(problems).alias("__result_errors"),
+            (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__result"),
             pl.any_horizontal(hemolysis_cells).alias("__hemo_cells")
             if hemolysis_cells
             else pl.lit(False).alias("__hemo_cells"),
@@ -165,14 +198,14 @@ class Columns:
         problem = pl.when(key.is_null()).then(pl.concat_str([pl.lit("'"), raw, pl.lit(message)]))
         return key, problem
 
-    def _lab_range(self, analyte: str, fact: str, unit_key: pl.Expr, factor: pl.Expr) -> list[pl.Expr]:
+    def _lab_range(self, analyte: str, fact: str, factor: pl.Expr) -> list[pl.Expr]:
         low_header, high_header = self.plan.range_columns.get(analyte, (None, None))
         out = []
         for header, name in ((low_header, "low"), (high_header, "high")):
             if header is None:
                 out.append(pl.lit(None, dtype=pl.Float64).alias(f"lab_{name}__{fact}"))
             else:
-                value, _, _, _ = parse_number(pl.col(header), self.decimal_comma)
+                value = parse_number(f"{name}_{analyte}")[0]
                 out.append((value * factor).alias(f"lab_{name}__{fact}"))
         return out
 
@@ -182,8 +215,11 @@ class Columns:
         roles = self.plan.roles
         exprs: list[pl.Expr] = []
         problems: list[pl.Expr] = []
+        flags: list[pl.Expr] = []
         if "age" in roles:
-            age, _, _, problem = parse_number(pl.col(roles["age"]), self.decimal_comma)
+            frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma)
+            age, _, _, bad, problem = parse_number("age")
+            flags += [bad, ((age < MIN_AGE) | (age > MAX_AGE)).fill_null(False)]
             exprs.append(age.alias("age"))
             problems.append(pl.format("age: {}", problem))
             problems.append(
@@ -203,6 +239,7 @@ class Columns:
             raw = pl.col(roles["sex"]).fill_null("").str.strip_chars()
             sex = raw.str.to_lowercase().replace_strict(list(SEXES), list(SEXES.values()), default=None)
             exprs.append(pl.when(sex == "unknown").then(None).otherwise(sex).alias("sex"))
+            flags.append((raw != "") & sex.is_null())
             problems.append(
                 _problem(
                     (raw != "") & sex.is_null(),
@@ -215,10 +252,12 @@ class Columns:
             raw = pl.col(roles["hemolyzed"]).fill_null("").str.strip_chars().str.to_lowercase()
             flag = pl.when(raw.is_in(TRUE_WORDS)).then(True).when(raw.is_in(FALSE_WORDS) | (raw == "")).then(False)
             exprs.append((flag.fill_null(False) | pl.col("__hemo_cells")).alias("hemolyzed"))
+            flags.append(flag.is_null())
             problems.append(_problem(flag.is_null(), pl.format("hemolyzed: '{}' is not yes/no", raw)))
         else:
             exprs.append(pl.col("__hemo_cells").alias("hemolyzed"))
-        exprs.append(join(problems).alias("__patient_errors"))
+        self._messages["__patient"] = join(problems)
+        exprs.append((pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__patient"))
         return frame.with_columns(exprs)
 
     def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
@@ -275,6 +314,8 @@ class Columns:
                 values[u] = None if iv is None else (iv.low, iv.high)[end]
             return _by_unit(unit, values, None)
 
+        if set(self.rs.analytes[analyte].reference_interval) <= {"any"}:
+            return for_sex(None)  # not sex-specific: one expression for every row
         female, male, other = for_sex("female"), for_sex("male"), for_sex(None)
         return pl.when(pl.col("sex") == "female").then(female).when(pl.col("sex") == "male").then(male).otherwise(other)
 

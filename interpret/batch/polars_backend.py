@@ -59,7 +59,7 @@ def compile_expr(node: c.Node) -> pl.Expr:
             return (
                 pl.when(value.is_null())
                 .then(None)
-                .otherwise(pl.col(f"s__{quantity}").cast(pl.String).is_in(sorted(statuses)).fill_null(False))
+                .otherwise(pl.col(f"s__{quantity}").is_in(sorted(statuses)).fill_null(False))
             )
         case c.Compare(quantity, op, threshold):
             return _COMPARE[op](pl.col(f"q__{quantity}"), _limit(pl.col(f"u__{quantity}"), threshold))
@@ -128,16 +128,36 @@ class PolarsRules:
             for r in self.ruleset.rules
         )
 
-    def summary_columns(self) -> list[pl.Expr]:
+    def summary(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`findings`, `max_severity` and `not_assessed` columns for every row."""
         codes = [r.code for r in self.ruleset.rules]
-        findings = pl.concat_str(
-            [pl.when(pl.col(f"r__{c}").is_not_null()).then(pl.lit(c)) for c in codes], separator=";", ignore_nulls=True
-        )
         max_rank = pl.max_horizontal([pl.col(f"r__{c}") for c in codes])
         max_severity = max_rank.replace_strict(
             list(range(len(self.names))), self.names, default=None, return_dtype=pl.String
         )
-        not_assessed = pl.concat_str(
-            [pl.when(pl.col(f"na__{c}")).then(pl.lit(c)) for c in codes], separator=";", ignore_nulls=True
+        frame = frame.with_columns(
+            _mask([pl.col(f"r__{c}").is_not_null() for c in codes]).alias("__fired_mask"),
+            _mask([pl.col(f"na__{c}") for c in codes]).alias("__na_mask"),
+            max_severity.alias("max_severity"),
         )
-        return [findings.alias("findings"), max_severity.alias("max_severity"), not_assessed.alias("not_assessed")]
+        return frame.with_columns(
+            _spell(frame, "__fired_mask", codes).alias("findings"),
+            _spell(frame, "__na_mask", codes).alias("not_assessed"),
+        )
+
+
+# Rows share few distinct patterns of codes, so each pattern is packed into a bit mask and
+# spelled out once (much faster than joining strings row by row).
+MAX_CODES = 64
+
+
+def _mask(flags: list[pl.Expr]) -> pl.Expr:
+    if len(flags) > MAX_CODES:
+        raise ValueError(f"more than {MAX_CODES} rules: widen the mask")
+    return pl.sum_horizontal([flag.fill_null(False).cast(pl.UInt64) * (1 << i) for i, flag in enumerate(flags)])
+
+
+def _spell(frame: pl.DataFrame, column: str, codes: list[str]) -> pl.Expr:
+    patterns = frame.get_column(column).unique().to_list()
+    spelled = {m: ";".join(c for i, c in enumerate(codes) if m >> i & 1) for m in patterns}
+    return pl.col(column).replace_strict(spelled, default="", return_dtype=pl.String)

@@ -24,6 +24,8 @@ from interpret.ruleset import Ruleset
 from interpret.units import format_number
 
 INPUT_ERROR = "__input_error"  # a problem found before the row reached us (e.g. long-format conflicts)
+SAMPLE_PER_CHUNK = 5_000
+DECIMALS = 4  # written values only; every decision uses the unrounded value
 UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -86,6 +88,7 @@ class BatchRun:
         frame = self.columns.results(chunk)
         frame = self.columns.patient(frame)
         frame = self.columns.medications(frame, self.plan.roles.get("medications"))
+        frame = self.columns.messages(frame)
         no_results = pl.all_horizontal([pl.col(f"q__{ANALYTE_FACT[a]}").is_null() for a in self.plan.analyte_columns])
         frame = frame.with_columns(
             join(
@@ -99,8 +102,7 @@ class BatchRun:
             ).alias("error")
         )
         frame = ensure_quantities(self.columns.facts(frame))
-        frame = self.rules.evaluate(frame)
-        return frame.with_columns(self.rules.summary_columns())
+        return self.rules.summary(self.rules.evaluate(frame))
 
     def _output(self, frame: pl.DataFrame) -> pl.DataFrame:
         ok = pl.col("error").is_null()
@@ -110,21 +112,21 @@ class BatchRun:
         for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
             unit = self.rs.analytes[analyte].canonical_unit.replace("/", "_")
-            out.append(pl.when(ok).then(pl.col(f"q__{fact}")).alias(f"{analyte}_{unit}"))
+            out.append(pl.when(ok).then(pl.col(f"q__{fact}").round(DECIMALS)).alias(f"{analyte}_{unit}"))
             out.append(pl.when(ok).then(pl.col(f"s__{fact}").cast(pl.String)).alias(f"{analyte}_status"))
         category = self._egfr_category(pl.col("q__egfr"))
         out += [
-            pl.when(ok).then(pl.col("q__egfr")).alias("egfr"),
+            pl.when(ok).then(pl.col("q__egfr").round(1)).alias("egfr"),
             pl.when(ok).then(category).alias("egfr_category"),
             pl.when(ok).then(pl.col("egfr_source")).alias("egfr_source"),
         ]
         if "calcium" in self.plan.analyte_columns:
             out += [
-                pl.when(ok).then(pl.col("q__calcium_assessed")).alias("calcium_assessed_mmol_L"),
+                pl.when(ok).then(pl.col("q__calcium_assessed").round(DECIMALS)).alias("calcium_assessed_mmol_L"),
                 pl.when(ok).then(pl.col("s__calcium_assessed").cast(pl.String)).alias("calcium_assessed_status"),
             ]
         if {"sodium", "glucose"} <= set(self.plan.analyte_columns):
-            out.append(pl.when(ok).then(pl.col("q__corrected_sodium")).alias("corrected_sodium_mmol_L"))
+            out.append(pl.when(ok).then(pl.col("q__corrected_sodium").round(1)).alias("corrected_sodium_mmol_L"))
         out += [
             pl.col("findings").fill_null(""),
             pl.col("max_severity"),
@@ -176,9 +178,10 @@ class BatchRun:
             if c in frame.columns
         ]
         sample = frame.filter(pl.col("error").is_null()).select([*keep, "max_severity", "findings"])
-        s.samples.append(
-            sample.sample(n=min(sample.height, 20_000), seed=len(s.samples)) if sample.height > 20_000 else sample
-        )
+        # bounded memory: at most SAMPLE_PER_CHUNK rows of each chunk feed the summary's plots
+        if sample.height > SAMPLE_PER_CHUNK:
+            sample = sample.sample(n=SAMPLE_PER_CHUNK, seed=len(s.samples))
+        s.samples.append(sample)
 
     # --- the whole file -------------------------------------------------------------------------
 

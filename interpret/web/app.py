@@ -147,6 +147,10 @@ def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] |
 
     app.include_router(cds_router)
 
+    from interpret.web.batch_upload import router as batch_router
+
+    app.include_router(batch_router)
+
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,

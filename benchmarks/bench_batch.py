@@ -1,0 +1,173 @@
+"""Batch speed and memory: 1,000,000 realistic rows, measured against floors in the same run.
+
+Measures, each in its own process (peak memory = that process's max RSS):
+  1. `interpret batch` end to end on the generated wide CSV;
+  2. polars merely reading and writing the same file, all cells as text (the floor);
+  3. a naive per-row loop over the single-panel engine on a 20,000-row sample (what a data
+     team would write by hand), extrapolated to the full file.
+Goals: (1) <= 3x (2); peak memory bounded (chunks), checked here at the chosen size.
+Run: .venv/bin/python benchmarks/bench_batch.py [--rows 1000000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from panels import MEDICATIONS  # noqa: E402
+
+MEASURE = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+elapsed = time.perf_counter() - start
+peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"{elapsed} {peak_kb} {done.returncode}")
+sys.stderr.write(done.stdout[-400:] + done.stderr[-400:])
+"""
+
+
+def generate(path: Path, rows: int, seed: int = 11) -> None:
+    rng = np.random.default_rng(seed)
+    med_pool = [
+        "" if i % 7 == 0 else ";".join(rng.choice(MEDICATIONS, size=rng.integers(1, 7), replace=False))
+        for i in range(5000)
+    ]
+    sexes = np.array(["F", "M", "female", "male", ""])
+    k = np.round(rng.normal(4.1, 0.6, rows), 1).clip(1.0, 9.5)
+    mg = np.round(rng.normal(2.0, 0.35, rows), 1).clip(0.4, 6.0)
+    frame = pl.DataFrame(
+        {
+            "specimen_id": np.arange(10_000_000, 10_000_000 + rows).astype(str),
+            "age": rng.integers(18, 96, rows).astype(str),
+            "sex": sexes[rng.integers(0, 5, rows)],
+            "potassium": k.astype(str),
+            "potassium_unit": np.where(rng.random(rows) < 0.7, "mmol/L", "mEq/L"),
+            "magnesium": np.where(rng.random(rows) < 0.8, mg.astype(str), ""),
+            "magnesium_unit": "mg/dL",
+            "sodium": np.round(rng.normal(138, 4, rows)).astype(int).astype(str),
+            "sodium_unit": "mmol/L",
+            "creatinine": np.round(rng.lognormal(4.5, 0.45, rows)).clip(20, 2000).astype(int).astype(str),
+            "creatinine_unit": "umol/L",
+            "calcium": np.where(
+                rng.random(rows) < 0.7, np.round(rng.normal(9.2, 0.6, rows), 1).clip(5, 14).astype(str), ""
+            ),
+            "calcium_unit": "mg/dL",
+            "glucose": np.where(
+                rng.random(rows) < 0.7,
+                np.round(rng.lognormal(4.8, 0.3, rows)).clip(30, 1500).astype(int).astype(str),
+                "",
+            ),
+            "glucose_unit": "mg/dL",
+            "medications": np.array(med_pool)[rng.integers(0, len(med_pool), rows)],
+            "hemolyzed": np.where(rng.random(rows) < 0.03, "yes", "no"),
+        }
+    )
+    frame.write_csv(path)
+
+
+FLOOR = """
+import polars as pl, sys
+pl.scan_csv(sys.argv[1], infer_schema=False).sink_csv(sys.argv[2])
+"""
+
+NAIVE = """
+import csv, sys, time
+from interpret.pipeline import Interpreter
+from interpret.validate import InputError
+it = Interpreter()
+rows = 0
+start = time.perf_counter()
+with open(sys.argv[1], newline="") as f:
+    for row in csv.DictReader(f):
+        results = [{"analyte": a, "value": row[a], "unit": row[a + "_unit"]}
+                   for a in ("potassium", "magnesium", "sodium", "creatinine", "calcium", "glucose") if row[a]]
+        panel = {"results": results, "patient": {"age": row["age"], "sex": row["sex"] or None},
+                 "medications": [m for m in row["medications"].split(";") if m],
+                 "specimen": {"hemolyzed": row["hemolyzed"] == "yes"}}
+        try:
+            it.evaluate(panel)
+        except InputError:
+            pass
+        rows += 1
+        if rows >= int(sys.argv[2]):
+            break
+print(rows / (time.perf_counter() - start))
+"""
+
+
+def measure(args: list[str]) -> tuple[float, float, str]:
+    done = subprocess.run([sys.executable, "-c", MEASURE, *args], capture_output=True, text=True, cwd=ROOT, check=True)
+    elapsed, peak_kb, code = done.stdout.split()
+    if code != "0":
+        raise SystemExit(f"command failed: {' '.join(args)}\\n{done.stderr}")
+    return float(elapsed), int(peak_kb) / 1024, done.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    source = folder / "panels.csv"
+    t = time.perf_counter()
+    generate(source, args.rows)
+    size = source.stat().st_size / 1e6
+    print(f"generated {args.rows:,} rows ({size:,.0f} MB) in {time.perf_counter() - t:.1f} s")
+
+    floor_s, floor_mb, _ = measure([sys.executable, "-c", FLOOR, str(source), str(folder / "copy.csv")])
+    cmd = [
+        sys.executable,
+        "-m",
+        "interpret.cli",
+        "batch",
+        str(source),
+        "-o",
+        str(folder / "out.csv"),
+        "--id-column",
+        "specimen_id",
+    ]
+    batch_s, batch_mb, log = measure(cmd)
+    sample = 20_000
+    naive = subprocess.run(
+        [sys.executable, "-c", NAIVE, str(source), str(sample)], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    naive_rps = float(naive.stdout.strip())
+    out_rows = pl.scan_csv(folder / "out.csv", infer_schema=False).select(pl.len()).collect().item()
+    side = json.loads((folder / "out.csv.json").read_text())
+
+    print(
+        f"polars read + write (floor)      {floor_s:7.2f} s  {args.rows / floor_s:>10,.0f} rows/s  peak {floor_mb:6.0f} MB"
+    )
+    print(
+        f"interpret batch, end to end      {batch_s:7.2f} s  {args.rows / batch_s:>10,.0f} rows/s  peak {batch_mb:6.0f} MB"
+    )
+    print(
+        f"naive per-row loop (20k sample)  {args.rows / naive_rps:7.2f} s* {naive_rps:>10,.0f} rows/s  (*extrapolated)"
+    )
+    print(f"ratio batch / floor: {batch_s / floor_s:.2f}x (goal <= 3x)")
+    print(f"speed-up over the naive loop: {args.rows / naive_rps / batch_s:.1f}x")
+    print(
+        f"rows in {args.rows:,} == rows out {out_rows:,}: {out_rows == args.rows}; refused {side['counts']['refused']:,}"
+    )
+    print("last line of the run: " + log.strip().splitlines()[-1] if log.strip() else "")
+    if not args.keep:
+        for p in folder.iterdir():
+            p.unlink()
+        folder.rmdir()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""CSV upload on the web: the same code path as `interpret batch`, answered with a ZIP.
+
+The ZIP holds the output CSV, its `.json` sidecar (ruleset version and hash, mapping,
+counts) and the summary page. Uploads are size-limited (web.security.BodyLimit), written to
+a private temporary folder that is removed after the response, and never logged.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from interpret.batch.cli import execute
+from interpret.batch.read import BatchInputError
+from interpret.pipeline import Interpreter
+from interpret.render import environment
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+    interpreter: Interpreter = request.app.state.interpreter
+    html = (
+        environment().get_template("batch_form.html").render(disclaimer=interpreter.ruleset.disclaimer(), error=error)
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+@router.get("/batch", response_class=HTMLResponse)
+def batch_form(request: Request) -> HTMLResponse:
+    return _page(request)
+
+
+@router.post("/batch")
+async def batch_upload(request: Request) -> Response:
+    interpreter: Interpreter = request.app.state.interpreter
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        return _page(request, "Choose a CSV file to upload.", 422)
+    fields = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
+    units = [u.strip() for u in fields.get("units", "").replace(",", " ").split() if u.strip()]
+    allow = [a.strip() for a in fields.get("allow", "").split(",") if a.strip()]
+    with tempfile.TemporaryDirectory(prefix="interpret-upload-") as folder:
+        root = Path(folder)
+        source = root / "input.csv"
+        source.write_bytes(await upload.read())
+        output = root / "output.csv"
+        try:
+            execute(
+                interpreter,
+                source,
+                output,
+                units=units,
+                id_column=fields.get("id_column") or None,
+                allow=allow,
+                summary=root / "summary.html",
+            )
+        except BatchInputError as exc:
+            return _page(request, str(exc).replace(str(source), upload.filename), 422)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in ("output.csv", "output.csv.json", "summary.html"):
+                archive.write(root / name, name)
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="interpretation.zip"'},
+    )

@@ -28,7 +28,7 @@ from interpret.models import (
 )
 from interpret.prepare import Facts, Quantity
 from interpret.ruleset import conditions as c
-from interpret.ruleset.load import PLACEHOLDER, Rule, Ruleset
+from interpret.ruleset.load import PLACEHOLDER, Ruleset
 from interpret.units import format_number
 from interpret.validate import Panel
 
@@ -302,6 +302,3 @@ def _shown(value: Any) -> str:
     if isinstance(value, float | int):
         return format_number(value)
     return str(value)
-
-
-__all__ = ["Reporter", "Rule"]

@@ -21,12 +21,10 @@ from interpret.batch.polars_backend import PolarsRules
 from interpret.batch.read import OVERFLOW, ROW, CsvSource, blank_rows, read_chunks
 from interpret.facts import ANALYTE_FACT
 from interpret.ruleset import Ruleset
-from interpret.units import format_number
 
 INPUT_ERROR = "__input_error"  # a problem found before the row reached us (e.g. long-format conflicts)
 SAMPLE_PER_CHUNK = 5_000
 DECIMALS = 4  # written values only; every decision uses the unrounded value
-UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def spreadsheet_safe(column: pl.Expr) -> pl.Expr:
@@ -246,7 +244,3 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     return data
-
-
-def describe_number(value: float | None) -> str:
-    return "" if value is None else format_number(value)

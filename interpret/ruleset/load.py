@@ -304,9 +304,6 @@ class Ruleset:
     def rule(self, code: str) -> Rule:
         return next(r for r in self.rules if r.code == code)
 
-    def severity_max(self, *names: str) -> str:
-        return max(names, key=self.severity_rank.__getitem__)
-
     @property
     def version(self) -> str:
         return self.meta.version

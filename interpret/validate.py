@@ -28,7 +28,6 @@ SEXES = {
     "unknown": "unknown",
     "u": "unknown",
 }
-MIN_AGE, MAX_AGE = 18, 120
 
 
 class InputError(ValueError):
@@ -86,7 +85,7 @@ def parse_input(data: Any) -> PanelIn:
 def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
     panel_in = parse_input(data)
     errors: list[tuple[str, str]] = []
-    age, sex = _patient(panel_in, errors)
+    age, sex = _patient(panel_in, ruleset, errors)
     results: dict[str, Result] = {}
     first_seen: dict[str, int] = {}
     for i, raw in enumerate(panel_in.results):
@@ -112,18 +111,24 @@ def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
     return Panel(age, sex, results, medications, hemolyzed)
 
 
-def _patient(panel_in: PanelIn, errors: list[tuple[str, str]]) -> tuple[float | None, str | None]:
+def age_problem(age: float, ruleset: Ruleset) -> str:
+    """Why an age is refused (adults only, limits in rules/ruleset.yaml), or ""."""
+    limits = ruleset.meta.patient_age
+    if limits.min <= age <= limits.max:
+        return ""
+    return (
+        f"{format_number(age)} is outside {format_number(limits.min)}-{format_number(limits.max)}: "
+        "only adult reference intervals are available"
+    )
+
+
+def _patient(panel_in: PanelIn, ruleset: Ruleset, errors: list[tuple[str, str]]) -> tuple[float | None, str | None]:
     patient = panel_in.patient
     if patient is None:
         return None, None
     age, sex = patient.age, None
-    if age is not None and not MIN_AGE <= age <= MAX_AGE:
-        errors.append(
-            (
-                "patient.age",
-                f"{format_number(age)} is outside {MIN_AGE}-{MAX_AGE}: only adult reference intervals are available",
-            )
-        )
+    if age is not None and (problem := age_problem(age, ruleset)):
+        errors.append(("patient.age", problem))
     if patient.sex is not None and patient.sex.strip():
         sex = SEXES.get(patient.sex.strip().casefold())
         if sex is None:

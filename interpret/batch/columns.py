@@ -20,7 +20,8 @@ from interpret.batch.read import ROW
 from interpret.facts import ANALYTE_FACT, QUANTITIES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
-from interpret.validate import MAX_AGE, MIN_AGE, SEXES
+from interpret.units import format_number
+from interpret.validate import SEXES
 
 HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemolysis", "haemolysis"]
 TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
@@ -219,17 +220,18 @@ class Columns:
         if "age" in roles:
             frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma)
             age, _, _, bad, problem = parse_number("age")
-            flags += [bad, ((age < MIN_AGE) | (age > MAX_AGE)).fill_null(False)]
+            limits = self.rs.meta.patient_age
+            flags += [bad, ((age < limits.min) | (age > limits.max)).fill_null(False)]
             exprs.append(age.alias("age"))
             problems.append(pl.format("age: {}", problem))
             problems.append(
                 _problem(
-                    (age < MIN_AGE) | (age > MAX_AGE),
+                    (age < limits.min) | (age > limits.max),
                     pl.format(
                         "age: {} is outside {}-{}: only adult reference intervals are available",
                         pl.col(roles["age"]),
-                        pl.lit(MIN_AGE),
-                        pl.lit(MAX_AGE),
+                        pl.lit(format_number(limits.min)),
+                        pl.lit(format_number(limits.max)),
                     ),
                 )
             )

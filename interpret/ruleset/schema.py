@@ -28,6 +28,11 @@ class Setting(Strict):
     description: str
 
 
+class AgeLimits(Strict):
+    min: float
+    max: float
+
+
 class RulesetMeta(Strict):
     name: str
     version: str
@@ -35,6 +40,7 @@ class RulesetMeta(Strict):
     intended_use: str
     disclaimer: str
     critical_wording: str
+    patient_age: AgeLimits
     severities: list[SeverityTier]
     settings: dict[str, Setting] = {}
 

@@ -57,6 +57,18 @@ class Panel:
     hemolyzed: bool | None
 
 
+def read_number(text: str, decimal_comma: bool = True) -> float | str:
+    """A number typed by a person or found in a cell: "3.4", " 3,4 " (decimal comma, when
+    allowed). Anything unparsable is returned as text, so validation names it in its error."""
+    cleaned = text.strip()
+    if decimal_comma and cleaned.count(",") == 1 and "." not in cleaned:
+        cleaned = cleaned.replace(",", ".")
+    try:
+        return float(cleaned)
+    except ValueError:
+        return text.strip()
+
+
 def location(loc: tuple[Any, ...]) -> str:
     """("results", 1, "unit") -> "results[1].unit"; pydantic's union branch names dropped."""
     text = ""

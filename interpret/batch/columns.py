@@ -100,10 +100,11 @@ def _by_unit(unit: pl.Expr, mapping: dict[str, float | None], default: float | N
     return expr  # type: ignore[no-any-return]
 
 
-def _limit(unit: pl.Expr, threshold: Threshold | None, units: list[str]) -> pl.Expr:
+def limit_expr(unit: pl.Expr, threshold: Threshold | None) -> pl.Expr:
+    """A written limit as an expression: the figure for each row's reported unit (rules/README)."""
     if threshold is None:
         return pl.lit(None, dtype=pl.Float64)
-    return _by_unit(unit, {u: threshold.for_unit(u) for u in units}, threshold.primary)
+    return _by_unit(unit, dict(threshold.by_unit), threshold.primary)
 
 
 class Columns:
@@ -145,8 +146,8 @@ class Columns:
             factor = _by_unit(unit_key, {u: self.rs.units.factor(analyte, u) for u in accepted}, None)
             canonical = value * factor
             limits = self.rs.plausibility[analyte]
-            low = _limit(unit_key, limits.get("refuse_below"), accepted)
-            high = _limit(unit_key, limits.get("refuse_above"), accepted)
+            low = limit_expr(unit_key, limits.get("refuse_below"))
+            high = limit_expr(unit_key, limits.get("refuse_above"))
             implausible = (canonical < low).fill_null(False) | (canonical > high).fill_null(False)
             flags += [~empty & ~hemo & unit_key.is_null(), (value < 0).fill_null(False), implausible]
             label = f"{analyte} (column {header!r})"
@@ -326,14 +327,13 @@ class Columns:
         has_lab = lab_low.is_not_null() | lab_high.is_not_null()
         low = pl.when(has_lab).then(lab_low).otherwise(self._interval(analyte, unit, 0))
         high = pl.when(has_lab).then(lab_high).otherwise(self._interval(analyte, unit, 1))
-        accepted = self.rs.analytes[analyte].units
         below, above = self.rs.critical[analyte]
         return (
             pl.when(value.is_null())
             .then(None)
-            .when(value < _limit(unit, below, accepted))
+            .when(value < limit_expr(unit, below))
             .then(pl.lit("critical_low"))
-            .when(value >= _limit(unit, above, accepted))
+            .when(value >= limit_expr(unit, above))
             .then(pl.lit("critical_high"))
             .when(value < low)
             .then(pl.lit("low"))
@@ -353,9 +353,9 @@ class Columns:
     def _verify(self, analyte: str) -> pl.Expr:
         fact = ANALYTE_FACT[analyte]
         value, unit = pl.col(f"q__{fact}"), pl.col(f"u__{fact}")
-        limits, accepted = self.rs.plausibility[analyte], self.rs.analytes[analyte].units
-        below = (value < _limit(unit, limits.get("verify_below"), accepted)).fill_null(False)
-        above = (value > _limit(unit, limits.get("verify_above"), accepted)).fill_null(False)
+        limits = self.rs.plausibility[analyte]
+        below = (value < limit_expr(unit, limits.get("verify_below"))).fill_null(False)
+        above = (value > limit_expr(unit, limits.get("verify_above"))).fill_null(False)
         return (below | above).alias(f"v__{fact}")
 
     def _egfr(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -420,7 +420,7 @@ class Columns:
             )
         d = self.rs.derivations.corrected_sodium
         glucose = pl.col("q__glucose")
-        trigger = _limit(pl.col("u__glucose"), self.rs.sodium_trigger, self.rs.analytes["glucose"].units)
+        trigger = limit_expr(pl.col("u__glucose"), self.rs.sodium_trigger)
         mg_dl = glucose / self.rs.units.factor("glucose", "mg/dL")
         main = d.factors[0]
         value = derive.corrected_sodium(pl.col("q__sodium"), mg_dl, main.factor, d.baseline_glucose_mg_dl)

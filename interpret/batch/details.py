@@ -13,10 +13,11 @@ from typing import Any
 
 import polars as pl
 
+from interpret.batch.columns import HEMOLYSIS_WORDS
 from interpret.batch.mapping import Plan
 from interpret.batch.read import CsvSource
 from interpret.models import to_dict
-from interpret.validate import InputError
+from interpret.validate import InputError, read_number
 
 
 def write_details(path: Path, interpreter: Any, output: Path, input_path: Path, plan: Plan, source: CsvSource) -> None:
@@ -42,27 +43,17 @@ def write_details(path: Path, interpreter: Any, output: Path, input_path: Path, 
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _number(text: str, decimal_comma: bool) -> float | str:
-    text = text.strip()
-    if decimal_comma and text.count(",") == 1 and "." not in text:
-        text = text.replace(",", ".")
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[str, Any]:
     results = []
     for analyte, header in plan.analyte_columns.items():
         value = (row.get(header) or "").strip()
-        if not value or value.casefold() in ("hemolyzed", "haemolysed", "hemolysed", "haemolyzed"):
+        if not value or value.casefold() in HEMOLYSIS_WORDS:
             continue
         unit = (row.get(plan.unit_columns.get(analyte, ""), "") or "").strip() or plan.fixed_units.get(analyte, "")
-        result: dict[str, Any] = {"analyte": analyte, "value": _number(value, source.decimal_comma), "unit": unit}
+        result: dict[str, Any] = {"analyte": analyte, "value": read_number(value, source.decimal_comma), "unit": unit}
         low_h, high_h = plan.range_columns.get(analyte, (None, None))
         bounds = {
-            k: _number(row[h], source.decimal_comma)
+            k: read_number(row[h], source.decimal_comma)
             for k, h in (("low", low_h), ("high", high_h))
             if h and (row.get(h) or "").strip()
         }
@@ -72,7 +63,7 @@ def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[s
     panel: dict[str, Any] = {"results": results}
     patient = {}
     if "age" in plan.roles and (row.get(plan.roles["age"]) or "").strip():
-        patient["age"] = _number(row[plan.roles["age"]], source.decimal_comma)
+        patient["age"] = read_number(row[plan.roles["age"]], source.decimal_comma)
     if "sex" in plan.roles and (row.get(plan.roles["sex"]) or "").strip():
         patient["sex"] = row[plan.roles["sex"]].strip()
     if patient:

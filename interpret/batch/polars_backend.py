@@ -11,6 +11,7 @@ from functools import reduce
 
 import polars as pl
 
+from interpret.batch.columns import limit_expr
 from interpret.facts import QUANTITIES
 from interpret.ruleset import Ruleset
 from interpret.ruleset import conditions as c
@@ -21,14 +22,6 @@ _COMPARE = {
     "above": pl.Expr.gt,
     "at_or_above": pl.Expr.ge,
 }
-
-
-def _limit(unit: pl.Expr, threshold: c.Threshold) -> pl.Expr:
-    expr = pl.lit(threshold.primary, dtype=pl.Float64)
-    for key, value in threshold.by_unit:
-        if value != threshold.primary:
-            expr = pl.when(unit == key).then(pl.lit(value, dtype=pl.Float64)).otherwise(expr)
-    return expr
 
 
 def _available(name: str) -> pl.Expr:
@@ -62,7 +55,7 @@ def compile_expr(node: c.Node) -> pl.Expr:
                 .otherwise(pl.col(f"s__{quantity}").is_in(sorted(statuses)).fill_null(False))
             )
         case c.Compare(quantity, op, threshold):
-            return _COMPARE[op](pl.col(f"q__{quantity}"), _limit(pl.col(f"u__{quantity}"), threshold))
+            return _COMPARE[op](pl.col(f"q__{quantity}"), limit_expr(pl.col(f"u__{quantity}"), threshold))
         case c.Available(name):
             return _available(name)
         case c.Missing(name):

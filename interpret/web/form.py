@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interpret.ruleset import Ruleset
+from interpret.validate import read_number
 
 FORM_ANALYTES = (
     "potassium",
@@ -91,15 +92,6 @@ def state_from_example(name: str) -> FormState:
     return FormState(values=values)
 
 
-def _number(text: str) -> float | str:
-    """Accept a decimal comma ("3,4"); anything else unparsable goes through as text."""
-    cleaned = text.strip().replace(",", ".") if text.count(",") == 1 and "." not in text else text.strip()
-    try:
-        return float(cleaned)
-    except ValueError:
-        return text.strip()
-
-
 def panel_from_form(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """The core's input, and which analyte each results[i] came from (to place errors)."""
     results, order = [], []
@@ -109,7 +101,7 @@ def panel_from_form(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
             continue
         result: dict[str, Any] = {
             "analyte": analyte,
-            "value": _number(raw),
+            "value": read_number(raw),
             "unit": values.get(f"{analyte}_unit", ""),
         }
         low, high = (
@@ -117,13 +109,13 @@ def panel_from_form(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
             values.get(f"{analyte}_high", "").strip(),
         )
         if low or high:
-            result["reference_range"] = {k: _number(v) for k, v in (("low", low), ("high", high)) if v}
+            result["reference_range"] = {k: read_number(v) for k, v in (("low", low), ("high", high)) if v}
         results.append(result)
         order.append(analyte)
     panel: dict[str, Any] = {"results": results}
     patient: dict[str, Any] = {}
     if values.get("age", "").strip():
-        patient["age"] = _number(values["age"])
+        patient["age"] = read_number(values["age"])
     if values.get("sex", "").strip():
         patient["sex"] = values["sex"]
     if patient:

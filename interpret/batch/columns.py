@@ -122,7 +122,9 @@ class Columns:
         if bad.height == 0:
             return frame.with_columns(pl.lit(None, dtype=pl.String).alias(n) for n in names)
         texts = bad.select(ROW, *[expr.alias(f"{name}_errors") for name, expr in self._messages.items()])
-        return frame.join(texts, on=ROW, how="left", maintain_order="left")
+        # join a one-column frame, then attach: joining the wide frame would copy every column
+        looked_up = frame.select(ROW).join(texts, on=ROW, how="left", maintain_order="left").drop(ROW)
+        return frame.with_columns(looked_up.get_columns())
 
     # --- results -------------------------------------------------------------------------
 
@@ -290,12 +292,15 @@ class Columns:
             rows,
             schema={"__meds": pl.String, "unrecognized_names": pl.String, **{f"m__{c}": pl.Boolean for c in classes}},
         )
-        out = frame.with_columns(pl.col(column).fill_null("").alias("__meds")).join(
-            table, on="__meds", how="left", maintain_order="left"
+        # join a one-column frame, then attach: joining the wide frame would copy every column
+        looked_up = (
+            frame.select(pl.col(column).fill_null("").alias("__meds"))
+            .join(table, on="__meds", how="left", maintain_order="left")
+            .drop("__meds")
         )
-        return out.with_columns(
+        return frame.with_columns(looked_up.get_columns()).with_columns(
             pl.lit(True).alias("meds_known"), pl.col("unrecognized_names").is_not_null().alias("unrecognized")
-        ).drop("__meds")
+        )
 
     # --- statuses and derived values ---------------------------------------------------------
 

@@ -85,6 +85,7 @@ class PolarsRules:
         self.ruleset = ruleset
         self.rank = ruleset.severity_rank
         self.names = [t.name for t in ruleset.meta.severities]
+        self._spelled: dict[int, str] = {}  # mask -> codes, kept across chunks (patterns repeat)
 
     def _compile(self, node: c.Node) -> pl.Expr:
         if isinstance(node, c.SettingOn):
@@ -133,10 +134,8 @@ class PolarsRules:
             _mask([pl.col(f"na__{c}") for c in codes]).alias("__na_mask"),
             max_severity.alias("max_severity"),
         )
-        return frame.with_columns(
-            _spell(frame, "__fired_mask", codes).alias("findings"),
-            _spell(frame, "__na_mask", codes).alias("not_assessed"),
-        )
+        frame = _spell(frame, "__fired_mask", "findings", codes, self._spelled)
+        return _spell(frame, "__na_mask", "not_assessed", codes, self._spelled)
 
 
 # Rows share few distinct patterns of codes, so each pattern is packed into a bit mask and
@@ -150,7 +149,15 @@ def _mask(flags: list[pl.Expr]) -> pl.Expr:
     return pl.sum_horizontal([flag.fill_null(False).cast(pl.UInt64) * (1 << i) for i, flag in enumerate(flags)])
 
 
-def _spell(frame: pl.DataFrame, column: str, codes: list[str]) -> pl.Expr:
-    patterns = frame.get_column(column).unique().to_list()
-    spelled = {m: ";".join(c for i, c in enumerate(codes) if m >> i & 1) for m in patterns}
-    return pl.col(column).replace_strict(spelled, default="", return_dtype=pl.String)
+def _spell(frame: pl.DataFrame, mask: str, name: str, codes: list[str], spelled: dict[int, str]) -> pl.DataFrame:
+    """Add column `name`: the codes of each row's mask, joined from a table of its patterns."""
+    patterns = frame.get_column(mask).unique().to_list()
+    for m in patterns:
+        if m not in spelled:
+            spelled[m] = ";".join(codes[i] for i in range(m.bit_length()) if m >> i & 1)
+    table = pl.DataFrame(
+        {mask: patterns, name: [spelled[m] for m in patterns]}, schema={mask: pl.UInt64, name: pl.String}
+    )
+    # join a one-column frame, then attach: joining the wide frame would copy every column
+    looked_up = frame.select(mask).join(table, on=mask, how="left", maintain_order="left").get_column(name)
+    return frame.with_columns(looked_up)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -158,24 +159,64 @@ def batch(
     rules: RulesOption = None,
 ) -> None:
     """Interpret a CSV export column-wise: one output row per panel, nothing dropped."""
-    from interpret.batch.cli import run_batch
+    from interpret.batch.job import execute, prepare
+    from interpret.batch.mapping import describe_plan, load_mapping
+    from interpret.batch.read import BatchInputError
 
     interpreter = _interpreter(rules)
-    code = run_batch(
-        interpreter,
-        input_csv,
-        output,
-        fmt=fmt,
-        mapping_path=mapping,
-        units=unit or [],
-        id_column=id_column,
-        allow=allow_identifier or [],
-        medications=medications,
-        summary=summary,
-        details=details,
-        inspect_only=inspect,
-    )
-    raise typer.Exit(code)
+    try:
+        if inspect:
+            source, plan = prepare(
+                interpreter,
+                input_csv,
+                load_mapping(mapping),
+                fmt=fmt,
+                units=unit or [],
+                id_column=id_column,
+                allow=allow_identifier or [],
+            )
+            print(
+                f"{input_csv}: encoding {source.encoding}, delimiter {source.delimiter!r}, {len(source.headers)} columns"
+            )
+            print(describe_plan(plan, source.headers))
+            return
+        if output is None:
+            raise BatchInputError("-o/--output is required (or use --inspect)")
+        result = execute(
+            interpreter,
+            input_csv,
+            output,
+            fmt=fmt,
+            mapping_path=mapping,
+            units=unit or [],
+            id_column=id_column,
+            allow=allow_identifier or [],
+            medications=medications,
+            summary=summary,
+            details=details,
+            progress=_progress(),
+        )
+    except BatchInputError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    if result.plan.unmapped:
+        _error("unmapped columns (reported, not used): " + ", ".join(result.plan.unmapped))
+    print(result.stats.line())
+
+
+def _progress() -> Callable[[int], None] | None:
+    """A progress bar on standard error when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    import atexit
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.completed:,} rows"), TimeElapsedColumn(), transient=True)
+    progress.start()
+    atexit.register(progress.stop)
+    task = progress.add_task("batch", total=None)
+    return lambda rows: progress.advance(task, rows)
 
 
 def main() -> None:

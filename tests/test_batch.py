@@ -13,33 +13,50 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from interpret.batch.cli import run_batch
+from interpret.cli import app
 from tests.conftest import ROOT, SHARED
 
 MIMIC_WIDE = SHARED / "data/mimic-iv-demo/panels_wide.csv"
 
 
-def batch(
-    interpreter, tmp_path: Path, text: str | bytes, *, name="in.csv", **options
-) -> tuple[int, pl.DataFrame | None]:
+OPTIONS = {
+    "fmt": "--format",
+    "mapping_path": "--map",
+    "id_column": "--id-column",
+    "medications": "--medications",
+    "summary": "--summary",
+    "details": "--details",
+    "units": "--unit",
+    "allow": "--allow-identifier",
+}
+
+
+class Run:
+    """What a user sees: the exit code, the output CSV, standard output and standard error."""
+
+    def __init__(self, code: int, out: pl.DataFrame | None, stdout: str, stderr: str) -> None:
+        self.code, self.out, self.stdout, self.stderr = code, out, stdout, stderr
+
+    def __iter__(self):  # `code, out = batch(...)`
+        return iter((self.code, self.out))
+
+
+def batch(interpreter, tmp_path: Path, text: str | bytes, *, name="in.csv", inspect_only=False, **options) -> Run:
+    """Runs `interpret batch` as the command line does (typer's runner, same process)."""
     source = tmp_path / name
     source.write_bytes(text if isinstance(text, bytes) else text.encode())
     output = tmp_path / "out.csv"
-    defaults = dict(
-        fmt=None,
-        mapping_path=None,
-        units=[],
-        id_column=None,
-        allow=[],
-        medications=None,
-        summary=None,
-        details=None,
-        inspect_only=False,
-    )
-    code = run_batch(interpreter, source, output, **{**defaults, **options})
-    read = code == 0 and not options.get("inspect_only")
-    return code, (pl.read_csv(output, infer_schema=False) if read else None)
+    args = ["batch", str(source)] + (["--inspect"] if inspect_only else ["-o", str(output)])
+    for key, value in options.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                args += [OPTIONS[key], str(item)]
+    result = CliRunner().invoke(app, args)
+    read = result.exit_code == 0 and not inspect_only
+    frame = pl.read_csv(output, infer_schema=False) if read else None
+    return Run(result.exit_code, frame, result.stdout, result.stderr)
 
 
 def findings(out: pl.DataFrame, i: int) -> set[str]:
@@ -54,8 +71,9 @@ a3,4.1,mmol/L,,,,,,,,
 """
 
 
-def test_wide_rows_in_rows_out_with_findings(interpreter, tmp_path, capsys):
-    code, out = batch(interpreter, tmp_path, WIDE, id_column="id")
+def test_wide_rows_in_rows_out_with_findings(interpreter, tmp_path):
+    run = batch(interpreter, tmp_path, WIDE, id_column="id")
+    code, out = run
     assert code == 0 and out.height == 3
     assert out["id"].to_list() == ["a1", "a2", "a3"] and out["line"].to_list() == ["2", "3", "4"]
     assert {"hypokalemia_with_hypomagnesemia", "diuretic_associated_losses", "egfr_interpretation_caveat"} <= findings(
@@ -64,7 +82,7 @@ def test_wide_rows_in_rows_out_with_findings(interpreter, tmp_path, capsys):
     assert {"hyperkalemia", "possible_pseudohyperkalemia", "hemolyzed_specimen"} <= findings(out, 1)
     assert out["max_severity"].to_list()[:2] == ["warning", "critical"]
     assert out["egfr_category"][1] == "G1"
-    assert "3 rows: 3 interpreted, 0 refused" in capsys.readouterr().out
+    assert "3 rows: 3 interpreted, 0 refused" in run.stdout
 
 
 def test_sidecar_names_ruleset_and_mapping(interpreter, tmp_path):
@@ -74,10 +92,10 @@ def test_sidecar_names_ruleset_and_mapping(interpreter, tmp_path):
     assert side["mapping"]["potassium"] == "potassium result" and side["counts"]["rows"] == 3
 
 
-def test_column_without_unit_is_an_error_before_reading(interpreter, tmp_path, capsys):
-    code, _ = batch(interpreter, tmp_path, "potassium,sodium,sodium_unit\n3.0,140,mmol/L\n")
-    assert code == 2
-    assert "column 'potassium' (potassium) has no unit" in capsys.readouterr().err
+def test_column_without_unit_is_an_error_before_reading(interpreter, tmp_path):
+    run = batch(interpreter, tmp_path, "potassium,sodium,sodium_unit\n3.0,140,mmol/L\n")
+    assert run.code == 2 and not (tmp_path / "out.csv").exists()
+    assert "column 'potassium' (potassium) has no unit" in run.stderr
 
 
 def test_unit_option_and_mapping_file(interpreter, tmp_path):
@@ -88,20 +106,20 @@ def test_unit_option_and_mapping_file(interpreter, tmp_path):
     assert code == 0 and "hypokalemia_with_hypomagnesemia" in findings(out, 0) and "hyponatremia" in findings(out, 0)
 
 
-def test_inspect_prints_the_plan(interpreter, tmp_path, capsys):
-    code, _ = batch(interpreter, tmp_path, "K,K_unit,ward,Gender\n4,mmol/L,5B,F\n", inspect_only=True)
-    text = capsys.readouterr().out
-    assert code == 0 and "K " in text and "-> potassium result" in text and "-> sex" in text
+def test_inspect_prints_the_plan(interpreter, tmp_path):
+    run = batch(interpreter, tmp_path, "K,K_unit,ward,Gender\n4,mmol/L,5B,F\n", inspect_only=True)
+    text = run.stdout
+    assert run.code == 0 and "K " in text and "-> potassium result" in text and "-> sex" in text
     assert "unmapped (reported, not used): ward" in text
 
 
 @pytest.mark.parametrize(
     "header", ["patient_name", "MRN", "Date of Birth", "email", "NHS number", "Phone", "Address line 1"]
 )
-def test_identifier_columns_stop_the_run(interpreter, tmp_path, capsys, header):
+def test_identifier_columns_stop_the_run(interpreter, tmp_path, header):
     text = f"{header},potassium,potassium_unit\nx,4.0,mmol/L\n"
-    code, _ = batch(interpreter, tmp_path, text)
-    assert code == 2 and "looks like a direct identifier" in capsys.readouterr().err
+    run = batch(interpreter, tmp_path, text)
+    assert run.code == 2 and "looks like a direct identifier" in run.stderr
     code, out = batch(interpreter, tmp_path, text, allow=[header])
     assert code == 0 and header not in out.columns  # allowed, never copied
 
@@ -235,6 +253,26 @@ def test_long_format_panels_and_medications_by_time(interpreter, tmp_path):
     assert "drug_associated_hyponatremia" in findings(out, 2)
     side = json.loads((tmp_path / "out.csv.json").read_text())
     assert any("'718-7' (1)" in note for note in side["notes"])
+
+
+def test_details_follow_the_runs_rows_in_long_format(interpreter, tmp_path):
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text("long: {panel_key: [subject, specimen], analyte: code, value: value, unit: unit}\n")
+    details = tmp_path / "d.jsonl"
+    code, out = batch(interpreter, tmp_path, LONG, mapping_path=mapping, details=details)
+    records = [json.loads(line) for line in details.read_text().splitlines()]
+    assert code == 0 and [r["line"] for r in records] == [int(x) for x in out["line"]]
+    first = {f["code"] for f in records[0]["interpretation"]["findings"]}
+    assert "hypokalemia_with_hypomagnesemia" in first
+    assert "given more than once" in records[1]["error"]
+
+
+def test_details_skip_blank_lines_like_the_run(interpreter, tmp_path):
+    details = tmp_path / "d.jsonl"
+    code, _ = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.0,mmol/L\n\n6.6,mmol/L\n", details=details)
+    records = [json.loads(line) for line in details.read_text().splitlines()]
+    assert code == 0 and [r["line"] for r in records] == [2, 4]
+    assert [r["interpretation"]["results"][0]["value"] for r in records] == [3.0, 6.6]
 
 
 def test_cli_end_to_end(tmp_path):

@@ -1,6 +1,6 @@
 """`--details`: the full Interpretation of each output row, as JSON lines.
 
-Each row is re-read from the input and run through the single-panel engine (the same one as
+Each row, from the same chunks the run read, goes through the single-panel engine (the same one as
 the API), so the details carry evidence, wording and references. Slower than the batch path:
 meant for the rows a data team wants to read, or for audits of modest files.
 """
@@ -8,6 +8,7 @@ meant for the rows a data team wants to read, or for audits of modest files.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +16,32 @@ import polars as pl
 
 from interpret.batch.columns import HEMOLYSIS_WORDS
 from interpret.batch.mapping import Plan
-from interpret.batch.read import CsvSource
+from interpret.batch.read import ROW, CsvSource
 from interpret.models import to_dict
 from interpret.validate import InputError, read_number
 
 
-def write_details(path: Path, interpreter: Any, output: Path, input_path: Path, plan: Plan, source: CsvSource) -> None:
-    out = pl.read_csv(output, infer_schema=False)
-    rows = pl.read_csv(
-        source.path, infer_schema=False, separator=source.delimiter, truncate_ragged_lines=True
-    ).with_row_index("__i")
-    lines = {int(line): i for i, line in enumerate(out["line"].to_list())}
+def write_details(
+    path: Path, interpreter: Any, output: Path, plan: Plan, source: CsvSource, chunks: Iterator[pl.DataFrame]
+) -> None:
+    """One JSON line per output row, from the same chunks (and line numbers) as the run."""
+    out = pl.read_csv(output, infer_schema=False, columns=["line", "error"])
+    errors = dict(zip((int(line) for line in out["line"]), out["error"], strict=True))
     with path.open("w", encoding="utf-8") as f:
-        for row in rows.iter_rows(named=True):
-            line = row["__i"] + 2
-            if line not in lines:
-                continue
-            error = out["error"][lines[line]]
-            record: dict[str, Any] = {"line": line}
-            if error:
-                record["error"] = error
-            else:
-                try:
-                    record["interpretation"] = to_dict(interpreter.interpret(panel_from_row(row, plan, source)))
-                except InputError as exc:
-                    record["error"] = "; ".join(f"{loc}: {msg}" for loc, msg in exc.errors)
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for chunk in chunks:
+            for row in chunk.iter_rows(named=True):
+                line = int(row[ROW])
+                if line not in errors:
+                    continue  # a blank line: not a row of the output either
+                record: dict[str, Any] = {"line": line}
+                if errors[line]:
+                    record["error"] = errors[line]
+                else:
+                    try:
+                        record["interpretation"] = to_dict(interpreter.interpret(panel_from_row(row, plan, source)))
+                    except InputError as exc:
+                        record["error"] = "; ".join(f"{loc}: {msg}" for loc, msg in exc.errors)
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[str, Any]:

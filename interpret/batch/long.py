@@ -9,7 +9,6 @@ come from a second long file, active when start <= panel time <= stop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +28,8 @@ def _read_all(source: CsvSource) -> pl.DataFrame:
 
 def long_to_wide(
     source: CsvSource, plan: Plan, mapping: MappingFile, rs: Ruleset, medications: Path | None
-) -> tuple[CsvSource, Plan, Iterator[pl.DataFrame]]:
+) -> tuple[CsvSource, Plan, pl.DataFrame]:
+    """The panels as a wide frame (every cell text, with line numbers), and the plan for it."""
     spec = plan.long
     assert spec is not None
     frame = _read_all(source)
@@ -101,8 +101,7 @@ def long_to_wide(
         notes=[*plan.notes, *notes],
     )
     new_source = replace(source, headers=headers)
-    chunk_rows = 200_000
-    return new_source, new_plan, (wide.slice(i, chunk_rows) for i in range(0, max(wide.height, 1), chunk_rows))
+    return new_source, new_plan, wide
 
 
 def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None) -> pl.Series:

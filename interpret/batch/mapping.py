@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -276,15 +276,3 @@ def describe_plan(plan: Plan, headers: list[str]) -> str:
     if plan.unmapped:
         lines.append("unmapped (reported, not used): " + ", ".join(plan.unmapped))
     return "\n".join(lines)
-
-
-def to_yaml(plan: Plan) -> dict[str, Any]:
-    return {
-        "format": plan.format,
-        "analyte_columns": plan.analyte_columns,
-        "unit_columns": plan.unit_columns,
-        "fixed_units": plan.fixed_units,
-        "roles": plan.roles,
-        "id_column": plan.id_column,
-        "unmapped": plan.unmapped,
-    }

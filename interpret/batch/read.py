@@ -115,6 +115,12 @@ def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.
     yield from frame.collect_batches(chunk_size=chunk_rows)
 
 
+def frame_chunks(frame: pl.DataFrame, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+    """An in-memory frame (the long format's panels) in the same chunks as `read_chunks`."""
+    for start in range(0, frame.height, chunk_rows):
+        yield frame.slice(start, chunk_rows)
+
+
 def blank_rows(chunk: pl.DataFrame, headers: list[str]) -> pl.Series:
     """True where every field is empty: a blank line, not a row."""
     if not headers:

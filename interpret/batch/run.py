@@ -18,7 +18,7 @@ import polars as pl
 from interpret.batch.columns import Columns, ensure_quantities, join
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import PolarsRules
-from interpret.batch.read import OVERFLOW, ROW, CsvSource, blank_rows, read_chunks
+from interpret.batch.read import OVERFLOW, ROW, CsvSource, blank_rows
 from interpret.facts import ANALYTE_FACT
 from interpret.ruleset import Ruleset
 
@@ -183,30 +183,19 @@ class BatchRun:
 
     # --- the whole file -------------------------------------------------------------------------
 
-    def run(
-        self, output: Path, progress: Callable[[int], None] | None = None, chunks: Iterator[pl.DataFrame] | None = None
-    ) -> Stats:
+    def run(self, output: Path, progress: Callable[[int], None] | None, chunks: Iterator[pl.DataFrame]) -> Stats:
         started = time.perf_counter()
         first = True
         with output.open("w", encoding="utf-8", newline="") as f:
-            for chunk in chunks if chunks is not None else read_chunks(self.source):
+            for chunk in chunks:
                 result = self.process(chunk)
                 result.write_csv(f, include_header=first)
                 first = False
                 if progress:
                     progress(chunk.height)
             if first:  # an empty file still gets its header
-                self.process(
-                    pl.DataFrame(
-                        {**{h: [] for h in self.source.headers}, ROW: [], OVERFLOW[0]: [], OVERFLOW[1]: []},
-                        schema={
-                            **{h: pl.String for h in self.source.headers},
-                            ROW: pl.UInt32,
-                            OVERFLOW[0]: pl.String,
-                            OVERFLOW[1]: pl.String,
-                        },
-                    )
-                ).write_csv(f, include_header=True)
+                schema = {**dict.fromkeys([*self.source.headers, *OVERFLOW], pl.String), ROW: pl.UInt32}
+                self.process(pl.DataFrame(schema=schema)).write_csv(f, include_header=True)
         self.stats.seconds = time.perf_counter() - started
         self.stats.notes.extend(self.plan.notes)
         if self.stats.blank_lines:

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from interpret.batch.cli import execute
+from interpret.batch.job import execute
 from interpret.batch.read import BatchInputError
 from interpret.pipeline import Interpreter
 from interpret.render import environment

@@ -1,0 +1,95 @@
+"""A batch run as one job: shared by `interpret batch` and the web upload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from interpret.batch.mapping import MappingFile, Plan, load_mapping, make_plan
+from interpret.batch.read import BatchInputError, CsvSource, frame_chunks, open_csv, read_chunks
+from interpret.batch.run import BatchRun, Stats, sidecar
+
+
+def parse_units(options: list[str]) -> dict[str, str]:
+    units = {}
+    for option in options:
+        name, sep, unit = option.partition("=")
+        if not sep or not name.strip() or not unit.strip():
+            raise BatchInputError(f"--unit {option!r}: write analyte=unit, e.g. potassium=mEq/L")
+        units[name.strip()] = unit.strip()
+    return units
+
+
+@dataclass
+class BatchResult:
+    stats: Stats
+    plan: Plan
+    source: CsvSource
+
+
+def execute(
+    interpreter: Any,
+    input_csv: Path,
+    output: Path,
+    *,
+    fmt: str | None = None,
+    mapping_path: Path | None = None,
+    units: list[str] | None = None,
+    id_column: str | None = None,
+    allow: list[str] | None = None,
+    medications: Path | None = None,
+    summary: Path | None = None,
+    details: Path | None = None,
+    progress: Any = None,
+) -> BatchResult:
+    """The whole batch run; raises `BatchInputError` for problems with the file as a whole.
+
+    Shared by the command line and the web upload, which differ only in how they report.
+    """
+    rs = interpreter.ruleset
+    mapping = load_mapping(mapping_path)
+    source, plan = prepare(
+        interpreter, input_csv, mapping, fmt=fmt, units=units or [], id_column=id_column, allow=allow or []
+    )
+    wide = None
+    if plan.format == "long":
+        from interpret.batch.long import long_to_wide
+
+        source, plan, wide = long_to_wide(source, plan, mapping, rs, medications)
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        return read_chunks(source) if wide is None else frame_chunks(wide)
+
+    run = BatchRun(rs, plan, source)
+    stats = run.run(output, progress=progress, chunks=chunks())
+    sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv)
+    if summary is not None:
+        from interpret.batch.summary import write_summary
+
+        write_summary(summary, rs, plan, stats, source, input_csv)
+    if details is not None:
+        from interpret.batch.details import write_details
+
+        write_details(details, interpreter, output, plan, source, chunks())
+    return BatchResult(stats, plan, source)
+
+
+def prepare(
+    interpreter: Any,
+    input_csv: Path,
+    mapping: MappingFile,
+    *,
+    fmt: str | None,
+    units: list[str],
+    id_column: str | None,
+    allow: list[str],
+) -> tuple[CsvSource, Plan]:
+    if fmt not in (None, "wide", "long"):
+        raise BatchInputError(f"--format {fmt!r}: choose wide or long")
+    source = open_csv(input_csv, mapping.delimiter)
+    plan = make_plan(source.headers, mapping, interpreter.ruleset, parse_units(units), id_column, fmt, allow)
+    return source, plan

@@ -156,6 +156,8 @@ def _medications(panel: Panel, facts: Facts) -> None:
 
 def _egfr(facts: Facts, rs: Ruleset) -> None:
     d = rs.derivations.egfr
+    unit = "mL/min/1.73m2"
+    shown_unit = display_units("egfr", unit, rs)[0]
     creatinine = facts.quantities.get("creatinine")
     missing = []
     if creatinine is None:
@@ -177,9 +179,9 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
         q = Quantity(
             "egfr_calculated",
             value,
-            "mL/min/1.73m2",
+            unit,
             float(round(value)),
-            display_units("egfr", "mL/min/1.73m2", rs),
+            display_units("egfr", unit, rs),
             note=f"{d.formula}, category {category[0]}",
             category=category[0],
         )
@@ -187,7 +189,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
         facts.derived["egfr"] = {
             "label": "eGFR",
             "value": value,
-            "unit": "mL/min/1.73 m²",
+            "unit": shown_unit,
             "formula": d.formula,
             "inputs": {
                 "creatinine": creatinine,
@@ -198,27 +200,25 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "category_term": category[1],
             "references": [*d.references, *d.category_references],
         }
-    reported = facts.quantities.get("egfr_reported")
-    chosen = facts.quantities.get("egfr_calculated") or reported
-    if chosen is not None:
-        if chosen is reported:
-            cat = egfr_category(reported.value, rs)
-            reported.category = cat[0]
-            reported.note = f"laboratory-reported, category {cat[0]}"
-            facts.derived.setdefault(
-                "egfr",
-                {
-                    "label": "eGFR (laboratory-reported)",
-                    "value": reported.value,
-                    "unit": "mL/min/1.73 m²",
-                    "formula": "as reported by the laboratory (equation not stated)",
-                    "inputs": {},
-                    "category": cat[0],
-                    "category_term": cat[1],
-                    "references": list(d.category_references),
-                },
-            )
-        facts.quantities["egfr"] = chosen
+    # the rules' eGFR: calculated when possible, else the laboratory's
+    calculated, reported = facts.quantities.get("egfr_calculated"), facts.quantities.get("egfr_reported")
+    if calculated is not None:
+        facts.quantities["egfr"] = calculated
+    elif reported is not None:
+        cat = egfr_category(reported.value, rs)
+        reported.category = cat[0]
+        reported.note = f"laboratory-reported, category {cat[0]}"
+        facts.quantities["egfr"] = reported
+        facts.derived["egfr"] = {
+            "label": "eGFR (laboratory-reported)",
+            "value": reported.value,
+            "unit": shown_unit,
+            "formula": "as reported by the laboratory (equation not stated)",
+            "inputs": {},
+            "category": cat[0],
+            "category_term": cat[1],
+            "references": list(d.category_references),
+        }
     else:
         facts.missing_reason["egfr"] = facts.missing_reason["egfr_calculated"]
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def data_dir(folder: str, marker: str) -> Path:
@@ -21,3 +25,11 @@ def data_dir(folder: str, marker: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"cannot find the {folder}/ folder of this installation")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file as plain data, through libyaml when the build has it (10x faster start-up).
+
+    Both loaders are the *safe* loader: no Python objects are ever constructed from a file.
+    """
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)

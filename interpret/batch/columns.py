@@ -10,9 +10,11 @@ Column names of the facts frame: `q__<quantity>` value (canonical), `u__` report
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import polars as pl
+from polars._typing import PolarsDataType
 
 from interpret import derive
 from interpret.batch.mapping import Plan
@@ -53,22 +55,60 @@ def join(parts: list[pl.Expr], separator: str = "; ") -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(joined)
 
 
+class Lookup:
+    """Each distinct cell text resolved once, by a Python function, and remembered across chunks.
+
+    Exports repeat a handful of spellings (units, sex codes, yes/no) or a few thousand
+    medication lists: resolving the distinct texts with the single-panel path's own functions
+    and mapping them back costs far less than string work on every row, and cannot disagree
+    with the single-panel path.
+    """
+
+    LIMIT = 100_000  # remembered texts; past this the memory is cleared (bounded for any file)
+
+    def __init__(self, resolve: Callable[[str], Any], dtype: PolarsDataType) -> None:
+        self.resolve, self.dtype = resolve, dtype
+        self.known: dict[str, Any] = {}
+
+    def __call__(self, column: pl.Series) -> pl.Series:
+        column = column.fill_null("")
+        texts = column.unique().to_list()
+        if len(self.known) + len(texts) > self.LIMIT:
+            self.known.clear()
+        for text in texts:
+            if text not in self.known:
+                self.known[text] = self.resolve(text)
+        if len(texts) == 1:  # a column with one spelling throughout: no per-row lookup at all
+            return pl.repeat(self.known[texts[0]], column.len(), dtype=self.dtype, eager=True).alias(column.name)
+        values = [self.known[t] for t in texts]
+        return column.replace_strict(texts, values, default=None, return_dtype=self.dtype)
+
+
 def _problem(condition: pl.Expr, message: pl.Expr | str) -> pl.Expr:
     return pl.when(condition).then(message if isinstance(message, pl.Expr) else pl.lit(message))
 
 
 def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool) -> pl.DataFrame:
-    """Strip and parse each text column once: `__t_<key>` text, `__n_<key>` number, `__h_<key>`."""
-    frame = frame.with_columns(pl.col(h).fill_null("").str.strip_chars().alias(f"__t_{k}") for k, h in headers.items())
-    exprs = []
-    for key in headers:
-        text = pl.col(f"__t_{key}")
-        number_text = text.str.replace(r"^([-+]?\d+),(\d+)$", "${1}.${2}") if decimal_comma else text
-        exprs += [
-            number_text.cast(pl.Float64, strict=False).alias(f"__n_{key}"),
-            text.str.to_lowercase().is_in(HEMOLYSIS_WORDS).alias(f"__h_{key}"),
-        ]
-    return frame.with_columns(exprs)
+    """Parse each text column once: `__t_<key>` text, `__n_<key>` number, `__h_<key>` haemolysis.
+
+    Fast path: a plain number casts as it is. Only the cells that do not (spaces, decimal
+    commas, words, censored values) are stripped and examined: few rows, so the costly
+    string work is done on a handful of rows instead of all of them.
+    """
+    columns: list[pl.Series] = []
+    for key, header in headers.items():
+        raw = frame.get_column(header).fill_null("")
+        number = raw.cast(pl.Float64, strict=False)
+        hemo = pl.Series(f"__h_{key}", [False], dtype=pl.Boolean).new_from_index(0, frame.height)
+        odd = (number.is_null() & (raw != "")).arg_true()
+        if len(odd):
+            text = raw.gather(odd).str.strip_chars()
+            number_text = text.str.replace(r"^([-+]?\d+),(\d+)$", "${1}.${2}") if decimal_comma else text
+            raw = raw.scatter(odd, text)
+            number = number.scatter(odd, number_text.cast(pl.Float64, strict=False))
+            hemo = hemo.scatter(odd, text.str.to_lowercase().is_in(HEMOLYSIS_WORDS))
+        columns += [raw.alias(f"__t_{key}"), number.alias(f"__n_{key}"), hemo]
+    return frame.with_columns(columns)
 
 
 def parse_number(key: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
@@ -113,6 +153,12 @@ class Columns:
     def __init__(self, rs: Ruleset, plan: Plan, decimal_comma: bool) -> None:
         self.rs, self.plan, self.decimal_comma = rs, plan, decimal_comma
         self._messages: dict[str, pl.Expr] = {}  # error texts, built only for flagged rows
+        self._lookups: dict[str, Lookup] = {}
+
+    def lookup(self, name: str, resolve: Callable[[str], Any], dtype: PolarsDataType) -> Lookup:
+        if name not in self._lookups:
+            self._lookups[name] = Lookup(resolve, dtype)
+        return self._lookups[name]
 
     def messages(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Add the error texts, computed on the flagged rows only and joined back by line."""
@@ -129,29 +175,44 @@ class Columns:
     # --- results -------------------------------------------------------------------------
 
     def results(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Parse and validate each result column; add canonical values, units and errors."""
+        """Parse and validate each result column; add canonical values, units and errors.
+
+        Built in steps: an expression used twice would otherwise be computed twice (eager
+        polars does not share sub-expressions), and unit lookups are the costly part.
+        """
+        texts = {ANALYTE_FACT[a]: h for a, h in self.plan.analyte_columns.items()}
+        for analyte, (low_h, high_h) in self.plan.range_columns.items():
+            texts.update({k: h for k, h in ((f"low_{analyte}", low_h), (f"high_{analyte}", high_h)) if h})
+        frame = materialise(frame, texts, self.decimal_comma)
+        units: list[pl.Expr] = []
+        unit_problems: dict[str, pl.Expr] = {}
+        for analyte in self.plan.analyte_columns:
+            fact = ANALYTE_FACT[analyte]
+            key, unit_problems[analyte] = self._unit(analyte, frame)
+            units.append(key.alias(f"u__{fact}"))
+        frame = frame.with_columns(units)
+        step: list[pl.Expr] = []
+        for analyte in self.plan.analyte_columns:
+            fact = ANALYTE_FACT[analyte]
+            accepted = self.rs.analytes[analyte].units
+            factor = _by_unit(pl.col(f"u__{fact}"), {u: self.rs.units.factor(analyte, u) for u in accepted}, None)
+            step += [parse_number(fact)[0].alias(f"p__{fact}"), factor.alias(f"__factor_{fact}")]
+        frame = frame.with_columns(step)
         exprs: list[pl.Expr] = []
         problems: list[pl.Expr] = []
         flags: list[pl.Expr] = []
         hemolysis_cells: list[pl.Expr] = []
         notes: list[pl.Expr] = []
-        texts = {ANALYTE_FACT[a]: h for a, h in self.plan.analyte_columns.items()}
-        for analyte, (low_h, high_h) in self.plan.range_columns.items():
-            texts.update({k: h for k, h in ((f"low_{analyte}", low_h), (f"high_{analyte}", high_h)) if h})
-        frame = materialise(frame, texts, self.decimal_comma)
         for analyte, header in self.plan.analyte_columns.items():
             fact = ANALYTE_FACT[analyte]
-            value, empty, hemo, bad, problem = parse_number(fact)
-            flags.append(bad)
-            unit_key, unit_problem = self._unit(analyte, frame)
-            accepted = self.rs.analytes[analyte].units
-            factor = _by_unit(unit_key, {u: self.rs.units.factor(analyte, u) for u in accepted}, None)
+            _, empty, hemo, bad, problem = parse_number(fact)
+            value, unit_key, factor = pl.col(f"p__{fact}"), pl.col(f"u__{fact}"), pl.col(f"__factor_{fact}")
             canonical = value * factor
             limits = self.rs.plausibility[analyte]
             low = limit_expr(unit_key, limits.get("refuse_below"))
             high = limit_expr(unit_key, limits.get("refuse_above"))
             implausible = (canonical < low).fill_null(False) | (canonical > high).fill_null(False)
-            flags += [~empty & ~hemo & unit_key.is_null(), (value < 0).fill_null(False), implausible]
+            flags += [bad, ~empty & ~hemo & unit_key.is_null(), (value < 0).fill_null(False), implausible]
             label = f"{analyte} (column {header!r})"
             problems.append(
                 pl.format(
@@ -159,7 +220,7 @@ class Columns:
                     pl.lit(label),
                     pl.coalesce(
                         problem,
-                        pl.when(~empty & ~hemo).then(unit_problem),
+                        pl.when(~empty & ~hemo).then(unit_problems[analyte]),
                         _problem(value < 0, pl.format("{} is negative", pl.col(f"__t_{fact}"))),
                         _problem(
                             implausible,
@@ -174,7 +235,7 @@ class Columns:
             )
             hemolysis_cells.append(hemo)
             notes.append(_problem(hemo, f"{analyte}: haemolysis written in the value cell, read as not measured"))
-            exprs += [canonical.alias(f"q__{fact}"), unit_key.alias(f"u__{fact}"), value.alias(f"p__{fact}")]
+            exprs.append(canonical.alias(f"q__{fact}"))
             exprs += self._lab_range(analyte, fact, factor)
         self._messages["__result"] = join(problems)
         exprs += [
@@ -187,19 +248,24 @@ class Columns:
         return frame.with_columns(exprs)
 
     def _unit(self, analyte: str, frame: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
+        """(unit key, problem text): the key is null where the spelling is not a unit of `analyte`."""
         accepted = self.rs.analytes[analyte].units
         if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
             return pl.lit(self.plan.fixed_units[analyte]), pl.lit(None, dtype=pl.String)
-        raw = pl.col(self.plan.unit_columns[analyte]).fill_null("").str.strip_chars()
-        if analyte in self.plan.fixed_units:  # a unit column with gaps, and a default unit
-            raw = pl.when(raw == "").then(pl.lit(self.plan.fixed_units[analyte])).otherwise(raw)
-        # Each distinct spelling is resolved once, by the same function as the single-panel path.
-        spellings = frame.select(raw.unique()).to_series().to_list()
-        resolved = {text: self.rs.units.resolve(text or "") for text in spellings}
-        known = {text: key for text, key in resolved.items() if key in accepted}
-        key = raw.replace_strict(list(known), list(known.values()), default=None, return_dtype=pl.String)
+        header = self.plan.unit_columns[analyte]
+        default = self.plan.fixed_units.get(analyte)  # a unit column with gaps, and a default unit
+        raw = pl.col(header).fill_null("").str.strip_chars()
+        if default is not None:
+            raw = pl.when(raw == "").then(pl.lit(default)).otherwise(raw)
+
+        def resolve(text: str) -> str | None:  # the single-panel path's own resolver
+            key = self.rs.units.resolve(text.strip() or default or "")
+            return key if key in accepted else None
+
+        key = pl.lit(self.lookup(f"unit:{analyte}", resolve, pl.String)(frame.get_column(header)))
         message = f"' is not a unit for {analyte}; accepted: {', '.join(accepted)}"
-        problem = pl.when(key.is_null()).then(pl.concat_str([pl.lit("'"), raw, pl.lit(message)]))
+        fact = ANALYTE_FACT[analyte]
+        problem = pl.when(pl.col(f"u__{fact}").is_null()).then(pl.concat_str([pl.lit("'"), raw, pl.lit(message)]))
         return key, problem
 
     def _lab_range(self, analyte: str, fact: str, factor: pl.Expr) -> list[pl.Expr]:
@@ -241,21 +307,29 @@ class Columns:
         else:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
         if "sex" in roles:
-            raw = pl.col(roles["sex"]).fill_null("").str.strip_chars()
-            sex = raw.str.to_lowercase().replace_strict(list(SEXES), list(SEXES.values()), default=None)
-            exprs.append(pl.when(sex == "unknown").then(None).otherwise(sex).alias("sex"))
-            flags.append((raw != "") & sex.is_null())
+            # "" when empty, "?" when not a sex we accept; `validate.SEXES` as in the single-panel path
+            code = self.lookup(
+                "sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String
+            )(frame.get_column(roles["sex"]))
+            frame = frame.with_columns(code.alias("__sex_code"))
+            sex, raw = pl.col("__sex_code"), pl.col(roles["sex"]).fill_null("").str.strip_chars()
+            exprs.append(pl.when(sex.is_in(["", "?", "unknown"])).then(None).otherwise(sex).alias("sex"))
+            flags.append(sex == "?")
             problems.append(
-                _problem(
-                    (raw != "") & sex.is_null(),
-                    pl.format("sex: '{}' is not accepted; use female, male, other or unknown", raw),
-                )
+                _problem(sex == "?", pl.format("sex: '{}' is not accepted; use female, male, other or unknown", raw))
             )
         else:
             exprs.append(pl.lit(None, dtype=pl.String).alias("sex"))
         if "hemolyzed" in roles:
+
+            def yes_no(text: str) -> bool | None:
+                word = text.strip().lower()
+                return True if word in TRUE_WORDS else False if word in FALSE_WORDS or not word else None
+
+            found = self.lookup("hemolyzed", yes_no, pl.Boolean)(frame.get_column(roles["hemolyzed"]))
+            frame = frame.with_columns(found.alias("__hemolyzed_word"))
+            flag = pl.col("__hemolyzed_word")
             raw = pl.col(roles["hemolyzed"]).fill_null("").str.strip_chars().str.to_lowercase()
-            flag = pl.when(raw.is_in(TRUE_WORDS)).then(True).when(raw.is_in(FALSE_WORDS) | (raw == "")).then(False)
             exprs.append((flag.fill_null(False) | pl.col("__hemo_cells")).alias("hemolyzed"))
             flags.append(flag.is_null())
             problems.append(_problem(flag.is_null(), pl.format("hemolyzed: '{}' is not yes/no", raw)))

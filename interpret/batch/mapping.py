@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from interpret.batch.read import BatchInputError
+from interpret.resources import read_yaml
 from interpret.ruleset import Ruleset
 
 # Headers that look like direct identifiers (findings: never copied, run stops unless allowed).
@@ -75,7 +76,7 @@ def load_mapping(path: Path | None) -> MappingFile:
     if path is None:
         return MappingFile()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(path) or {}
         return MappingFile.model_validate(raw)
     except (OSError, yaml.YAMLError) as exc:
         raise BatchInputError(f"{path}: {exc}") from None

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from interpret.facts import QUANTITIES
 from interpret.medications import CatalogueError, MedicationCatalogue
-from interpret.resources import data_dir
+from interpret.resources import data_dir, read_yaml
 from interpret.ruleset import conditions as c
 from interpret.ruleset.schema import (
     AnalyteDef,
@@ -122,7 +122,7 @@ class Ruleset:
 
     def _yaml(self, path: Path) -> Any:
         try:
-            return yaml.safe_load(path.read_text(encoding="utf-8"))
+            return read_yaml(path)
         except (OSError, yaml.YAMLError) as exc:
             self._problems.append(f"{path.relative_to(self.directory)}: {exc}")
             return {}

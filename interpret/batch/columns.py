@@ -10,6 +10,7 @@ Column names of the facts frame: `q__<quantity>` value (canonical), `u__` report
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -308,9 +309,9 @@ class Columns:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
         if "sex" in roles:
             # "" when empty, "?" when not a sex we accept; `validate.SEXES` as in the single-panel path
-            code = self.lookup(
-                "sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String
-            )(frame.get_column(roles["sex"]))
+            code = self.lookup("sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String)(
+                frame.get_column(roles["sex"])
+            )
             frame = frame.with_columns(code.alias("__sex_code"))
             sex, raw = pl.col("__sex_code"), pl.col(roles["sex"]).fill_null("").str.strip_chars()
             exprs.append(pl.when(sex.is_in(["", "?", "unknown"])).then(None).otherwise(sex).alias("sex"))
@@ -349,31 +350,25 @@ class Columns:
                 pl.lit(None, dtype=pl.String).alias("unrecognized_names"),
                 *[pl.lit(None, dtype=pl.Boolean).alias(f"m__{c}") for c in classes],
             )
-        distinct = frame.select(pl.col(column).fill_null("").unique()).to_series().to_list()
-        rows = []
-        for text in distinct:
+        if len(classes) > 64:
+            raise ValueError("more than 64 medication classes: widen the class mask")
+
+        @functools.lru_cache(maxsize=Lookup.LIMIT)
+        def match(text: str) -> tuple[int, str | None]:
+            """(bit mask of the classes, unrecognised names) of one `;`-separated list."""
             matches = [self.rs.medications.match(item.strip()) for item in text.split(";") if item.strip()]
             found = set().union(*(m.classes for m in matches)) if matches else set()
             unknown = [m.text for m in matches if not m.recognized]
-            rows.append(
-                {
-                    "__meds": text,
-                    "unrecognized_names": "; ".join(unknown) or None,
-                    **{f"m__{c}": c in found for c in classes},
-                }
-            )
-        table = pl.DataFrame(
-            rows,
-            schema={"__meds": pl.String, "unrecognized_names": pl.String, **{f"m__{c}": pl.Boolean for c in classes}},
-        )
-        # join a one-column frame, then attach: joining the wide frame would copy every column
-        looked_up = (
-            frame.select(pl.col(column).fill_null("").alias("__meds"))
-            .join(table, on="__meds", how="left", maintain_order="left")
-            .drop("__meds")
-        )
-        return frame.with_columns(looked_up.get_columns()).with_columns(
-            pl.lit(True).alias("meds_known"), pl.col("unrecognized_names").is_not_null().alias("unrecognized")
+            return sum(1 << i for i, c in enumerate(classes) if c in found), "; ".join(unknown) or None
+
+        texts = frame.get_column(column)
+        mask = self.lookup("medications", lambda t: match(t)[0], pl.UInt64)(texts)
+        unknown = self.lookup("unrecognized", lambda t: match(t)[1], pl.String)(texts)
+        frame = frame.with_columns(mask.alias("__classes"), unknown.alias("unrecognized_names"))
+        return frame.with_columns(
+            *[(pl.col("__classes") & (1 << i) != 0).alias(f"m__{c}") for i, c in enumerate(classes)],
+            pl.lit(True).alias("meds_known"),
+            pl.col("unrecognized_names").is_not_null().alias("unrecognized"),
         )
 
     # --- statuses and derived values ---------------------------------------------------------

@@ -7,6 +7,7 @@ true, and is "not assessed" where it is null. Severity tiers are computed as ran
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import reduce
 
 import polars as pl
@@ -78,14 +79,38 @@ def compile_expr(node: c.Node) -> pl.Expr:
     raise TypeError(f"no polars translation for {node!r}")
 
 
+@dataclass
+class Counts:
+    """A chunk's counts: rows per highest severity, per finding and severity, per rule not assessed."""
+
+    by_severity: dict[str, int] = field(default_factory=dict)
+    by_finding: dict[str, dict[str, int]] = field(default_factory=dict)
+    not_assessed: dict[str, int] = field(default_factory=dict)
+
+
+OUTCOME = ["__fired", "__raised"]
+
+
 class PolarsRules:
-    """All rules of a ruleset as expressions over a facts frame (see `columns.py`)."""
+    """All rules of a ruleset as expressions over a facts frame (see `columns.py`).
+
+    Per row, three bit masks: which rules fired (`__fired`), the escalated severity of each
+    rule that can escalate (`__raised`), and which rules could not be assessed (`__na`).
+    Rows share far fewer combinations than there are rows, so the severities after
+    escalation and `at_least_as_severe_as`, the code lists and the counts are worked out on
+    the table of distinct combinations and joined back to the rows.
+    """
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
+        self.rules = ruleset.rules
+        self.codes = [r.code for r in self.rules]
         self.rank = ruleset.severity_rank
         self.names = [t.name for t in ruleset.meta.severities]
-        self._spelled: dict[int, str] = {}  # mask -> codes, kept across chunks (patterns repeat)
+        self.escalating = {r.code: j for j, r in enumerate(r for r in self.rules if r.escalations)}
+        self.bits = max(1, (len(self.names) - 1).bit_length())
+        if len(self.rules) > MAX_CODES or len(self.escalating) * self.bits > MAX_CODES:
+            raise ValueError(f"more than {MAX_CODES} bits of rule outcomes: widen the masks")
 
     def _compile(self, node: c.Node) -> pl.Expr:
         if isinstance(node, c.SettingOn):
@@ -98,66 +123,97 @@ class PolarsRules:
         return compile_expr(node)
 
     def evaluate(self, facts: pl.DataFrame) -> pl.DataFrame:
-        """Adds `r__<code>` (severity rank where fired, else null) and `na__<code>` (not assessed)."""
-        frame = facts.with_columns(self._compile(r.condition).alias(f"w__{r.code}") for r in self.ruleset.rules)
-        ranks: list[pl.Expr] = []
-        for rule in self.ruleset.rules:
-            fired = pl.col(f"w__{rule.code}").fill_null(False) & pl.col("error").is_null()
-            severity: pl.Expr = pl.lit(self.rank[rule.definition.severity], dtype=pl.Int8)
-            for to, node in rule.escalations:
-                severity = pl.max_horizontal(
-                    severity, pl.when(self._compile(node).fill_null(False)).then(pl.lit(self.rank[to], dtype=pl.Int8))
-                )
-            ranks.append(pl.when(fired).then(severity).alias(f"r__{rule.code}"))
-        frame = frame.with_columns(ranks)
-        # at_least_as_severe_as names earlier rules only (checked at load): apply in rule order
-        for r in self.ruleset.rules:
-            others = r.definition.at_least_as_severe_as
-            if others:
-                rank = pl.col(f"r__{r.code}")
-                raised = pl.max_horizontal(rank, *[pl.col(f"r__{o}") for o in others])
-                frame = frame.with_columns(pl.when(rank.is_not_null()).then(raised).alias(f"r__{r.code}"))
+        """Adds `w__<code>` (the condition: true, false or null = not assessed) and the masks."""
+        frame = facts.with_columns(self._compile(r.condition).alias(f"w__{r.code}") for r in self.rules)
+        raised = []
+        for rule in self.rules:
+            if rule.code in self.escalating:
+                rank: pl.Expr = pl.lit(self.rank[rule.definition.severity], dtype=pl.Int8)
+                for to, node in rule.escalations:
+                    up = pl.when(self._compile(node).fill_null(False)).then(pl.lit(self.rank[to], dtype=pl.Int8))
+                    rank = pl.max_horizontal(rank, up)
+                shift = 1 << (self.bits * self.escalating[rule.code])
+                raised.append(pl.when(pl.col(f"w__{rule.code}")).then(rank.cast(pl.UInt64) * shift).otherwise(0))
+        ok, zero = pl.col("error").is_null(), pl.lit(0, dtype=pl.UInt64)
         return frame.with_columns(
-            (pl.col(f"w__{r.code}").is_null() & pl.col("error").is_null()).alias(f"na__{r.code}")
-            for r in self.ruleset.rules
+            pl.when(ok).then(_mask([pl.col(f"w__{c}") for c in self.codes])).otherwise(zero).alias("__fired"),
+            pl.when(ok).then(pl.sum_horizontal(raised) if raised else zero).otherwise(zero).alias("__raised"),
+            pl.when(ok).then(_mask([pl.col(f"w__{c}").is_null() for c in self.codes])).otherwise(zero).alias("__na"),
         )
 
-    def summary(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """`findings`, `max_severity` and `not_assessed` columns for every row."""
-        codes = [r.code for r in self.ruleset.rules]
-        max_rank = pl.max_horizontal([pl.col(f"r__{c}") for c in codes])
-        max_severity = max_rank.replace_strict(
-            list(range(len(self.names))), self.names, default=None, return_dtype=pl.String
+    def _ranks(self) -> list[list[pl.Expr]]:
+        """Steps computing `r__<code>` (severity rank, null unless fired) from the two masks."""
+        first = []
+        for i, rule in enumerate(self.rules):
+            j = self.escalating.get(rule.code)
+            if j is None:
+                rank = pl.lit(self.rank[rule.definition.severity], dtype=pl.Int8)
+            else:
+                rank = (pl.col("__raised") // (1 << (self.bits * j)) % (1 << self.bits)).cast(pl.Int8)
+            first.append(pl.when(pl.col("__fired") & (1 << i) != 0).then(rank).alias(f"r__{rule.code}"))
+        steps = [first]
+        # at_least_as_severe_as names earlier rules only (checked at load): apply in rule order
+        for rule in self.rules:
+            others = rule.definition.at_least_as_severe_as
+            if others:
+                own = pl.col(f"r__{rule.code}")
+                raised = pl.max_horizontal(own, *[pl.col(f"r__{o}") for o in others])
+                steps.append([pl.when(own.is_not_null()).then(raised).alias(f"r__{rule.code}")])
+        return steps
+
+    def summary(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, Counts]:
+        """Adds `findings`, `max_severity`, `severities` (code=severity) and `not_assessed`."""
+        counts = Counts()
+        outcomes = frame.group_by(OUTCOME).len()
+        for step in self._ranks():
+            outcomes = outcomes.with_columns(step)
+        ranks = [pl.col(f"r__{code}") for code in self.codes]
+        levels = list(range(len(self.names)))
+
+        def name(rank: pl.Expr) -> pl.Expr:
+            return rank.replace_strict(levels, self.names, default=None, return_dtype=pl.String)
+
+        outcomes = outcomes.with_columns(
+            _codes([r.is_not_null() for r in ranks], self.codes).alias("findings"),
+            name(pl.max_horizontal(ranks)).alias("max_severity"),
+            pl.concat_str(
+                [pl.lit(f"{code}=") + name(r) for code, r in zip(self.codes, ranks, strict=True)],
+                separator=";",
+                ignore_nulls=True,
+            ).alias("severities"),
         )
-        frame = frame.with_columns(
-            _mask([pl.col(f"r__{c}").is_not_null() for c in codes]).alias("__fired_mask"),
-            _mask([pl.col(f"na__{c}") for c in codes]).alias("__na_mask"),
-            max_severity.alias("max_severity"),
-        )
-        frame = _spell(frame, "__fired_mask", "findings", codes, self._spelled)
-        return _spell(frame, "__na_mask", "not_assessed", codes, self._spelled)
+        for severity, n in outcomes.group_by("max_severity").agg(pl.col("len").sum()).drop_nulls().iter_rows():
+            counts.by_severity[severity] = n
+        per_rank = outcomes.unpivot(index="len", on=[f"r__{c}" for c in self.codes]).drop_nulls("value")
+        for column, rank, n in per_rank.group_by("variable", "value").agg(pl.col("len").sum()).iter_rows():
+            counts.by_finding.setdefault(column.removeprefix("r__"), {})[self.names[rank]] = n
+        missing = frame.group_by("__na").len()
+        bits = [pl.col("__na") & (1 << i) != 0 for i in range(len(self.codes))]
+        for code, flag in zip(self.codes, bits, strict=True):
+            n = int(missing.filter(flag).get_column("len").sum())
+            if n:
+                counts.not_assessed[code] = n
+        missing = missing.select("__na", _codes(bits, self.codes).alias("not_assessed"))
+        frame = _attach(frame, outcomes.select(*OUTCOME, "findings", "max_severity", "severities"), OUTCOME)
+        return _attach(frame, missing, ["__na"]), counts
 
 
-# Rows share few distinct patterns of codes, so each pattern is packed into a bit mask and
-# spelled out once (much faster than joining strings row by row).
+def _codes(flags: list[pl.Expr], codes: list[str]) -> pl.Expr:
+    """The codes whose flag is set, `;`-separated ("" when none)."""
+    return pl.concat_str(
+        [pl.when(f).then(pl.lit(code)) for f, code in zip(flags, codes, strict=True)], separator=";", ignore_nulls=True
+    )
+
+
+def _attach(frame: pl.DataFrame, table: pl.DataFrame, on: list[str]) -> pl.DataFrame:
+    """Add `table`'s columns to the rows with the same `on` values, in row order."""
+    # join the narrow key columns, then attach: joining the wide frame would copy every column
+    looked_up = frame.select(on).join(table, on=on, how="left", maintain_order="left").drop(on)
+    return frame.with_columns(looked_up.get_columns())
+
+
 MAX_CODES = 64
 
 
 def _mask(flags: list[pl.Expr]) -> pl.Expr:
-    if len(flags) > MAX_CODES:
-        raise ValueError(f"more than {MAX_CODES} rules: widen the mask")
     return pl.sum_horizontal([flag.fill_null(False).cast(pl.UInt64) * (1 << i) for i, flag in enumerate(flags)])
-
-
-def _spell(frame: pl.DataFrame, mask: str, name: str, codes: list[str], spelled: dict[int, str]) -> pl.DataFrame:
-    """Add column `name`: the codes of each row's mask, joined from a table of its patterns."""
-    patterns = frame.get_column(mask).unique().to_list()
-    for m in patterns:
-        if m not in spelled:
-            spelled[m] = ";".join(codes[i] for i in range(m.bit_length()) if m >> i & 1)
-    table = pl.DataFrame(
-        {mask: patterns, name: [spelled[m] for m in patterns]}, schema={mask: pl.UInt64, name: pl.String}
-    )
-    # join a one-column frame, then attach: joining the wide frame would copy every column
-    looked_up = frame.select(mask).join(table, on=mask, how="left", maintain_order="left").get_column(name)
-    return frame.with_columns(looked_up)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,14 @@ import polars as pl
 
 from interpret.batch.columns import Columns, ensure_quantities, join
 from interpret.batch.mapping import Plan
-from interpret.batch.polars_backend import PolarsRules
+from interpret.batch.polars_backend import Counts, PolarsRules
 from interpret.batch.read import OVERFLOW, ROW, CsvSource, blank_rows
 from interpret.facts import ANALYTE_FACT
 from interpret.ruleset import Ruleset
 
 INPUT_ERROR = "__input_error"  # a problem found before the row reached us (e.g. long-format conflicts)
 SAMPLE_PER_CHUNK = 5_000
+IN_FLIGHT = 2  # chunks processed at once
 DECIMALS = 4  # written values only; every decision uses the unrounded value
 
 
@@ -46,6 +49,23 @@ class Stats:
     samples: list[pl.DataFrame] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    def merge(self, other: Stats) -> None:
+        """Add a chunk's counts to the run's."""
+        self.rows += other.rows
+        self.refused += other.refused
+        self.blank_lines += other.blank_lines
+        for name, n in other.by_severity.items():
+            self.by_severity[name] = self.by_severity.get(name, 0) + n
+        for code, by_severity in other.by_finding.items():
+            entry = self.by_finding.setdefault(code, {})
+            for name, n in by_severity.items():
+                entry[name] = entry.get(name, 0) + n
+        for code, n in other.not_assessed.items():
+            self.not_assessed[code] = self.not_assessed.get(code, 0) + n
+        for name, n in other.unrecognized_medications.items():
+            self.unrecognized_medications[name] = self.unrecognized_medications.get(name, 0) + n
+        self.samples += other.samples
 
     @property
     def interpreted(self) -> int:
@@ -71,17 +91,16 @@ class BatchRun:
 
     # --- one chunk ----------------------------------------------------------------------------
 
-    def process(self, chunk: pl.DataFrame) -> pl.DataFrame:
-        """One chunk of input rows in, the same rows out (blank lines aside), as output columns."""
-        frame = self.evaluate(chunk)
-        self._count(frame)
-        return self._output(frame)
-
-    def evaluate(self, chunk: pl.DataFrame) -> pl.DataFrame:
-        """The full facts frame with `r__<code>` severity ranks (used by the parity test too)."""
+    def process(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, Stats]:
+        """One chunk of input rows in, the same rows out (blank lines aside), as output columns,
+        with the chunk's own counts. Safe to run on several chunks at once (`run` does)."""
         blank = blank_rows(chunk, self.source.headers)
-        self.stats.blank_lines += int(blank.sum())
-        chunk = chunk.filter(~blank)
+        frame, counts = self.evaluate(chunk.filter(~blank))
+        return self._output(frame), self._tally(frame, counts, int(blank.sum()))
+
+    def evaluate(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, Counts]:
+        """The full facts frame with each row's findings and their `severities` (used by the
+        parity test too), and the chunk's counts of findings."""
         overflow = pl.any_horizontal([pl.col(c).fill_null("").str.strip_chars() != "" for c in OVERFLOW])
         frame = self.columns.results(chunk)
         frame = self.columns.patient(frame)
@@ -141,26 +160,14 @@ class BatchRun:
             expr = pl.when(value >= cat.at_or_above).then(pl.lit(cat.name)).otherwise(expr)
         return pl.when(value.is_null()).then(None).otherwise(expr)
 
-    def _count(self, frame: pl.DataFrame) -> None:
-        s = self.stats
-        s.rows += frame.height
-        s.refused += int(frame["error"].is_not_null().sum())
-        for name, count in frame["max_severity"].drop_nulls().value_counts().iter_rows():
-            s.by_severity[name] = s.by_severity.get(name, 0) + count
-        names = self.rules.names
-        for rule in self.rs.rules:
-            ranks = frame[f"r__{rule.code}"].drop_nulls()
-            if len(ranks):
-                entry = s.by_finding.setdefault(rule.code, {})
-                for rank, count in ranks.value_counts().iter_rows():
-                    entry[names[rank]] = entry.get(names[rank], 0) + count
-            missing = int(frame[f"na__{rule.code}"].sum())
-            if missing:
-                s.not_assessed[rule.code] = s.not_assessed.get(rule.code, 0) + missing
+    def _tally(self, frame: pl.DataFrame, counts: Counts, blank_lines: int) -> Stats:
+        s = Stats(rows=frame.height, refused=int(frame["error"].is_not_null().sum()), blank_lines=blank_lines)
+        s.by_severity, s.by_finding, s.not_assessed = counts.by_severity, counts.by_finding, counts.not_assessed
         if "unrecognized_names" in frame.columns:
-            for text in frame["unrecognized_names"].drop_nulls().to_list():
+            lists = frame["unrecognized_names"].drop_nulls().value_counts()
+            for text, n in lists.iter_rows():
                 for name in text.split("; "):
-                    s.unrecognized_medications[name] = s.unrecognized_medications.get(name, 0) + 1
+                    s.unrecognized_medications[name] = s.unrecognized_medications.get(name, 0) + n
         keep = [
             c
             for c in (
@@ -178,24 +185,39 @@ class BatchRun:
         sample = frame.filter(pl.col("error").is_null()).select([*keep, "max_severity", "findings"])
         # bounded memory: at most SAMPLE_PER_CHUNK rows of each chunk feed the summary's plots
         if sample.height > SAMPLE_PER_CHUNK:
-            sample = sample.sample(n=SAMPLE_PER_CHUNK, seed=len(s.samples))
+            sample = sample.sample(n=SAMPLE_PER_CHUNK, seed=frame.height)
         s.samples.append(sample)
+        return s
 
     # --- the whole file -------------------------------------------------------------------------
 
     def run(self, output: Path, progress: Callable[[int], None] | None, chunks: Iterator[pl.DataFrame]) -> Stats:
+        """Two chunks are processed at once (polars releases the GIL, and one chunk alone
+        leaves a core idle in its Python steps); results are written and counted in input order."""
         started = time.perf_counter()
         first = True
-        with output.open("w", encoding="utf-8", newline="") as f:
-            for chunk in chunks:
-                result = self.process(chunk)
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool, output.open("w", encoding="utf-8", newline="") as f:
+            pending: deque[tuple[Future[tuple[pl.DataFrame, Stats]], int]] = deque()
+
+            def write_next() -> None:
+                nonlocal first
+                future, height = pending.popleft()
+                result, tally = future.result()
                 result.write_csv(f, include_header=first)
                 first = False
+                self.stats.merge(tally)
                 if progress:
-                    progress(chunk.height)
+                    progress(height)
+
+            for chunk in chunks:
+                pending.append((pool.submit(self.process, chunk), chunk.height))
+                if len(pending) >= IN_FLIGHT:
+                    write_next()
+            while pending:
+                write_next()
             if first:  # an empty file still gets its header
                 schema = {**dict.fromkeys([*self.source.headers, *OVERFLOW], pl.String), ROW: pl.UInt32}
-                self.process(pl.DataFrame(schema=schema)).write_csv(f, include_header=True)
+                self.process(pl.DataFrame(schema=schema))[0].write_csv(f, include_header=True)
         self.stats.seconds = time.perf_counter() - started
         self.stats.notes.extend(self.plan.notes)
         if self.stats.blank_lines:

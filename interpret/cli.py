@@ -12,8 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from interpret.render import FORMATS, render
-from interpret.ruleset import RulesetError, load_ruleset
+from interpret.ruleset import Ruleset, RulesetError, default_ruleset, load_ruleset
 
 app = typer.Typer(
     help="Decision support for adult serum electrolyte panels. Not a diagnosis.",
@@ -35,14 +34,18 @@ RulesOption = Annotated[
 ]
 
 
-def _interpreter(rules: Path | None):  # type: ignore[no-untyped-def]
-    from interpret.pipeline import Interpreter
-
+def _ruleset(rules: Path | None) -> Ruleset:
     try:
-        return Interpreter(load_ruleset(rules) if rules else None)
+        return load_ruleset(rules) if rules else default_ruleset()
     except RulesetError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
+
+
+def _interpreter(rules: Path | None):  # type: ignore[no-untyped-def]
+    from interpret.pipeline import Interpreter
+
+    return Interpreter(_ruleset(rules))
 
 
 def _read_json(path: str) -> object:
@@ -61,6 +64,7 @@ def panel(
     rules: RulesOption = None,
 ) -> None:
     """Interpret one panel and print the report."""
+    from interpret.render import FORMATS, render
     from interpret.validate import InputError
 
     if fmt not in FORMATS:
@@ -163,11 +167,11 @@ def batch(
     from interpret.batch.mapping import describe_plan, load_mapping
     from interpret.batch.read import BatchInputError
 
-    interpreter = _interpreter(rules)
+    rs = _ruleset(rules)
     try:
         if inspect:
             source, plan = prepare(
-                interpreter,
+                rs,
                 input_csv,
                 load_mapping(mapping),
                 fmt=fmt,
@@ -183,7 +187,7 @@ def batch(
         if output is None:
             raise BatchInputError("-o/--output is required (or use --inspect)")
         result = execute(
-            interpreter,
+            rs,
             input_csv,
             output,
             fmt=fmt,

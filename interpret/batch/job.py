@@ -12,6 +12,7 @@ import polars as pl
 from interpret.batch.mapping import MappingFile, Plan, load_mapping, make_plan
 from interpret.batch.read import BatchInputError, CsvSource, frame_chunks, open_csv, read_chunks
 from interpret.batch.run import BatchRun, Stats, sidecar
+from interpret.ruleset import Ruleset
 
 
 def parse_units(options: list[str]) -> dict[str, str]:
@@ -32,7 +33,7 @@ class BatchResult:
 
 
 def execute(
-    interpreter: Any,
+    rs: Ruleset,
     input_csv: Path,
     output: Path,
     *,
@@ -50,10 +51,9 @@ def execute(
 
     Shared by the command line and the web upload, which differ only in how they report.
     """
-    rs = interpreter.ruleset
     mapping = load_mapping(mapping_path)
     source, plan = prepare(
-        interpreter, input_csv, mapping, fmt=fmt, units=units or [], id_column=id_column, allow=allow or []
+        rs, input_csv, mapping, fmt=fmt, units=units or [], id_column=id_column, allow=allow or []
     )
     wide = None
     if plan.format == "long":
@@ -73,13 +73,14 @@ def execute(
         write_summary(summary, rs, plan, stats, source, input_csv)
     if details is not None:
         from interpret.batch.details import write_details
+        from interpret.pipeline import Interpreter  # the single-panel engine, only when asked for
 
-        write_details(details, interpreter, output, plan, source, chunks())
+        write_details(details, Interpreter(rs), output, plan, source, chunks())
     return BatchResult(stats, plan, source)
 
 
 def prepare(
-    interpreter: Any,
+    rs: Ruleset,
     input_csv: Path,
     mapping: MappingFile,
     *,
@@ -91,5 +92,5 @@ def prepare(
     if fmt not in (None, "wide", "long"):
         raise BatchInputError(f"--format {fmt!r}: choose wide or long")
     source = open_csv(input_csv, mapping.delimiter)
-    plan = make_plan(source.headers, mapping, interpreter.ruleset, parse_units(units), id_column, fmt, allow)
+    plan = make_plan(source.headers, mapping, rs, parse_units(units), id_column, fmt, allow)
     return source, plan

@@ -53,7 +53,7 @@ async def batch_upload(request: Request) -> Response:
         output = root / "output.csv"
         try:
             execute(
-                interpreter,
+                interpreter.ruleset,
                 source,
                 output,
                 units=units,

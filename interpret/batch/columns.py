@@ -72,14 +72,16 @@ class Lookup:
         self.known: dict[str, Any] = {}
 
     def __call__(self, column: pl.Series) -> pl.Series:
-        column = column.fill_null("")
-        texts = column.unique().to_list()
+        column = _no_nulls(column)
+        # one spelling throughout is the common case, and cheaper to check than to find uniques
+        same = column.len() > 0 and bool((column == column[0]).all())
+        texts = [column[0]] if same else column.unique().to_list()
         if len(self.known) + len(texts) > self.LIMIT:
             self.known.clear()
         for text in texts:
             if text not in self.known:
                 self.known[text] = self.resolve(text)
-        if len(texts) == 1:  # a column with one spelling throughout: no per-row lookup at all
+        if len(texts) == 1:  # no per-row lookup at all
             return pl.repeat(self.known[texts[0]], column.len(), dtype=self.dtype, eager=True).alias(column.name)
         values = [self.known[t] for t in texts]
         return column.replace_strict(texts, values, default=None, return_dtype=self.dtype)
@@ -87,6 +89,11 @@ class Lookup:
 
 def _problem(condition: pl.Expr, message: pl.Expr | str) -> pl.Expr:
     return pl.when(condition).then(message if isinstance(message, pl.Expr) else pl.lit(message))
+
+
+def _no_nulls(column: pl.Series) -> pl.Series:
+    """Empty text for missing cells (CSV cells are read as "", so this rarely copies anything)."""
+    return column.fill_null("") if column.null_count() else column
 
 
 def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool) -> pl.DataFrame:
@@ -98,7 +105,7 @@ def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: boo
     """
     columns: list[pl.Series] = []
     for key, header in headers.items():
-        raw = frame.get_column(header).fill_null("")
+        raw = _no_nulls(frame.get_column(header))
         number = raw.cast(pl.Float64, strict=False)
         hemo = pl.Series(f"__h_{key}", [False], dtype=pl.Boolean).new_from_index(0, frame.height)
         odd = (number.is_null() & (raw != "")).arg_true()
@@ -397,24 +404,25 @@ class Columns:
         return pl.when(pl.col("sex") == "female").then(female).when(pl.col("sex") == "male").then(male).otherwise(other)
 
     def _status(self, analyte: str, value: pl.Expr, unit: pl.Expr, fact_for_lab: str) -> pl.Expr:
-        lab_low, lab_high = pl.col(f"lab_low__{fact_for_lab}"), pl.col(f"lab_high__{fact_for_lab}")
-        has_lab = lab_low.is_not_null() | lab_high.is_not_null()
-        low = pl.when(has_lab).then(lab_low).otherwise(self._interval(analyte, unit, 0))
-        high = pl.when(has_lab).then(lab_high).otherwise(self._interval(analyte, unit, 1))
+        low, high = self._interval(analyte, unit, 0), self._interval(analyte, unit, 1)
+        if analyte in self.plan.range_columns:  # the laboratory's own range, where the row gives one
+            lab_low, lab_high = pl.col(f"lab_low__{fact_for_lab}"), pl.col(f"lab_high__{fact_for_lab}")
+            has_lab = lab_low.is_not_null() | lab_high.is_not_null()
+            low = pl.when(has_lab).then(lab_low).otherwise(low)
+            high = pl.when(has_lab).then(lab_high).otherwise(high)
         below, above = self.rs.critical[analyte]
         return (
             pl.when(value.is_null())
             .then(None)
             .when(value < limit_expr(unit, below))
-            .then(pl.lit("critical_low"))
+            .then(pl.lit("critical_low", dtype=STATUS_DTYPE))
             .when(value >= limit_expr(unit, above))
-            .then(pl.lit("critical_high"))
+            .then(pl.lit("critical_high", dtype=STATUS_DTYPE))
             .when(value < low)
-            .then(pl.lit("low"))
+            .then(pl.lit("low", dtype=STATUS_DTYPE))
             .when(value > high)
-            .then(pl.lit("high"))
-            .otherwise(pl.lit("normal"))
-            .cast(STATUS_DTYPE)
+            .then(pl.lit("high", dtype=STATUS_DTYPE))
+            .otherwise(pl.lit("normal", dtype=STATUS_DTYPE))
         )
 
     def _statuses(self, analyte: str) -> pl.Expr:

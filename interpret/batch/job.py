@@ -52,9 +52,7 @@ def execute(
     Shared by the command line and the web upload, which differ only in how they report.
     """
     mapping = load_mapping(mapping_path)
-    source, plan = prepare(
-        rs, input_csv, mapping, fmt=fmt, units=units or [], id_column=id_column, allow=allow or []
-    )
+    source, plan = prepare(rs, input_csv, mapping, fmt=fmt, units=units or [], id_column=id_column, allow=allow or [])
     wide = None
     if plan.format == "long":
         from interpret.batch.long import long_to_wide

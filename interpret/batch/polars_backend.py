@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import reduce
+from typing import Any
 
 import polars as pl
 
@@ -124,16 +125,23 @@ class PolarsRules:
 
     def evaluate(self, facts: pl.DataFrame) -> pl.DataFrame:
         """Adds `w__<code>` (the condition: true, false or null = not assessed) and the masks."""
-        frame = facts.with_columns(self._compile(r.condition).alias(f"w__{r.code}") for r in self.rules)
+        conditions = [self._compile(r.condition).alias(f"w__{r.code}") for r in self.rules]
         raised = []
         for rule in self.rules:
             if rule.code in self.escalating:
-                rank: pl.Expr = pl.lit(self.rank[rule.definition.severity], dtype=pl.Int8)
-                for to, node in rule.escalations:
-                    up = pl.when(self._compile(node).fill_null(False)).then(pl.lit(self.rank[to], dtype=pl.Int8))
-                    rank = pl.max_horizontal(rank, up)
+                base = self.rank[rule.definition.severity]
+                # escalations only raise: the highest escalation that holds wins
+                steps = sorted(((self.rank[to], node) for to, node in rule.escalations), key=lambda s: -s[0])
+                rank: Any = pl
+                for k, (to, node) in enumerate(steps):
+                    if to > base:
+                        name = f"e__{rule.code}__{k}"
+                        conditions.append(self._compile(node).fill_null(False).alias(name))
+                        rank = rank.when(pl.col(name)).then(pl.lit(to, dtype=pl.UInt64))
+                rank = pl.lit(base, dtype=pl.UInt64) if rank is pl else rank.otherwise(pl.lit(base, dtype=pl.UInt64))
                 shift = 1 << (self.bits * self.escalating[rule.code])
-                raised.append(pl.when(pl.col(f"w__{rule.code}")).then(rank.cast(pl.UInt64) * shift).otherwise(0))
+                raised.append(pl.when(pl.col(f"w__{rule.code}")).then(rank * shift).otherwise(0))
+        frame = facts.with_columns(conditions)
         ok, zero = pl.col("error").is_null(), pl.lit(0, dtype=pl.UInt64)
         return frame.with_columns(
             pl.when(ok).then(_mask([pl.col(f"w__{c}") for c in self.codes])).otherwise(zero).alias("__fired"),

@@ -7,13 +7,15 @@ in input order; a refused row carries its reason in `error` and never stops the 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -193,36 +195,50 @@ class BatchRun:
 
     def run(self, output: Path, progress: Callable[[int], None] | None, chunks: Iterator[pl.DataFrame]) -> Stats:
         """Two chunks are processed at once (polars releases the GIL, and one chunk alone
-        leaves a core idle in its Python steps); results are written and counted in input order."""
+        leaves a core idle in its Python steps). Each writes its rows to a part file of its
+        own (native, in parallel); the parts are appended to the output in input order."""
         started = time.perf_counter()
-        first = True
-        with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool, output.open("w", encoding="utf-8", newline="") as f:
-            pending: deque[tuple[Future[tuple[pl.DataFrame, Stats]], int]] = deque()
+        parts = Path(tempfile.mkdtemp(prefix=".interpret-parts-", dir=output.parent))
+        try:
+            with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool, output.open("wb") as out:
+                pending: deque[tuple[Future[Stats], Path, int]] = deque()
 
-            def write_next() -> None:
-                nonlocal first
-                future, height = pending.popleft()
-                result, tally = future.result()
-                result.write_csv(f, include_header=first)
-                first = False
-                self.stats.merge(tally)
-                if progress:
-                    progress(height)
+                def append_next() -> None:
+                    future, part, height = pending.popleft()
+                    self.stats.merge(future.result())
+                    _append(out, part)
+                    if progress:
+                        progress(height)
 
-            for chunk in chunks:
-                pending.append((pool.submit(self.process, chunk), chunk.height))
-                if len(pending) >= IN_FLIGHT:
-                    write_next()
-            while pending:
-                write_next()
-            if first:  # an empty file still gets its header
-                schema = {**dict.fromkeys([*self.source.headers, *OVERFLOW], pl.String), ROW: pl.UInt32}
-                self.process(pl.DataFrame(schema=schema))[0].write_csv(f, include_header=True)
+                for n, chunk in enumerate(chunks):
+                    part = parts / f"{n}.csv"
+                    pending.append((pool.submit(self._process_to, chunk, part, n == 0), part, chunk.height))
+                    if len(pending) >= IN_FLIGHT:
+                        append_next()
+                while pending:
+                    append_next()
+                if out.tell() == 0:  # an empty file still gets its header
+                    schema = {**dict.fromkeys([*self.source.headers, *OVERFLOW], pl.String), ROW: pl.UInt32}
+                    self._process_to(pl.DataFrame(schema=schema), parts / "empty.csv", True)
+                    _append(out, parts / "empty.csv")
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
         self.stats.seconds = time.perf_counter() - started
         self.stats.notes.extend(self.plan.notes)
         if self.stats.blank_lines:
             self.stats.notes.append(f"{self.stats.blank_lines} blank lines skipped (not rows)")
         return self.stats
+
+    def _process_to(self, chunk: pl.DataFrame, part: Path, header: bool) -> Stats:
+        result, tally = self.process(chunk)
+        result.write_csv(part, include_header=header)
+        return tally
+
+
+def _append(out: BinaryIO, part: Path) -> None:
+    with part.open("rb") as src:
+        shutil.copyfileobj(src, out, 1 << 22)
+    part.unlink()
 
 
 def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource, input_path: Path) -> dict[str, Any]:

@@ -304,3 +304,10 @@ def test_mimic_demo_figures(interpreter, tmp_path):
     assert total["hypokalemia_magnesium_unmeasured"] == 36
     assert total["hemolyzed_specimen"] == 104
     assert total["possible_pseudohyperkalemia"] == 26
+
+
+def test_a_row_with_only_overflow_text_is_refused_not_skipped(interpreter, tmp_path):
+    """Found by the fuzz test: empty named fields plus an extra field is a malformed row, not a blank line."""
+    code, out = batch(interpreter, tmp_path, "potassium,potassium_unit,age,sex\n,,,,x\n")
+    assert code == 0 and out.height == 1
+    assert "more fields than the header" in out["error"][0]

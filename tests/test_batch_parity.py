@@ -92,7 +92,7 @@ def both_paths(interpreter, tmp_path_factory):
     source = open_csv(path)
     plan = make_plan(source.headers, MappingFile(), interpreter.ruleset, {}, None, None, [])
     run = BatchRun(interpreter.ruleset, plan, source)
-    frame = pl.concat([run.evaluate(chunk)[0] for chunk in read_chunks(source, chunk_rows=3000)])
+    frame = pl.concat([run.evaluate(chunk, severities=True)[0] for chunk in read_chunks(source, chunk_rows=3000)])
     return panels, frame
 
 

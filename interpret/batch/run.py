@@ -96,13 +96,13 @@ class BatchRun:
     def process(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, Stats]:
         """One chunk of input rows in, the same rows out (blank lines aside), as output columns,
         with the chunk's own counts. Safe to run on several chunks at once (`run` does)."""
-        blank = blank_rows(chunk, self.source.headers)
+        blank = blank_rows(chunk, [*self.source.headers, *OVERFLOW])  # overflow text is not blank
         frame, counts = self.evaluate(chunk.filter(~blank))
         return self._output(frame), self._tally(frame, counts, int(blank.sum()))
 
-    def evaluate(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, Counts]:
-        """The full facts frame with each row's findings and their `severities` (used by the
-        parity test too), and the chunk's counts of findings."""
+    def evaluate(self, chunk: pl.DataFrame, severities: bool = False) -> tuple[pl.DataFrame, Counts]:
+        """The full facts frame with each row's findings (and, if asked, their `severities`:
+        the parity test compares them), and the chunk's counts of findings."""
         overflow = pl.any_horizontal([pl.col(c).fill_null("").str.strip_chars() != "" for c in OVERFLOW])
         frame = self.columns.results(chunk)
         frame = self.columns.patient(frame)
@@ -121,7 +121,7 @@ class BatchRun:
             ).alias("error")
         )
         frame = ensure_quantities(self.columns.facts(frame))
-        return self.rules.summary(self.rules.evaluate(frame))
+        return self.rules.summary(self.rules.evaluate(frame), severities)
 
     def _output(self, frame: pl.DataFrame) -> pl.DataFrame:
         ok = pl.col("error").is_null()

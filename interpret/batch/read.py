@@ -49,6 +49,8 @@ def sniff_encoding(path: Path) -> str:
         decoder = codecs.getincrementaldecoder("utf-8")()
         try:
             while chunk := f.read(1 << 24):
+                if chunk.isascii() and not decoder.getstate()[0]:
+                    continue  # plain ASCII is UTF-8 (and checking it is ten times faster than decoding)
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:

@@ -29,6 +29,7 @@ from interpret.validate import SEXES
 HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemolysis", "haemolysis"]
 TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
 FALSE_WORDS = ["no", "n", "false", "f", "0", "not hemolyzed", "not haemolysed"]
+UNRECOGNIZED_BIT = 63  # in the medication class mask: the list has a name the catalogue does not know
 STATUS_DTYPE = pl.Enum(["critical_low", "low", "normal", "high", "critical_high"])
 
 
@@ -357,25 +358,29 @@ class Columns:
                 pl.lit(None, dtype=pl.String).alias("unrecognized_names"),
                 *[pl.lit(None, dtype=pl.Boolean).alias(f"m__{c}") for c in classes],
             )
-        if len(classes) > 64:
-            raise ValueError("more than 64 medication classes: widen the class mask")
+        if len(classes) > UNRECOGNIZED_BIT:
+            raise ValueError(f"more than {UNRECOGNIZED_BIT} medication classes: widen the class mask")
 
         @functools.lru_cache(maxsize=Lookup.LIMIT)
         def match(text: str) -> tuple[int, str | None]:
             """(bit mask of the classes, unrecognised names) of one `;`-separated list."""
             matches = [self.rs.medications.match(item.strip()) for item in text.split(";") if item.strip()]
             found = set().union(*(m.classes for m in matches)) if matches else set()
-            unknown = [m.text for m in matches if not m.recognized]
-            return sum(1 << i for i, c in enumerate(classes) if c in found), "; ".join(unknown) or None
+            unknown = "; ".join(m.text for m in matches if not m.recognized) or None
+            mask = sum(1 << i for i, c in enumerate(classes) if c in found)
+            return mask | (1 << UNRECOGNIZED_BIT if unknown else 0), unknown
 
         texts = frame.get_column(column)
         mask = self.lookup("medications", lambda t: match(t)[0], pl.UInt64)(texts)
-        unknown = self.lookup("unrecognized", lambda t: match(t)[1], pl.String)(texts)
-        frame = frame.with_columns(mask.alias("__classes"), unknown.alias("unrecognized_names"))
+        unrecognized = (mask & (1 << UNRECOGNIZED_BIT)) != 0
+        names = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("unrecognized_names")
+        rows = unrecognized.arg_true()
+        if len(rows):  # the names are looked up for the rows that have some, only
+            names = names.scatter(rows, self.lookup("unrecognized", lambda t: match(t)[1], pl.String)(texts[rows]))
+        frame = frame.with_columns(mask.alias("__classes"), names, unrecognized.alias("unrecognized"))
         return frame.with_columns(
             *[(pl.col("__classes") & (1 << i) != 0).alias(f"m__{c}") for i, c in enumerate(classes)],
             pl.lit(True).alias("meds_known"),
-            pl.col("unrecognized_names").is_not_null().alias("unrecognized"),
         )
 
     # --- statuses and derived values ---------------------------------------------------------

@@ -247,12 +247,12 @@ class Columns:
             exprs.append(canonical.alias(f"q__{fact}"))
             exprs += self._lab_range(analyte, fact, factor)
         self._messages["__result"] = join(problems)
+        # haemolysis written in a value cell is rare: no per-row work when a chunk has none
+        any_hemo = any(frame.get_column(f"__h_{ANALYTE_FACT[a]}").any() for a in self.plan.analyte_columns)
         exprs += [
             (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__result"),
-            pl.any_horizontal(hemolysis_cells).alias("__hemo_cells")
-            if hemolysis_cells
-            else pl.lit(False).alias("__hemo_cells"),
-            join(notes).alias("notes"),
+            (pl.any_horizontal(hemolysis_cells) if any_hemo else pl.lit(False)).alias("__hemo_cells"),
+            (join(notes) if any_hemo else pl.lit(None, dtype=pl.String)).alias("notes"),
         ]
         return frame.with_columns(exprs)
 

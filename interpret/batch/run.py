@@ -103,23 +103,28 @@ class BatchRun:
     def evaluate(self, chunk: pl.DataFrame, severities: bool = False) -> tuple[pl.DataFrame, Counts]:
         """The full facts frame with each row's findings (and, if asked, their `severities`:
         the parity test compares them), and the chunk's counts of findings."""
-        overflow = pl.any_horizontal([pl.col(c).fill_null("").str.strip_chars() != "" for c in OVERFLOW])
+        spilled = [c for c in OVERFLOW if chunk.get_column(c).null_count() < chunk.height]
+        overflow = pl.any_horizontal([pl.col(c).fill_null("").str.strip_chars() != "" for c in spilled] or [False])
         frame = self.columns.results(chunk)
         frame = self.columns.patient(frame)
         frame = self.columns.medications(frame, self.plan.roles.get("medications"))
         frame = self.columns.messages(frame)
         no_results = pl.all_horizontal([pl.col(f"q__{ANALYTE_FACT[a]}").is_null() for a in self.plan.analyte_columns])
-        frame = frame.with_columns(
-            join(
+        given = pl.col(INPUT_ERROR) if INPUT_ERROR in frame.columns else pl.lit(None, dtype=pl.String)
+        refused = [overflow, given.is_not_null(), pl.col("__bad__result"), pl.col("__bad__patient"), no_results]
+        if frame.select(pl.any_horizontal(refused).any()).item():  # else: no row refused, no per-row text work
+            error = join(
                 [
                     pl.when(overflow).then(pl.lit("the row has more fields than the header")),
-                    pl.col(INPUT_ERROR) if INPUT_ERROR in frame.columns else pl.lit(None, dtype=pl.String),
+                    given,
                     pl.col("__result_errors"),
                     pl.col("__patient_errors"),
                     pl.when(no_results & pl.col("__result_errors").is_null()).then(pl.lit("no result to interpret")),
                 ]
-            ).alias("error")
-        )
+            )
+        else:
+            error = pl.lit(None, dtype=pl.String)
+        frame = frame.with_columns(error.alias("error"))
         frame = ensure_quantities(self.columns.facts(frame))
         return self.rules.summary(self.rules.evaluate(frame), severities)
 

@@ -51,3 +51,15 @@ ANALYTE_FACT = {q.analyte: name for name, q in QUANTITIES.items() if not q.deriv
 SPECIMEN_FLAGS = {"hemolyzed": "the specimen is reported haemolysed"}
 
 STATUSES = ("critical_low", "low", "normal", "high", "critical_high")
+
+# How the sex of the patient may be written (case-insensitive), and what each spelling means.
+SEXES = {
+    "female": "female",
+    "f": "female",
+    "male": "male",
+    "m": "male",
+    "other": "other",
+    "x": "other",
+    "unknown": "unknown",
+    "u": "unknown",
+}

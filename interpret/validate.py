@@ -13,21 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from interpret.facts import SEXES
 from interpret.medications import MedicationMatch
 from interpret.models import MedicationIn, PanelIn, ResultIn
 from interpret.ruleset import Ruleset
 from interpret.units import format_number
-
-SEXES = {
-    "female": "female",
-    "f": "female",
-    "male": "male",
-    "m": "male",
-    "other": "other",
-    "x": "other",
-    "unknown": "unknown",
-    "u": "unknown",
-}
 
 
 class InputError(ValueError):

@@ -20,11 +20,10 @@ from polars._typing import PolarsDataType
 from interpret import derive
 from interpret.batch.mapping import Plan
 from interpret.batch.read import ROW
-from interpret.facts import ANALYTE_FACT, QUANTITIES
+from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
 from interpret.units import format_number
-from interpret.validate import SEXES
 
 HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemolysis", "haemolysis"]
 TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
@@ -316,7 +315,7 @@ class Columns:
         else:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
         if "sex" in roles:
-            # "" when empty, "?" when not a sex we accept; `validate.SEXES` as in the single-panel path
+            # "" when empty, "?" when not a sex we accept; `facts.SEXES`, as in the single-panel path
             code = self.lookup("sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String)(
                 frame.get_column(roles["sex"])
             )

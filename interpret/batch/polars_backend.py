@@ -203,10 +203,11 @@ class PolarsRules:
             counts.by_finding.setdefault(column.removeprefix("r__"), {})[self.names[rank]] = n
         missing = frame.group_by("__na").len()
         bits = [pl.col("__na") & (1 << i) != 0 for i in range(len(self.codes))]
-        for code, flag in zip(self.codes, bits, strict=True):
-            n = int(missing.filter(flag).get_column("len").sum())
-            if n:
-                counts.not_assessed[code] = n
+        sums = missing.select(
+            pl.when(flag).then(pl.col("len")).otherwise(0).sum().alias(c)
+            for flag, c in zip(bits, self.codes, strict=True)
+        )
+        counts.not_assessed = {code: int(n) for code, n in sums.row(0, named=True).items() if n}
         missing = missing.select("__na", _codes(bits, self.codes).alias("not_assessed"))
         frame = _attach(frame, outcomes.select(*OUTCOME, *spelled), OUTCOME)
         return _attach(frame, missing, ["__na"]), counts

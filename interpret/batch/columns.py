@@ -56,6 +56,12 @@ def join(parts: list[pl.Expr], separator: str = "; ") -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(joined)
 
 
+def _yes_no(text: str) -> bool | None:
+    """A yes/no cell: None when it is neither."""
+    word = text.strip().lower()
+    return True if word in TRUE_WORDS else False if word in FALSE_WORDS or not word else None
+
+
 class Lookup:
     """Each distinct cell text resolved once, by a Python function, and remembered across chunks.
 
@@ -188,24 +194,32 @@ class Columns:
         Built in steps: an expression used twice would otherwise be computed twice (eager
         polars does not share sub-expressions), and unit lookups are the costly part.
         """
+        frame = materialise(frame, self._result_texts, self.decimal_comma)
+        frame = frame.with_columns(
+            self._unit_key(analyte, frame).alias(f"u__{ANALYTE_FACT[analyte]}") for analyte in self.plan.analyte_columns
+        )
+        parse, checks, hemolysis, no_hemolysis = self._result_steps
+        frame = frame.with_columns(parse)
+        # haemolysis written in a value cell is rare: no per-row work when a chunk has none
+        any_hemo = any(frame.get_column(f"__h_{ANALYTE_FACT[a]}").any() for a in self.plan.analyte_columns)
+        return frame.with_columns(checks + (hemolysis if any_hemo else no_hemolysis))
+
+    @functools.cached_property
+    def _result_texts(self) -> dict[str, str]:
         texts = {ANALYTE_FACT[a]: h for a, h in self.plan.analyte_columns.items()}
         for analyte, (low_h, high_h) in self.plan.range_columns.items():
             texts.update({k: h for k, h in ((f"low_{analyte}", low_h), (f"high_{analyte}", high_h)) if h})
-        frame = materialise(frame, texts, self.decimal_comma)
-        units: list[pl.Expr] = []
-        unit_problems: dict[str, pl.Expr] = {}
-        for analyte in self.plan.analyte_columns:
-            fact = ANALYTE_FACT[analyte]
-            key, unit_problems[analyte] = self._unit(analyte, frame)
-            units.append(key.alias(f"u__{fact}"))
-        frame = frame.with_columns(units)
-        step: list[pl.Expr] = []
+        return texts
+
+    @functools.cached_property
+    def _result_steps(self) -> tuple[list[pl.Expr], list[pl.Expr], list[pl.Expr], list[pl.Expr]]:
+        """(parse, checks, with haemolysis cells, without): the same for every chunk, built once."""
+        parse: list[pl.Expr] = []
         for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
             accepted = self.rs.analytes[analyte].units
             factor = _by_unit(pl.col(f"u__{fact}"), {u: self.rs.units.factor(analyte, u) for u in accepted}, None)
-            step += [parse_number(fact)[0].alias(f"p__{fact}"), factor.alias(f"__factor_{fact}")]
-        frame = frame.with_columns(step)
+            parse += [parse_number(fact)[0].alias(f"p__{fact}"), factor.alias(f"__factor_{fact}")]
         exprs: list[pl.Expr] = []
         problems: list[pl.Expr] = []
         flags: list[pl.Expr] = []
@@ -228,7 +242,7 @@ class Columns:
                     pl.lit(label),
                     pl.coalesce(
                         problem,
-                        pl.when(~empty & ~hemo).then(unit_problems[analyte]),
+                        pl.when(~empty & ~hemo).then(self._unit_problem(analyte)),
                         _problem(value < 0, pl.format("{} is negative", pl.col(f"__t_{fact}"))),
                         _problem(
                             implausible,
@@ -246,35 +260,38 @@ class Columns:
             exprs.append(canonical.alias(f"q__{fact}"))
             exprs += self._lab_range(analyte, fact, factor)
         self._messages["__result"] = join(problems)
-        # haemolysis written in a value cell is rare: no per-row work when a chunk has none
-        any_hemo = any(frame.get_column(f"__h_{ANALYTE_FACT[a]}").any() for a in self.plan.analyte_columns)
-        exprs += [
-            (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__result"),
-            (pl.any_horizontal(hemolysis_cells) if any_hemo else pl.lit(False)).alias("__hemo_cells"),
-            (join(notes) if any_hemo else pl.lit(None, dtype=pl.String)).alias("notes"),
+        exprs.append((pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__result"))
+        hemolysis = [
+            (pl.any_horizontal(hemolysis_cells) if hemolysis_cells else pl.lit(False)).alias("__hemo_cells"),
+            join(notes).alias("notes"),
         ]
-        return frame.with_columns(exprs)
+        no_hemolysis = [pl.lit(False).alias("__hemo_cells"), pl.lit(None, dtype=pl.String).alias("notes")]
+        return parse, exprs, hemolysis, no_hemolysis
 
-    def _unit(self, analyte: str, frame: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
-        """(unit key, problem text): the key is null where the spelling is not a unit of `analyte`."""
-        accepted = self.rs.analytes[analyte].units
+    def _unit_key(self, analyte: str, frame: pl.DataFrame) -> pl.Series | pl.Expr:
+        """Each row's unit key: null where the spelling is not a unit of `analyte`."""
         if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
-            return pl.lit(self.plan.fixed_units[analyte]), pl.lit(None, dtype=pl.String)
-        header = self.plan.unit_columns[analyte]
+            return pl.lit(self.plan.fixed_units[analyte])
+        accepted = self.rs.analytes[analyte].units
         default = self.plan.fixed_units.get(analyte)  # a unit column with gaps, and a default unit
-        raw = pl.col(header).fill_null("").str.strip_chars()
-        if default is not None:
-            raw = pl.when(raw == "").then(pl.lit(default)).otherwise(raw)
 
         def resolve(text: str) -> str | None:  # the single-panel path's own resolver
             key = self.rs.units.resolve(text.strip() or default or "")
             return key if key in accepted else None
 
-        key = pl.lit(self.lookup(f"unit:{analyte}", resolve, pl.String)(frame.get_column(header)))
+        return self.lookup(f"unit:{analyte}", resolve, pl.String)(frame.get_column(self.plan.unit_columns[analyte]))
+
+    def _unit_problem(self, analyte: str) -> pl.Expr:
+        if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
+            return pl.lit(None, dtype=pl.String)
+        raw = pl.col(self.plan.unit_columns[analyte]).fill_null("").str.strip_chars()
+        default = self.plan.fixed_units.get(analyte)
+        if default is not None:
+            raw = pl.when(raw == "").then(pl.lit(default)).otherwise(raw)
+        accepted = self.rs.analytes[analyte].units
         message = f"' is not a unit for {analyte}; accepted: {', '.join(accepted)}"
-        fact = ANALYTE_FACT[analyte]
-        problem = pl.when(pl.col(f"u__{fact}").is_null()).then(pl.concat_str([pl.lit("'"), raw, pl.lit(message)]))
-        return key, problem
+        unit_key = pl.col(f"u__{ANALYTE_FACT[analyte]}")
+        return pl.when(unit_key.is_null()).then(pl.concat_str([pl.lit("'"), raw, pl.lit(message)]))
 
     def _lab_range(self, analyte: str, fact: str, factor: pl.Expr) -> list[pl.Expr]:
         low_header, high_header = self.plan.range_columns.get(analyte, (None, None))
@@ -291,11 +308,26 @@ class Columns:
 
     def patient(self, frame: pl.DataFrame) -> pl.DataFrame:
         roles = self.plan.roles
+        if "age" in roles:
+            frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma)
+        looked_up = []
+        if "sex" in roles:
+            # "" when empty, "?" when not a sex we accept; `facts.SEXES`, as in the single-panel path
+            code = self.lookup("sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String)
+            looked_up.append(code(frame.get_column(roles["sex"])).alias("__sex_code"))
+        if "hemolyzed" in roles:
+            found = self.lookup("hemolyzed", _yes_no, pl.Boolean)
+            looked_up.append(found(frame.get_column(roles["hemolyzed"])).alias("__hemolyzed_word"))
+        return frame.with_columns(looked_up).with_columns(self._patient_exprs)
+
+    @functools.cached_property
+    def _patient_exprs(self) -> list[pl.Expr]:
+        """Age, sex and the specimen flag, with their problems: built once for every chunk."""
+        roles = self.plan.roles
         exprs: list[pl.Expr] = []
         problems: list[pl.Expr] = []
         flags: list[pl.Expr] = []
         if "age" in roles:
-            frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma)
             age, _, _, bad, problem = parse_number("age")
             limits = self.rs.meta.patient_age
             flags += [bad, ((age < limits.min) | (age > limits.max)).fill_null(False)]
@@ -315,11 +347,6 @@ class Columns:
         else:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
         if "sex" in roles:
-            # "" when empty, "?" when not a sex we accept; `facts.SEXES`, as in the single-panel path
-            code = self.lookup("sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String)(
-                frame.get_column(roles["sex"])
-            )
-            frame = frame.with_columns(code.alias("__sex_code"))
             sex, raw = pl.col("__sex_code"), pl.col(roles["sex"]).fill_null("").str.strip_chars()
             exprs.append(pl.when(sex.is_in(["", "?", "unknown"])).then(None).otherwise(sex).alias("sex"))
             flags.append(sex == "?")
@@ -329,13 +356,6 @@ class Columns:
         else:
             exprs.append(pl.lit(None, dtype=pl.String).alias("sex"))
         if "hemolyzed" in roles:
-
-            def yes_no(text: str) -> bool | None:
-                word = text.strip().lower()
-                return True if word in TRUE_WORDS else False if word in FALSE_WORDS or not word else None
-
-            found = self.lookup("hemolyzed", yes_no, pl.Boolean)(frame.get_column(roles["hemolyzed"]))
-            frame = frame.with_columns(found.alias("__hemolyzed_word"))
             flag = pl.col("__hemolyzed_word")
             raw = pl.col(roles["hemolyzed"]).fill_null("").str.strip_chars().str.to_lowercase()
             exprs.append((flag.fill_null(False) | pl.col("__hemo_cells")).alias("hemolyzed"))
@@ -345,7 +365,7 @@ class Columns:
             exprs.append(pl.col("__hemo_cells").alias("hemolyzed"))
         self._messages["__patient"] = join(problems)
         exprs.append((pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__patient"))
-        return frame.with_columns(exprs)
+        return exprs
 
     def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
         """Class flags per row; each distinct medication list is matched once, by the catalogue."""
@@ -385,11 +405,21 @@ class Columns:
     # --- statuses and derived values ---------------------------------------------------------
 
     def facts(self, frame: pl.DataFrame) -> pl.DataFrame:
-        frame = frame.with_columns(self._statuses(analyte) for analyte in self.plan.analyte_columns)
-        frame = frame.with_columns(self._verify(a) for a in self.plan.analyte_columns)
-        frame = self._egfr(frame)
-        frame = self._calcium(frame)
-        return self._sodium(frame)
+        first, second = self._fact_steps
+        return frame.with_columns(first).with_columns(second)
+
+    @functools.cached_property
+    def _fact_steps(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
+        """Statuses and derived values in two steps (the second uses values of the first);
+        the same for every chunk, so built once."""
+        first = [self._statuses(a) for a in self.plan.analyte_columns] + [
+            self._verify(a) for a in self.plan.analyte_columns
+        ]
+        second: list[pl.Expr] = []
+        for values, statuses in (self._egfr(), self._calcium(), self._sodium()):
+            first += values
+            second += statuses
+        return first, second
 
     def _interval(self, analyte: str, unit: pl.Expr, end: int) -> pl.Expr:
         """The default interval end (0 low, 1 high) for each row's sex and reported unit."""
@@ -444,7 +474,7 @@ class Columns:
         above = (value > limit_expr(unit, limits.get("verify_above"))).fill_null(False)
         return (below | above).alias(f"v__{fact}")
 
-    def _egfr(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def _egfr(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
         d = self.rs.derivations.egfr
         creatinine = (
             pl.col("q__creatinine") if "creatinine" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
@@ -458,26 +488,26 @@ class Columns:
             & pl.col("sex").is_in(["female", "male"])
         )
         calculated = pl.when(ok).then(derive.ckd_epi_2021(scr, pl.col("age"), pl.col("sex") == "female", PolarsOps()))
-        return frame.with_columns(
+        return [
             calculated.alias("q__egfr_calculated"),
             pl.lit("mL/min/1.73m2").alias("u__egfr_calculated"),
             pl.lit("mL/min/1.73m2").alias("u__egfr"),
-        ).with_columns(
+        ], [
             pl.coalesce(pl.col("q__egfr_calculated"), reported).alias("q__egfr"),
             pl.when(pl.col("q__egfr_calculated").is_not_null())
             .then(pl.lit("calculated"))
             .when(reported.is_not_null())
             .then(pl.lit("laboratory"))
             .alias("egfr_source"),
-        )
+        ]
 
-    def _calcium(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def _calcium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
         if "calcium" not in self.plan.analyte_columns:
-            return frame.with_columns(
+            return [
                 pl.lit(None, dtype=pl.Float64).alias("q__calcium_assessed"),
                 pl.lit(None, dtype=STATUS_DTYPE).alias("s__calcium_assessed"),
                 pl.lit(None, dtype=pl.String).alias("u__calcium_assessed"),
-            )
+            ], []
         d = self.rs.derivations.corrected_calcium
         albumin = pl.col("q__albumin") if "albumin" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
         corrected = derive.corrected_calcium(
@@ -488,44 +518,42 @@ class Columns:
             .then(corrected)
             .otherwise(pl.col("q__calcium"))
         )
-        frame = frame.with_columns(
-            value.alias("q__calcium_assessed"), pl.col("u__calcium").alias("u__calcium_assessed")
-        )
-        return frame.with_columns(
-            self._status("calcium", pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed"), "calcium").alias(
-                "s__calcium_assessed"
-            )
-        )
+        status = self._status("calcium", pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed"), "calcium")
+        return [value.alias("q__calcium_assessed"), pl.col("u__calcium").alias("u__calcium_assessed")], [
+            status.alias("s__calcium_assessed")
+        ]
 
-    def _sodium(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def _sodium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
         if not {"sodium", "glucose"} <= set(self.plan.analyte_columns):
-            return frame.with_columns(
+            return [
                 pl.lit(None, dtype=pl.Float64).alias("q__corrected_sodium"),
                 pl.lit(None, dtype=STATUS_DTYPE).alias("s__corrected_sodium"),
                 pl.lit(None, dtype=pl.String).alias("u__corrected_sodium"),
-            )
+            ], []
         d = self.rs.derivations.corrected_sodium
         glucose = pl.col("q__glucose")
         trigger = limit_expr(pl.col("u__glucose"), self.rs.sodium_trigger)
         mg_dl = glucose / self.rs.units.factor("glucose", "mg/dL")
         main = d.factors[0]
         value = derive.corrected_sodium(pl.col("q__sodium"), mg_dl, main.factor, d.baseline_glucose_mg_dl)
-        frame = frame.with_columns(
+        status = self._status("sodium", pl.col("q__corrected_sodium"), pl.col("u__corrected_sodium"), "sodium")
+        return [
             pl.when(pl.col("q__sodium").is_not_null() & (glucose >= trigger)).then(value).alias("q__corrected_sodium"),
             pl.col("u__sodium").alias("u__corrected_sodium"),
-        )
-        return frame.with_columns(
-            self._status("sodium", pl.col("q__corrected_sodium"), pl.col("u__corrected_sodium"), "sodium").alias(
-                "s__corrected_sodium"
-            )
-        )
+        ], [status.alias("s__corrected_sodium")]
 
 
 def ensure_quantities(frame: pl.DataFrame) -> pl.DataFrame:
     """Every quantity the rules may name, as a column (absent analytes are all-null)."""
+    missing = _missing_quantities(frozenset(frame.columns))
+    return frame.with_columns(missing) if missing else frame
+
+
+@functools.lru_cache(maxsize=16)
+def _missing_quantities(present: frozenset[str]) -> list[pl.Expr]:
     missing = []
     for name in QUANTITIES:
         for prefix, dtype in (("q__", pl.Float64), ("u__", pl.String), ("s__", STATUS_DTYPE), ("v__", pl.Boolean)):
-            if f"{prefix}{name}" not in frame.columns:
+            if f"{prefix}{name}" not in present:
                 missing.append(pl.lit(None if prefix != "v__" else False, dtype=dtype).alias(f"{prefix}{name}"))
-    return frame.with_columns(missing) if missing else frame
+    return missing

@@ -7,6 +7,7 @@ true, and is "not assessed" where it is null. Severity tiers are computed as ran
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
@@ -123,8 +124,12 @@ class PolarsRules:
             return ~self._compile(node.item)
         return compile_expr(node)
 
-    def evaluate(self, facts: pl.DataFrame) -> pl.DataFrame:
-        """Adds `w__<code>` (the condition: true, false or null = not assessed) and the masks."""
+    # The expressions are the same for every chunk: built once (building them costs more
+    # than applying them to a small chunk).
+
+    @functools.cached_property
+    def _evaluation(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
+        """(conditions and escalations as columns, the three masks)."""
         conditions = [self._compile(r.condition).alias(f"w__{r.code}") for r in self.rules]
         raised = []
         for rule in self.rules:
@@ -141,14 +146,20 @@ class PolarsRules:
                 rank = pl.lit(base, dtype=pl.UInt64) if rank is pl else rank.otherwise(pl.lit(base, dtype=pl.UInt64))
                 shift = 1 << (self.bits * self.escalating[rule.code])
                 raised.append(pl.when(pl.col(f"w__{rule.code}")).then(rank * shift).otherwise(0))
-        frame = facts.with_columns(conditions)
         ok, zero = pl.col("error").is_null(), pl.lit(0, dtype=pl.UInt64)
-        return frame.with_columns(
+        masks = [
             pl.when(ok).then(_mask([pl.col(f"w__{c}") for c in self.codes])).otherwise(zero).alias("__fired"),
             pl.when(ok).then(pl.sum_horizontal(raised) if raised else zero).otherwise(zero).alias("__raised"),
             pl.when(ok).then(_mask([pl.col(f"w__{c}").is_null() for c in self.codes])).otherwise(zero).alias("__na"),
-        )
+        ]
+        return conditions, masks
 
+    def evaluate(self, facts: pl.DataFrame) -> pl.DataFrame:
+        """Adds `w__<code>` (the condition: true, false or null = not assessed) and the masks."""
+        conditions, masks = self._evaluation
+        return facts.with_columns(conditions).with_columns(masks)
+
+    @functools.cached_property
     def _ranks(self) -> list[list[pl.Expr]]:
         """Steps computing `r__<code>` (severity rank, null unless fired) from the two masks."""
         first = []
@@ -169,46 +180,54 @@ class PolarsRules:
                 steps.append([pl.when(own.is_not_null()).then(raised).alias(f"r__{rule.code}")])
         return steps
 
-    def summary(self, frame: pl.DataFrame, severities: bool = False) -> tuple[pl.DataFrame, Counts]:
-        """Adds `findings`, `max_severity` and `not_assessed`; with `severities`, also each
-        finding's severity (`code=severity;...`, for the parity test: costly to spell out)."""
-        counts = Counts()
-        outcomes = frame.group_by(OUTCOME).len()
-        for step in self._ranks():
-            outcomes = outcomes.with_columns(step)
+    @functools.cached_property
+    def _spelling(self) -> dict[str, pl.Expr]:
+        """Per distinct outcome: the code list, the highest severity, each code's severity."""
         ranks = [pl.col(f"r__{code}") for code in self.codes]
         levels = list(range(len(self.names)))
 
         def name(rank: pl.Expr) -> pl.Expr:
             return rank.replace_strict(levels, self.names, default=None, return_dtype=pl.String)
 
-        outcomes = outcomes.with_columns(
-            _codes([r.is_not_null() for r in ranks], self.codes).alias("findings"),
-            name(pl.max_horizontal(ranks)).alias("max_severity"),
-        )
-        spelled = ["findings", "max_severity"]
-        if severities:
-            spelled.append("severities")
-            outcomes = outcomes.with_columns(
-                pl.concat_str(
-                    [pl.lit(f"{code}=") + name(r) for code, r in zip(self.codes, ranks, strict=True)],
-                    separator=";",
-                    ignore_nulls=True,
-                ).alias("severities")
-            )
+        bits = [pl.col("__na") & (1 << i) != 0 for i in range(len(self.codes))]
+        return {
+            "findings": _codes([r.is_not_null() for r in ranks], self.codes).alias("findings"),
+            "max_severity": name(pl.max_horizontal(ranks)).alias("max_severity"),
+            "severities": pl.concat_str(
+                [pl.lit(f"{code}=") + name(r) for code, r in zip(self.codes, ranks, strict=True)],
+                separator=";",
+                ignore_nulls=True,
+            ).alias("severities"),
+            "not_assessed": _codes(bits, self.codes).alias("not_assessed"),
+        }
+
+    @functools.cached_property
+    def _not_assessed_counts(self) -> list[pl.Expr]:
+        """Over the table of distinct `__na` masks and their row counts: rows per rule."""
+        return [
+            pl.when(pl.col("__na") & (1 << i) != 0).then(pl.col("len")).otherwise(0).sum().alias(code)
+            for i, code in enumerate(self.codes)
+        ]
+
+    def summary(self, frame: pl.DataFrame, severities: bool = False) -> tuple[pl.DataFrame, Counts]:
+        """Adds `findings`, `max_severity` and `not_assessed`; with `severities`, also each
+        finding's severity (`code=severity;...`, for the parity test: costly to spell out)."""
+        counts = Counts()
+        spelling = self._spelling
+        outcomes = frame.group_by(OUTCOME).len()
+        for step in self._ranks:
+            outcomes = outcomes.with_columns(step)
+        spelled = ["findings", "max_severity", *(["severities"] if severities else [])]
+        outcomes = outcomes.with_columns(spelling[name] for name in spelled)
         for severity, n in outcomes.group_by("max_severity").agg(pl.col("len").sum()).drop_nulls().iter_rows():
             counts.by_severity[severity] = n
         per_rank = outcomes.unpivot(index="len", on=[f"r__{c}" for c in self.codes]).drop_nulls("value")
         for column, rank, n in per_rank.group_by("variable", "value").agg(pl.col("len").sum()).iter_rows():
             counts.by_finding.setdefault(column.removeprefix("r__"), {})[self.names[rank]] = n
         missing = frame.group_by("__na").len()
-        bits = [pl.col("__na") & (1 << i) != 0 for i in range(len(self.codes))]
-        sums = missing.select(
-            pl.when(flag).then(pl.col("len")).otherwise(0).sum().alias(c)
-            for flag, c in zip(bits, self.codes, strict=True)
-        )
-        counts.not_assessed = {code: int(n) for code, n in sums.row(0, named=True).items() if n}
-        missing = missing.select("__na", _codes(bits, self.codes).alias("not_assessed"))
+        sums = missing.select(self._not_assessed_counts).row(0, named=True)
+        counts.not_assessed = {code: int(n) for code, n in sums.items() if n}
+        missing = missing.select("__na", spelling["not_assessed"])
         frame = _attach(frame, outcomes.select(*OUTCOME, *spelled), OUTCOME)
         return _attach(frame, missing, ["__na"]), counts
 

@@ -6,6 +6,7 @@ in input order; a refused row carries its reason in `error` and never stops the 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -129,6 +130,11 @@ class BatchRun:
         return self.rules.summary(self.rules.evaluate(frame), severities)
 
     def _output(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(self._output_exprs)
+
+    @functools.cached_property
+    def _output_exprs(self) -> list[pl.Expr]:
+        """The output columns: the same for every chunk, built once."""
         ok = pl.col("error").is_null()
         out: list[pl.Expr] = [pl.col(ROW).alias("line")]
         if self.plan.id_column:
@@ -159,7 +165,7 @@ class BatchRun:
             spreadsheet_safe(pl.col("notes")).alias("notes"),
             spreadsheet_safe(pl.col("error")).alias("error"),
         ]
-        return frame.select(out)
+        return out
 
     def _egfr_category(self, value: pl.Expr) -> pl.Expr:
         expr: Any = pl.lit(None, dtype=pl.String)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -247,13 +248,28 @@ class BatchRun:
 
 
 def _append(out: BinaryIO, part: Path) -> None:
+    """Append a part file to the output: in the kernel where it can (no copy through Python)."""
+    out.flush()
     with part.open("rb") as src:
-        shutil.copyfileobj(src, out, 1 << 22)
+        size, copied = os.fstat(src.fileno()).st_size, 0
+        try:
+            while copied < size:
+                n = os.copy_file_range(src.fileno(), out.fileno(), size - copied)
+                if n == 0:
+                    raise OSError("copy_file_range copied nothing")
+                copied += n
+        except (AttributeError, OSError):  # not Linux, or across file systems: copy it ourselves
+            if copied:
+                raise
+            shutil.copyfileobj(src, out, 1 << 22)
+    out.seek(0, os.SEEK_END)  # the file object must know where the data now ends
     part.unlink()
 
 
 def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource, input_path: Path) -> dict[str, Any]:
     """The `.json` beside the output: ruleset version and hash, mapping, counts, disclaimer."""
+    severities = [t.name for t in reversed(rs.meta.severities)]  # most severe first
+    codes = [r.code for r in rs.rules]
     data = {
         "ruleset": {"name": rs.meta.name, "version": rs.version, "sha256": rs.sha256},
         "disclaimer": rs.disclaimer(),
@@ -265,9 +281,14 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
             "interpreted": stats.interpreted,
             "refused": stats.refused,
             "blank_lines_skipped": stats.blank_lines,
-            "max_severity": stats.by_severity,
-            "findings": stats.by_finding,
-            "not_assessed": stats.not_assessed,
+            # in the ruleset's order (severities, then rules): the same run gives the same file
+            "max_severity": {s: stats.by_severity[s] for s in severities if s in stats.by_severity},
+            "findings": {
+                code: {s: stats.by_finding[code][s] for s in severities if s in stats.by_finding[code]}
+                for code in codes
+                if code in stats.by_finding
+            },
+            "not_assessed": {code: stats.not_assessed[code] for code in codes if code in stats.not_assessed},
         },
         "unrecognized_medications": dict(sorted(stats.unrecognized_medications.items(), key=lambda kv: -kv[1])),
         "columns": {

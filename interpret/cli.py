@@ -183,6 +183,7 @@ def batch(
                 f"{input_csv}: encoding {source.encoding}, delimiter {source.delimiter!r}, {len(source.headers)} columns"
             )
             print(describe_plan(plan, source.headers))
+            source.release()
             return
         if output is None:
             raise BatchInputError("-o/--output is required (or use --inspect)")

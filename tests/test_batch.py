@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -160,10 +161,16 @@ def test_awkward_semicolon_file_with_decimal_commas_and_odd_cells(interpreter, t
     assert side["counts"]["blank_lines_skipped"] == 1
 
 
-def test_latin1_and_tab_delimited(interpreter, tmp_path):
+def test_latin1_and_tab_delimited(interpreter, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     text = "potassium\tpotassium_unit\tcreatinine\tcreatinine_unit\tcomment\n3.1\tmmol/L\t90\tµmol/L\tMüller's sample\n"
     code, out = batch(interpreter, tmp_path, text.encode("latin-1"))
     assert code == 0 and out["error"][0] is None and float(out["creatinine_umol_L"][0]) == 90
+    assert not list(scratch.iterdir())  # the UTF-8 copy of the file is not left behind
+    code, _ = batch(interpreter, tmp_path, text.encode("latin-1"), inspect_only=True)
+    assert code == 0 and not list(scratch.iterdir())
 
 
 def test_comma_decimal_in_a_comma_file_is_refused(interpreter, tmp_path):

@@ -53,27 +53,30 @@ def execute(
     """
     mapping = load_mapping(mapping_path)
     source, plan = prepare(rs, input_csv, mapping, fmt=fmt, units=units or [], id_column=id_column, allow=allow or [])
-    wide = None
-    if plan.format == "long":
-        from interpret.batch.long import long_to_wide
+    try:
+        wide = None
+        if plan.format == "long":
+            from interpret.batch.long import long_to_wide
 
-        source, plan, wide = long_to_wide(source, plan, mapping, rs, medications)
+            source, plan, wide = long_to_wide(source, plan, mapping, rs, medications)
 
-    def chunks() -> Iterator[pl.DataFrame]:
-        return read_chunks(source) if wide is None else frame_chunks(wide)
+        def chunks() -> Iterator[pl.DataFrame]:
+            return read_chunks(source) if wide is None else frame_chunks(wide)
 
-    run = BatchRun(rs, plan, source)
-    stats = run.run(output, progress=progress, chunks=chunks())
-    sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv)
-    if summary is not None:
-        from interpret.batch.summary import write_summary
+        run = BatchRun(rs, plan, source)
+        stats = run.run(output, progress=progress, chunks=chunks())
+        sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv)
+        if summary is not None:
+            from interpret.batch.summary import write_summary
 
-        write_summary(summary, rs, plan, stats, source, input_csv)
-    if details is not None:
-        from interpret.batch.details import write_details
-        from interpret.pipeline import Interpreter  # the single-panel engine, only when asked for
+            write_summary(summary, rs, plan, stats, source, input_csv)
+        if details is not None:
+            from interpret.batch.details import write_details
+            from interpret.pipeline import Interpreter  # the single-panel engine, only when asked for
 
-        write_details(details, Interpreter(rs), output, plan, source, chunks())
+            write_details(details, Interpreter(rs), output, plan, source, chunks())
+    finally:
+        source.release()
     return BatchResult(stats, plan, source)
 
 
@@ -90,5 +93,9 @@ def prepare(
     if fmt not in (None, "wide", "long"):
         raise BatchInputError(f"--format {fmt!r}: choose wide or long")
     source = open_csv(input_csv, mapping.delimiter)
-    plan = make_plan(source.headers, mapping, rs, parse_units(units), id_column, fmt, allow)
+    try:
+        plan = make_plan(source.headers, mapping, rs, parse_units(units), id_column, fmt, allow)
+    except BaseException:
+        source.release()
+        raise
     return source, plan

@@ -111,7 +111,11 @@ def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_colu
             "--medications needs `medications_file:` (patient_key, name, start, stop) in the mapping, "
             "and long.time and long.patient_key to match orders to panels by time"
         )
-    orders = _read_all(open_csv(path))
+    orders_source = open_csv(path)
+    try:
+        orders = _read_all(orders_source)
+    finally:
+        orders_source.release()
     for column in (spec.patient_key, spec.name, spec.start, spec.stop):
         if column not in orders.columns:
             raise BatchInputError(f"{path}: column {column!r} (medications_file) is not in the file")

@@ -34,6 +34,11 @@ class CsvSource:
     delimiter: str
     encoding: str  # as found: "utf-8", "utf-8-sig" or "latin-1"
 
+    def release(self) -> None:
+        """Delete the temporary UTF-8 copy of a Latin-1 file (nothing to do otherwise)."""
+        if self.encoding == "latin-1":
+            self.path.unlink(missing_ok=True)
+
     @property
     def decimal_comma(self) -> bool:
         """Decimal commas are read only where they cannot be field separators."""

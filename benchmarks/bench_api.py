@@ -5,7 +5,7 @@ with N concurrent keep-alive clients (asyncio, raw HTTP/1.1), first GET /healthz
 trivial endpoint: the framework's floor), then POST /api/v1/interpret with realistic panels.
 Prints requests per second, p50 and p99 latency, and the ratio of the two throughputs.
 Goals: interpret >= 50% of the trivial endpoint's throughput; p99 < 50 ms at 64 clients.
-Run: .venv/bin/python benchmarks/bench_api.py [--clients 64] [--seconds 10]
+Run: .venv/bin/python benchmarks/bench_api.py [--clients 64] [--seconds 10] [--workers 1]
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--client")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (interpret serve --workers)")
     args = parser.parse_args()
     if args.client:
         client_main(argparse.Namespace(kind=args.client, port=args.port, clients=args.clients, seconds=args.seconds))
@@ -125,7 +126,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "interpret.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "interpret.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -139,7 +140,10 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         run_client("interpret", port, 8, 2.0)  # warm-up
-        print(f"{args.clients} concurrent clients, {args.seconds:g} s each, one server process on localhost")
+        print(
+            f"{args.clients} concurrent clients, {args.seconds:g} s each, "
+            f"{args.workers} server process(es) on localhost, {os.cpu_count()} cores shared with the clients"
+        )
         trivial = run_client("trivial", port, args.clients, args.seconds)
         interpret = run_client("interpret", port, args.clients, args.seconds)
     finally:

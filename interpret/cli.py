@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -126,17 +126,30 @@ def serve(
         list[str] | None,
         typer.Option("--cors-origin", help="Allow this browser origin (e.g. a CDS Hooks client)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (one per core spreads the load; each loads the rules).")
+    ] = 1,
     rules: RulesOption = None,
 ) -> None:
     """Start the web form, JSON API and CDS Hooks service."""
+    import os
+
     import uvicorn
 
-    from interpret.web.app import create_app
+    from interpret.web.app import CORS_ENV, RULES_ENV, create_app
 
-    application = create_app(_interpreter(rules), cors_origins=cors_origin or [])
+    application = create_app(_interpreter(rules), cors_origins=cors_origin or [])  # also checks the rules
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving on http://{shown}:{port}/  (API docs /docs, CDS Hooks /cds-services)", flush=True)
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    if workers == 1:
+        uvicorn.run(application, **options)
+        return
+    # Worker processes are started by name: they rebuild the app from these settings.
+    if rules:
+        os.environ[RULES_ENV] = str(rules.resolve())
+    os.environ[CORS_ENV] = " ".join(cors_origin or [])
+    uvicorn.run("interpret.web.app:app_from_environment", factory=True, workers=workers, **options)
 
 
 @app.command()

@@ -58,3 +58,55 @@ def test_broken_ruleset_exits_2(tmp_path):
     (tmp_path / "ruleset.yaml").write_text("name: x\n")
     out = run("rules", "check", "--rules", str(tmp_path))
     assert out.returncode == 2 and "ruleset.yaml" in out.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, headers: dict | None = None):
+    import time
+    import urllib.request
+
+    for _ in range(150):
+        try:
+            return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=1)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_serve_with_workers_uses_the_given_rules_and_origins(tmp_path):
+    """Worker processes rebuild the app by name: --rules and --cors-origin must reach them."""
+    import shutil
+
+    from interpret.ruleset import load_ruleset
+    from interpret.ruleset.load import default_rules_dir
+
+    rules = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), rules)
+    meta = rules / "ruleset.yaml"
+    meta.write_text(meta.read_text().replace('version: "2026.11.0"', 'version: "2026.11.0-local"', 1))
+    expected = load_ruleset(rules)
+    assert expected.version == "2026.11.0-local"
+    port = _free_port()
+    command = ["serve", "--port", str(port), "--workers", "2", "--rules", str(rules)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "interpret.cli", *command, "--cors-origin", "https://ehr.example.org"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        health = json.loads(_wait_for(f"http://127.0.0.1:{port}/healthz").read())
+        assert health["ruleset_version"] == "2026.11.0-local"
+        assert health["ruleset_sha256"] == expected.sha256
+        answer = _wait_for(f"http://127.0.0.1:{port}/healthz", {"Origin": "https://ehr.example.org"})
+        assert answer.headers["access-control-allow-origin"] == "https://ehr.example.org"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

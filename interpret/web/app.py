@@ -7,6 +7,7 @@ Everything here adapts or renders; every clinical decision is made by the core
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -163,6 +164,21 @@ def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] |
     app.add_middleware(BodyLimit, limit=BODY_LIMIT, upload_limit=UPLOAD_LIMIT, upload_paths=UPLOAD_PATHS)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+RULES_ENV, CORS_ENV = "INTERPRET_RULES", "INTERPRET_CORS_ORIGINS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app for each worker process of `interpret serve --workers N` (uvicorn's factory):
+    the command passes its options through the environment, as uvicorn starts workers by name."""
+    from pathlib import Path
+
+    from interpret.ruleset import load_ruleset
+
+    rules = os.environ.get(RULES_ENV)
+    interpreter = Interpreter(load_ruleset(Path(rules)) if rules else None)
+    return create_app(interpreter, cors_origins=os.environ.get(CORS_ENV, "").split())
 
 
 def _wants_html(request: Request) -> bool:

@@ -318,3 +318,16 @@ def test_a_row_with_only_overflow_text_is_refused_not_skipped(interpreter, tmp_p
     code, out = batch(interpreter, tmp_path, "potassium,potassium_unit,age,sex\n,,,,x\n")
     assert code == 0 and out.height == 1
     assert "more fields than the header" in out["error"][0]
+
+
+def test_latin1_byte_past_the_first_megabyte_restarts_as_latin1(interpreter, tmp_path):
+    """The encoding is sniffed from the head only; polars refuses a later non-UTF-8 byte and the
+    run starts again as Latin-1: nothing lost, nothing garbled, and the sidecar says so."""
+    rows = ["3.9,mmol/L,furosemide"] * 60_000  # well over a megabyte of ASCII
+    text = "potassium,potassium_unit,medications\n" + "\n".join(rows) + "\n3.1,mmol/L,Müller-Tabletten\n"
+    code, out = batch(interpreter, tmp_path, text.encode("latin-1"))
+    assert code == 0 and out.height == 60_001
+    assert out["unrecognized_medications"][-1] == "Müller-Tabletten"
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert side["input"]["encoding"] == "latin-1"
+    assert any("read again, as Latin-1" in note for note in side["notes"])

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from interpret.batch.mapping import MappingFile, Plan, load_mapping, make_plan
-from interpret.batch.read import BatchInputError, CsvSource, frame_chunks, open_csv, read_chunks
+from interpret.batch.read import BatchInputError, CsvSource, frame_chunks, is_encoding_error, open_csv, read_chunks
 from interpret.batch.run import BatchRun, Stats, sidecar
 from interpret.ruleset import Ruleset
 
@@ -46,13 +46,63 @@ def execute(
     summary: Path | None = None,
     details: Path | None = None,
     progress: Any = None,
+    encoding: str | None = None,
 ) -> BatchResult:
     """The whole batch run; raises `BatchInputError` for problems with the file as a whole.
 
     Shared by the command line and the web upload, which differ only in how they report.
+    The encoding is sniffed from the first megabyte; should polars meet a byte further on that
+    is not UTF-8, the run starts again with the file read as Latin-1 (and says so).
     """
+    options: dict[str, Any] = {
+        "fmt": fmt,
+        "mapping_path": mapping_path,
+        "units": units,
+        "id_column": id_column,
+        "allow": allow,
+        "medications": medications,
+        "summary": summary,
+        "details": details,
+        "progress": progress,
+    }
+    try:
+        return _execute(rs, input_csv, output, encoding=encoding, **options)
+    except pl.exceptions.ComputeError as exc:
+        if encoding is not None or not is_encoding_error(exc):
+            raise
+    note = "the file is not UTF-8 past its first megabyte: it was read again, as Latin-1"
+    return _execute(rs, input_csv, output, encoding="latin-1", note=note, **options)
+
+
+def _execute(
+    rs: Ruleset,
+    input_csv: Path,
+    output: Path,
+    *,
+    fmt: str | None,
+    mapping_path: Path | None,
+    units: list[str] | None,
+    id_column: str | None,
+    allow: list[str] | None,
+    medications: Path | None,
+    summary: Path | None,
+    details: Path | None,
+    progress: Any,
+    encoding: str | None,
+    note: str | None = None,
+) -> BatchResult:
     mapping = load_mapping(mapping_path)
-    source, plan = prepare(rs, input_csv, mapping, fmt=fmt, units=units or [], id_column=id_column, allow=allow or [])
+    source, plan = prepare(
+        rs,
+        input_csv,
+        mapping,
+        fmt=fmt,
+        units=units or [],
+        id_column=id_column,
+        allow=allow or [],
+        encoding=encoding,
+        head_only=True,
+    )
     try:
         wide = None
         if plan.format == "long":
@@ -65,6 +115,8 @@ def execute(
 
         run = BatchRun(rs, plan, source)
         stats = run.run(output, progress=progress, chunks=chunks())
+        if note:
+            stats.notes.append(note)
         sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv)
         if summary is not None:
             from interpret.batch.summary import write_summary
@@ -89,10 +141,12 @@ def prepare(
     units: list[str],
     id_column: str | None,
     allow: list[str],
+    encoding: str | None = None,
+    head_only: bool = False,
 ) -> tuple[CsvSource, Plan]:
     if fmt not in (None, "wide", "long"):
         raise BatchInputError(f"--format {fmt!r}: choose wide or long")
-    source = open_csv(input_csv, mapping.delimiter)
+    source = open_csv(input_csv, mapping.delimiter, encoding, head_only)
     try:
         plan = make_plan(source.headers, mapping, rs, parse_units(units), id_column, fmt, allow)
     except BaseException:

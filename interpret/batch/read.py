@@ -45,7 +45,15 @@ class CsvSource:
         return self.delimiter != ","
 
 
-def sniff_encoding(path: Path) -> str:
+HEAD_BYTES = 1 << 20
+
+
+def sniff_encoding(path: Path, head_only: bool = False) -> str:
+    """UTF-8 (with or without BOM) if the bytes decode as UTF-8, else Latin-1.
+
+    `head_only` checks the first megabyte: for a file that polars reads next, which refuses
+    invalid UTF-8 itself (`is_encoding_error`), so the run can start again as Latin-1.
+    """
     with path.open("rb") as f:
         head = f.read(3)
         if head == codecs.BOM_UTF8:
@@ -53,6 +61,9 @@ def sniff_encoding(path: Path) -> str:
         f.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
         try:
+            if head_only:
+                decoder.decode(f.read(HEAD_BYTES))  # a character cut at the end is not an error
+                return "utf-8"
             while chunk := f.read(1 << 24):
                 if chunk.isascii() and not decoder.getstate()[0]:
                     continue  # plain ASCII is UTF-8 (and checking it is ten times faster than decoding)
@@ -63,10 +74,18 @@ def sniff_encoding(path: Path) -> str:
     return "utf-8"
 
 
-def open_csv(path: Path, delimiter: str | None = None) -> CsvSource:
+def is_encoding_error(exc: Exception) -> bool:
+    """Polars met a byte that is not UTF-8 (past the part `sniff_encoding` looked at)."""
+    return isinstance(exc, pl.exceptions.ComputeError) and "utf-8" in str(exc).lower()
+
+
+def open_csv(
+    path: Path, delimiter: str | None = None, encoding: str | None = None, head_only: bool = False
+) -> CsvSource:
+    """The file's encoding (sniffed unless given), delimiter and header line."""
     if not path.is_file():
         raise BatchInputError(f"{path}: no such file")
-    encoding = sniff_encoding(path)
+    encoding = encoding or sniff_encoding(path, head_only)
     with path.open(encoding=encoding, newline="") as f:
         first = ""
         while not first.strip():

@@ -331,3 +331,17 @@ def test_latin1_byte_past_the_first_megabyte_restarts_as_latin1(interpreter, tmp
     side = json.loads((tmp_path / "out.csv.json").read_text())
     assert side["input"]["encoding"] == "latin-1"
     assert any("read again, as Latin-1" in note for note in side["notes"])
+
+
+def test_lookup_answers_right_when_its_memory_is_cleared(monkeypatch):
+    """Distinct texts past the limit clear the memory; answers must not change (nor fail)."""
+    from interpret.batch.columns import Lookup
+
+    monkeypatch.setattr(Lookup, "LIMIT", 5)
+    calls = []
+    lookup = Lookup(lambda t: calls.append(t) or t.upper() or None, pl.String)
+    for chunk in (["a", "b", "a", ""], ["c", "d", "e", "f", "a"], ["g"] * 3):
+        out = lookup(pl.Series("x", chunk))
+        assert out.to_list() == [t.upper() or None for t in chunk]
+    assert len(lookup.known) <= 5 + 1
+    assert calls.count("a") == 2  # remembered within the limit, resolved again after a clear

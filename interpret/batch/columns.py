@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 from polars._typing import PolarsDataType
@@ -83,13 +83,15 @@ class Lookup:
         same = column.len() > 0 and bool((column == column[0]).all())
         texts = [column[0]] if same else column.unique().to_list()
         if len(self.known) + len(texts) > self.LIMIT:
-            self.known.clear()
+            self.known = {}  # a new dict: a chunk processed at the same time keeps its own
+        known = self.known
+        values = []
         for text in texts:
-            if text not in self.known:
-                self.known[text] = self.resolve(text)
+            if text not in known:
+                known[text] = self.resolve(text)
+            values.append(known[text])
         if len(texts) == 1:  # no per-row lookup at all
-            return pl.repeat(self.known[texts[0]], column.len(), dtype=self.dtype, eager=True).alias(column.name)
-        values = [self.known[t] for t in texts]
+            return pl.repeat(values[0], column.len(), dtype=self.dtype, eager=True).alias(column.name)
         return column.replace_strict(texts, values, default=None, return_dtype=self.dtype)
 
 
@@ -161,12 +163,19 @@ def limit_expr(unit: pl.Expr, threshold: Threshold | None) -> pl.Expr:
     return _by_unit(unit, dict(threshold.by_unit), threshold.primary)
 
 
+class ResultSteps(NamedTuple):
+    parse: list[pl.Expr]  # number and unit factor of each result
+    checks: list[pl.Expr]  # canonical values, laboratory ranges, the refusal flag
+    hemolysis: list[pl.Expr]  # for chunks with haemolysis written in a value cell
+    no_hemolysis: list[pl.Expr]  # for the others
+    problems: pl.Expr  # the refusal text, computed for flagged rows only
+
+
 class Columns:
     """Builds the expressions for one plan; applied chunk by chunk."""
 
     def __init__(self, rs: Ruleset, plan: Plan, decimal_comma: bool) -> None:
         self.rs, self.plan, self.decimal_comma = rs, plan, decimal_comma
-        self._messages: dict[str, pl.Expr] = {}  # error texts, built only for flagged rows
         self._lookups: dict[str, Lookup] = {}
 
     def lookup(self, name: str, resolve: Callable[[str], Any], dtype: PolarsDataType) -> Lookup:
@@ -176,12 +185,13 @@ class Columns:
 
     def messages(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Add the error texts, computed on the flagged rows only and joined back by line."""
-        flagged = pl.any_horizontal([pl.col(f"__bad{name}") for name in self._messages])
+        messages = {"__result": self._result_steps.problems, "__patient": self._patient_steps[1]}
+        flagged = pl.any_horizontal([pl.col(f"__bad{name}") for name in messages])
         bad = frame.filter(flagged)
-        names = [f"{name}_errors" for name in self._messages]
+        names = [f"{name}_errors" for name in messages]
         if bad.height == 0:
             return frame.with_columns(pl.lit(None, dtype=pl.String).alias(n) for n in names)
-        texts = bad.select(ROW, *[expr.alias(f"{name}_errors") for name, expr in self._messages.items()])
+        texts = bad.select(ROW, *[expr.alias(f"{name}_errors") for name, expr in messages.items()])
         # join a one-column frame, then attach: joining the wide frame would copy every column
         looked_up = frame.select(ROW).join(texts, on=ROW, how="left", maintain_order="left").drop(ROW)
         return frame.with_columns(looked_up.get_columns())
@@ -198,11 +208,11 @@ class Columns:
         frame = frame.with_columns(
             self._unit_key(analyte, frame).alias(f"u__{ANALYTE_FACT[analyte]}") for analyte in self.plan.analyte_columns
         )
-        parse, checks, hemolysis, no_hemolysis = self._result_steps
-        frame = frame.with_columns(parse)
+        steps = self._result_steps
+        frame = frame.with_columns(steps.parse)
         # haemolysis written in a value cell is rare: no per-row work when a chunk has none
         any_hemo = any(frame.get_column(f"__h_{ANALYTE_FACT[a]}").any() for a in self.plan.analyte_columns)
-        return frame.with_columns(checks + (hemolysis if any_hemo else no_hemolysis))
+        return frame.with_columns(steps.checks + (steps.hemolysis if any_hemo else steps.no_hemolysis))
 
     @functools.cached_property
     def _result_texts(self) -> dict[str, str]:
@@ -212,8 +222,8 @@ class Columns:
         return texts
 
     @functools.cached_property
-    def _result_steps(self) -> tuple[list[pl.Expr], list[pl.Expr], list[pl.Expr], list[pl.Expr]]:
-        """(parse, checks, with haemolysis cells, without): the same for every chunk, built once."""
+    def _result_steps(self) -> ResultSteps:
+        """The same for every chunk: built once."""
         parse: list[pl.Expr] = []
         for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
@@ -259,14 +269,13 @@ class Columns:
             notes.append(_problem(hemo, f"{analyte}: haemolysis written in the value cell, read as not measured"))
             exprs.append(canonical.alias(f"q__{fact}"))
             exprs += self._lab_range(analyte, fact, factor)
-        self._messages["__result"] = join(problems)
         exprs.append((pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__result"))
         hemolysis = [
             (pl.any_horizontal(hemolysis_cells) if hemolysis_cells else pl.lit(False)).alias("__hemo_cells"),
             join(notes).alias("notes"),
         ]
         no_hemolysis = [pl.lit(False).alias("__hemo_cells"), pl.lit(None, dtype=pl.String).alias("notes")]
-        return parse, exprs, hemolysis, no_hemolysis
+        return ResultSteps(parse, exprs, hemolysis, no_hemolysis, join(problems))
 
     def _unit_key(self, analyte: str, frame: pl.DataFrame) -> pl.Series | pl.Expr:
         """Each row's unit key: null where the spelling is not a unit of `analyte`."""
@@ -318,11 +327,11 @@ class Columns:
         if "hemolyzed" in roles:
             found = self.lookup("hemolyzed", _yes_no, pl.Boolean)
             looked_up.append(found(frame.get_column(roles["hemolyzed"])).alias("__hemolyzed_word"))
-        return frame.with_columns(looked_up).with_columns(self._patient_exprs)
+        return frame.with_columns(looked_up).with_columns(self._patient_steps[0])
 
     @functools.cached_property
-    def _patient_exprs(self) -> list[pl.Expr]:
-        """Age, sex and the specimen flag, with their problems: built once for every chunk."""
+    def _patient_steps(self) -> tuple[list[pl.Expr], pl.Expr]:
+        """Age, sex and the specimen flag, and their problems' text: built once for every chunk."""
         roles = self.plan.roles
         exprs: list[pl.Expr] = []
         problems: list[pl.Expr] = []
@@ -363,9 +372,8 @@ class Columns:
             problems.append(_problem(flag.is_null(), pl.format("hemolyzed: '{}' is not yes/no", raw)))
         else:
             exprs.append(pl.col("__hemo_cells").alias("hemolyzed"))
-        self._messages["__patient"] = join(problems)
         exprs.append((pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__patient"))
-        return exprs
+        return exprs, join(problems)
 
     def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
         """Class flags per row; each distinct medication list is matched once, by the catalogue."""

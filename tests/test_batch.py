@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from interpret.cli import app
+from interpret.validate import InputError
 from tests.conftest import ROOT, SHARED
 
 MIMIC_WIDE = SHARED / "data/mimic-iv-demo/panels_wide.csv"
@@ -345,3 +346,27 @@ def test_lookup_answers_right_when_its_memory_is_cleared(monkeypatch):
         assert out.to_list() == [t.upper() or None for t in chunk]
     assert len(lookup.known) <= 5 + 1
     assert calls.count("a") == 2  # remembered within the limit, resolved again after a clear
+
+
+def test_patient_cells_that_are_not_accepted_refuse_the_row_with_the_text_as_written(interpreter, tmp_path):
+    """As the single-panel path refuses sex 'z', so does the batch; the message quotes the cell
+    (a past version flagged such rows but lost the message and interpreted them anyway)."""
+    text = (
+        "potassium,potassium_unit,age,sex,hemolyzed\n"
+        "3.9,mmol/L,50,z,no\n"
+        "3.9,mmol/L,50,F,maybe\n"
+        "3.9,mmol/L, 17 ,F,no\n"
+        "3.9,mmol/L,50,F,Yes\n"
+    )
+    code, out = batch(interpreter, tmp_path, text)
+    assert code == 0
+    errors = out["error"].to_list()
+    assert errors[0] == "sex: 'z' is not accepted; use female, male, other or unknown"
+    assert errors[1] == "hemolyzed: 'maybe' is not yes/no"
+    assert errors[2] == "age: 17 is outside 18-120: only adult reference intervals are available"
+    assert errors[3] is None
+    with pytest.raises(InputError) as refused:  # the single-panel path, for comparison
+        interpreter.evaluate(
+            {"results": [{"analyte": "potassium", "value": 3.9, "unit": "mmol/L"}], "patient": {"sex": "z"}}
+        )
+    assert "not accepted" in str(refused.value.errors)

@@ -44,7 +44,7 @@ def generated_panel(rng: random.Random) -> dict:
     if rng.random() < 0.85:
         patient["age"] = rng.choice([rng.randint(18, 99), rng.randint(18, 99), 17, 121])
     if rng.random() < 0.85:
-        patient["sex"] = rng.choice(["female", "male", "female", "male", "other"])
+        patient["sex"] = rng.choice(["female", "male", "female", "male", "other", "F", "m", "z"])  # z: refused
     if patient:
         panel["patient"] = patient
     if rng.random() < 0.8:

@@ -324,9 +324,11 @@ class Columns:
             # "" when empty, "?" when not a sex we accept; `facts.SEXES`, as in the single-panel path
             code = self.lookup("sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String)
             looked_up.append(code(frame.get_column(roles["sex"])).alias("__sex_code"))
+            looked_up.append(frame.get_column(roles["sex"]).alias("__raw_sex"))  # "sex" is replaced below
         if "hemolyzed" in roles:
             found = self.lookup("hemolyzed", _yes_no, pl.Boolean)
             looked_up.append(found(frame.get_column(roles["hemolyzed"])).alias("__hemolyzed_word"))
+            looked_up.append(frame.get_column(roles["hemolyzed"]).alias("__raw_hemolyzed"))
         return frame.with_columns(looked_up).with_columns(self._patient_steps[0])
 
     @functools.cached_property
@@ -347,7 +349,7 @@ class Columns:
                     (age < limits.min) | (age > limits.max),
                     pl.format(
                         "age: {} is outside {}-{}: only adult reference intervals are available",
-                        pl.col(roles["age"]),
+                        pl.col("__t_age"),  # the text as written ("age" is replaced by the number)
                         pl.lit(format_number(limits.min)),
                         pl.lit(format_number(limits.max)),
                     ),
@@ -356,7 +358,7 @@ class Columns:
         else:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
         if "sex" in roles:
-            sex, raw = pl.col("__sex_code"), pl.col(roles["sex"]).fill_null("").str.strip_chars()
+            sex, raw = pl.col("__sex_code"), pl.col("__raw_sex").fill_null("").str.strip_chars()
             exprs.append(pl.when(sex.is_in(["", "?", "unknown"])).then(None).otherwise(sex).alias("sex"))
             flags.append(sex == "?")
             problems.append(
@@ -366,7 +368,7 @@ class Columns:
             exprs.append(pl.lit(None, dtype=pl.String).alias("sex"))
         if "hemolyzed" in roles:
             flag = pl.col("__hemolyzed_word")
-            raw = pl.col(roles["hemolyzed"]).fill_null("").str.strip_chars().str.to_lowercase()
+            raw = pl.col("__raw_hemolyzed").fill_null("").str.strip_chars()
             exprs.append((flag.fill_null(False) | pl.col("__hemo_cells")).alias("hemolyzed"))
             flags.append(flag.is_null())
             problems.append(_problem(flag.is_null(), pl.format("hemolyzed: '{}' is not yes/no", raw)))

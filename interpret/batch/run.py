@@ -131,33 +131,42 @@ class BatchRun:
         return self.rules.summary(self.rules.evaluate(frame), severities)
 
     def _output(self, frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.select(self._output_exprs)
+        refused = frame.get_column("error").null_count() < frame.height
+        return frame.select(self._output_exprs[refused])
 
     @functools.cached_property
-    def _output_exprs(self) -> list[pl.Expr]:
-        """The output columns: the same for every chunk, built once."""
-        ok = pl.col("error").is_null()
+    def _output_exprs(self) -> dict[bool, list[pl.Expr]]:
+        """The output columns, for chunks with and without refused rows: built once."""
+        return {True: self._output_columns(blank_refused=True), False: self._output_columns(blank_refused=False)}
+
+    def _output_columns(self, blank_refused: bool) -> list[pl.Expr]:
+        """A refused row shows no values: they were not interpreted."""
+        error = pl.col("error")
+
+        def when_ok(expr: pl.Expr) -> pl.Expr:
+            return pl.when(error.is_null()).then(expr) if blank_refused else expr
+
         out: list[pl.Expr] = [pl.col(ROW).alias("line")]
         if self.plan.id_column:
             out.append(spreadsheet_safe(pl.col(self.plan.id_column)).alias(self.plan.id_column))
         for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
             unit = self.rs.analytes[analyte].canonical_unit.replace("/", "_")
-            out.append(pl.when(ok).then(pl.col(f"q__{fact}").round(DECIMALS)).alias(f"{analyte}_{unit}"))
-            out.append(pl.when(ok).then(pl.col(f"s__{fact}").cast(pl.String)).alias(f"{analyte}_status"))
+            out.append(when_ok(pl.col(f"q__{fact}").round(DECIMALS)).alias(f"{analyte}_{unit}"))
+            out.append(when_ok(pl.col(f"s__{fact}")).alias(f"{analyte}_status"))  # written as text
         category = self._egfr_category(pl.col("q__egfr"))
         out += [
-            pl.when(ok).then(pl.col("q__egfr").round(1)).alias("egfr"),
-            pl.when(ok).then(category).alias("egfr_category"),
-            pl.when(ok).then(pl.col("egfr_source")).alias("egfr_source"),
+            when_ok(pl.col("q__egfr").round(1)).alias("egfr"),
+            when_ok(category).alias("egfr_category"),
+            when_ok(pl.col("egfr_source")).alias("egfr_source"),
         ]
         if "calcium" in self.plan.analyte_columns:
             out += [
-                pl.when(ok).then(pl.col("q__calcium_assessed").round(DECIMALS)).alias("calcium_assessed_mmol_L"),
-                pl.when(ok).then(pl.col("s__calcium_assessed").cast(pl.String)).alias("calcium_assessed_status"),
+                when_ok(pl.col("q__calcium_assessed").round(DECIMALS)).alias("calcium_assessed_mmol_L"),
+                when_ok(pl.col("s__calcium_assessed")).alias("calcium_assessed_status"),
             ]
         if {"sodium", "glucose"} <= set(self.plan.analyte_columns):
-            out.append(pl.when(ok).then(pl.col("q__corrected_sodium").round(1)).alias("corrected_sodium_mmol_L"))
+            out.append(when_ok(pl.col("q__corrected_sodium").round(1)).alias("corrected_sodium_mmol_L"))
         out += [
             pl.col("findings").fill_null(""),
             pl.col("max_severity"),

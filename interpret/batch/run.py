@@ -99,8 +99,9 @@ class BatchRun:
         """One chunk of input rows in, the same rows out (blank lines aside), as output columns,
         with the chunk's own counts. Safe to run on several chunks at once (`run` does)."""
         blank = blank_rows(chunk, [*self.source.headers, *OVERFLOW])  # overflow text is not blank
-        frame, counts = self.evaluate(chunk.filter(~blank))
-        return self._output(frame), self._tally(frame, counts, int(blank.sum()))
+        blank_lines = int(blank.sum())
+        frame, counts = self.evaluate(chunk.filter(~blank) if blank_lines else chunk)  # a filter copies
+        return self._output(frame), self._tally(frame, counts, blank_lines)
 
     def evaluate(self, chunk: pl.DataFrame, severities: bool = False) -> tuple[pl.DataFrame, Counts]:
         """The full facts frame with each row's findings (and, if asked, their `severities`:
@@ -205,7 +206,9 @@ class BatchRun:
             )
             if c in frame.columns
         ]
-        sample = frame.filter(pl.col("error").is_null()).select([*keep, "max_severity", "findings"])
+        sample = (
+            frame.select([*keep, "max_severity", "findings", "error"]).filter(pl.col("error").is_null()).drop("error")
+        )
         # bounded memory: at most SAMPLE_PER_CHUNK rows of each chunk feed the summary's plots
         if sample.height > SAMPLE_PER_CHUNK:
             sample = sample.sample(n=SAMPLE_PER_CHUNK, seed=frame.height)

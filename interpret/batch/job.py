@@ -110,10 +110,13 @@ def _execute(
 
             source, plan, wide = long_to_wide(source, plan, mapping, rs, medications)
 
-        def chunks() -> Iterator[pl.DataFrame]:
-            return read_chunks(source) if wide is None else frame_chunks(wide)
-
         run = BatchRun(rs, plan, source)
+
+        def chunks() -> Iterator[pl.DataFrame]:
+            if wide is not None:
+                return frame_chunks(wide)
+            return read_chunks(source, numbers=run.columns.number_columns)
+
         stats = run.run(output, progress=progress, chunks=chunks())
         if note:
             stats.notes.append(note)

@@ -121,8 +121,17 @@ def _transcode(path: Path) -> Path:
     return out
 
 
-def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
-    """Chunks of rows, all cells as text ("" when empty), with their line numbers."""
+CAST = "__cast__"  # prefix of a column's value read as a number by the reader (null if it is not one)
+
+
+def read_chunks(
+    source: CsvSource, chunk_rows: int = CHUNK_ROWS, numbers: tuple[str, ...] = ()
+) -> Iterator[pl.DataFrame]:
+    """Chunks of rows, all cells as text ("" when empty), with their line numbers.
+
+    The columns named in `numbers` are also cast to numbers by the reader's own threads
+    (`CAST` + name), alongside the chunk being interpreted: the one step every row needs.
+    """
     columns = [*source.headers, *OVERFLOW]
     frame = pl.scan_csv(
         source.path,
@@ -138,6 +147,8 @@ def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.
         encoding="utf8",
         quote_char='"',
     )
+    if numbers:
+        frame = frame.with_columns(pl.col(h).cast(pl.Float64, strict=False).alias(CAST + h) for h in numbers)
     yield from frame.collect_batches(chunk_size=chunk_rows)
 
 

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from interpret.ruleset import Ruleset, RulesetError, default_ruleset, load_ruleset
 
@@ -107,6 +105,9 @@ def rules_check(rules: RulesOption = None) -> None:
 @rules_app.command("list")
 def rules_list(rules: RulesOption = None) -> None:
     """A table of the rules: code, severity (and escalations) and title."""
+    from rich.console import Console
+    from rich.table import Table
+
     interpreter = _interpreter(rules)
     rs = interpreter.ruleset
     table = Table(title=f"{rs.meta.name} v{rs.version} (sha256 {rs.sha256[:12]})")

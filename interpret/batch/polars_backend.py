@@ -155,9 +155,10 @@ class PolarsRules:
         return conditions, masks
 
     def evaluate(self, facts: pl.DataFrame) -> pl.DataFrame:
-        """Adds `w__<code>` (the condition: true, false or null = not assessed) and the masks."""
+        """Adds the three masks, from each rule's condition (true, false or null = not assessed)."""
         conditions, masks = self._evaluation
-        return facts.with_columns(conditions).with_columns(masks)
+        frame = facts.with_columns(conditions).with_columns(masks)
+        return frame.drop(c.meta.output_name() for c in conditions)  # the masks hold them now
 
     @functools.cached_property
     def _ranks(self) -> list[list[pl.Expr]]:

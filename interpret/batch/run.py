@@ -31,6 +31,9 @@ from interpret.ruleset import Ruleset
 INPUT_ERROR = "__input_error"  # a problem found before the row reached us (e.g. long-format conflicts)
 SAMPLE_PER_CHUNK = 5_000
 IN_FLIGHT = 2  # chunks processed at once
+# The facts frame the rules read (columns.py): all else is dropped once the chunk is parsed.
+FACT_PREFIXES = ("q__", "u__", "s__", "v__", "lab_low__", "lab_high__", "m__")
+FACT_COLUMNS = ("age", "sex", "hemolyzed", "meds_known", "unrecognized", "unrecognized_names", "notes", "error")
 DECIMALS = 4  # written values only; every decision uses the unrounded value
 
 
@@ -128,8 +131,16 @@ class BatchRun:
         else:
             error = pl.lit(None, dtype=pl.String)
         frame = frame.with_columns(error.alias("error"))
+        frame = frame.drop(self._spent(frame.columns))  # parsed and checked: free the memory early
         frame = ensure_quantities(self.columns.facts(frame))
         return self.rules.summary(self.rules.evaluate(frame), severities)
+
+    def _spent(self, columns: list[str]) -> list[str]:
+        """Columns no later step reads: input texts (but the id column) and parsing steps.
+
+        Named by what is kept (an input header may share a fact's name: `sex`, `age`)."""
+        keep = {*FACT_COLUMNS, ROW, self.plan.id_column}
+        return [c for c in columns if c not in keep and not c.startswith(FACT_PREFIXES)]
 
     def _output(self, frame: pl.DataFrame) -> pl.DataFrame:
         refused = frame.get_column("error").null_count() < frame.height

@@ -29,6 +29,7 @@ HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemoly
 TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
 FALSE_WORDS = ["no", "n", "false", "f", "0", "not hemolyzed", "not haemolysed"]
 UNRECOGNIZED_BIT = 63  # in the medication class mask: the list has a name the catalogue does not know
+SEX_DTYPE = pl.Enum(sorted(set(SEXES.values()) - {"unknown"}))  # compared often: integers, not text
 STATUS_DTYPE = pl.Enum(["critical_low", "low", "normal", "high", "critical_high"])
 
 
@@ -285,17 +286,21 @@ class Columns:
         return ResultSteps(parse, exprs, hemolysis, no_hemolysis, join(problems))
 
     def _unit_key(self, analyte: str, frame: pl.DataFrame) -> pl.Series | pl.Expr:
-        """Each row's unit key: null where the spelling is not a unit of `analyte`."""
-        if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
-            return pl.lit(self.plan.fixed_units[analyte])
+        """Each row's unit key: null where the spelling is not a unit of `analyte`.
+
+        An enum of the analyte's units: every limit is chosen by unit, and comparing enums is
+        comparing small integers, not text."""
         accepted = self.rs.analytes[analyte].units
+        units = pl.Enum(accepted)
+        if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
+            return pl.lit(self.plan.fixed_units[analyte], dtype=units)
         default = self.plan.fixed_units.get(analyte)  # a unit column with gaps, and a default unit
 
         def resolve(text: str) -> str | None:  # the single-panel path's own resolver
             key = self.rs.units.resolve(text.strip() or default or "")
             return key if key in accepted else None
 
-        return self.lookup(f"unit:{analyte}", resolve, pl.String)(frame.get_column(self.plan.unit_columns[analyte]))
+        return self.lookup(f"unit:{analyte}", resolve, units)(frame.get_column(self.plan.unit_columns[analyte]))
 
     def _unit_problem(self, analyte: str) -> pl.Expr:
         if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
@@ -366,13 +371,14 @@ class Columns:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
         if "sex" in roles:
             sex, raw = pl.col("__sex_code"), pl.col("__raw_sex").fill_null("").str.strip_chars()
-            exprs.append(pl.when(sex.is_in(["", "?", "unknown"])).then(None).otherwise(sex).alias("sex"))
+            known = pl.when(sex.is_in(["", "?", "unknown"])).then(None).otherwise(sex)
+            exprs.append(known.cast(SEX_DTYPE).alias("sex"))
             flags.append(sex == "?")
             problems.append(
                 _problem(sex == "?", pl.format("sex: '{}' is not accepted; use female, male, other or unknown", raw))
             )
         else:
-            exprs.append(pl.lit(None, dtype=pl.String).alias("sex"))
+            exprs.append(pl.lit(None, dtype=SEX_DTYPE).alias("sex"))
         if "hemolyzed" in roles:
             flag = pl.col("__hemolyzed_word")
             raw = pl.col("__raw_hemolyzed").fill_null("").str.strip_chars()

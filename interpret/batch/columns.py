@@ -5,7 +5,7 @@ plausibility limits, derivations (the formulas themselves are shared through `de
 A parity test runs generated panels through both paths and compares them row by row.
 Column names of the facts frame: `q__<quantity>` value (canonical), `u__` reported unit,
 `s__` status, `v__` needs-verification; `age`, `sex`, `hemolyzed`, `meds_known`,
-`unrecognized`, `m__<class>`; `error` (why a row is refused) and `notes`.
+`unrecognized`, `m__classes` (bit mask); `error` (why a row is refused) and `notes`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,17 @@ HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemoly
 TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
 FALSE_WORDS = ["no", "n", "false", "f", "0", "not hemolyzed", "not haemolysed"]
 UNRECOGNIZED_BIT = 63  # in the medication class mask: the list has a name the catalogue does not know
+CLASSES = "m__classes"  # the medication class mask of each row
+
+
+def class_bits(rs: Ruleset) -> dict[str, int]:
+    """Each medication class's bit in the mask (`CLASSES`), in catalogue order."""
+    bits = {c: 1 << i for i, c in enumerate(rs.medications.data.classes)}
+    if len(bits) > UNRECOGNIZED_BIT:
+        raise ValueError(f"more than {UNRECOGNIZED_BIT} medication classes: widen the class mask")
+    return bits
+
+
 SEX_DTYPE = pl.Enum(sorted(set(SEXES.values()) - {"unknown"}))  # compared often: integers, not text
 STATUS_DTYPE = pl.Enum(["critical_low", "low", "normal", "high", "critical_high"])
 
@@ -391,17 +402,16 @@ class Columns:
         return exprs, join(problems)
 
     def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
-        """Class flags per row; each distinct medication list is matched once, by the catalogue."""
-        classes = list(self.rs.medications.data.classes)
+        """The classes of each row's medications as a bit mask (`class_bits`): each distinct
+        medication list is matched once, by the catalogue."""
+        classes = list(class_bits(self.rs))
         if column is None:
             return frame.with_columns(
                 pl.lit(False).alias("meds_known"),
                 pl.lit(False).alias("unrecognized"),
                 pl.lit(None, dtype=pl.String).alias("unrecognized_names"),
-                *[pl.lit(None, dtype=pl.Boolean).alias(f"m__{c}") for c in classes],
+                pl.lit(0, dtype=pl.UInt64).alias(CLASSES),
             )
-        if len(classes) > UNRECOGNIZED_BIT:
-            raise ValueError(f"more than {UNRECOGNIZED_BIT} medication classes: widen the class mask")
 
         @functools.lru_cache(maxsize=Lookup.LIMIT)
         def match(text: str) -> tuple[int, str | None]:
@@ -419,10 +429,8 @@ class Columns:
         rows = unrecognized.arg_true()
         if len(rows):  # the names are looked up for the rows that have some, only
             names = names.scatter(rows, self.lookup("unrecognized", lambda t: match(t)[1], pl.String)(texts[rows]))
-        frame = frame.with_columns(mask.alias("__classes"), names, unrecognized.alias("unrecognized"))
         return frame.with_columns(
-            *[(pl.col("__classes") & (1 << i) != 0).alias(f"m__{c}") for i, c in enumerate(classes)],
-            pl.lit(True).alias("meds_known"),
+            mask.alias(CLASSES), names, unrecognized.alias("unrecognized"), pl.lit(True).alias("meds_known")
         )
 
     # --- statuses and derived values ---------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from interpret.batch.columns import limit_expr
+from interpret.batch.columns import CLASSES, class_bits, limit_expr
 from interpret.facts import QUANTITIES
 from interpret.ruleset import Ruleset
 from interpret.ruleset import conditions as c
@@ -42,14 +42,9 @@ def _meds(expr: pl.Expr) -> pl.Expr:
     return pl.when(pl.col("meds_known")).then(expr).otherwise(pl.lit(None, dtype=pl.Boolean))
 
 
-def compile_expr(node: c.Node) -> pl.Expr:
+def _leaf(node: c.Node) -> pl.Expr:
+    """A condition that names facts only (composites, settings and medications: `PolarsRules`)."""
     match node:
-        case c.All(items):
-            return reduce(lambda a, b: a & b, (compile_expr(i) for i in items))
-        case c.Any_(items):
-            return reduce(lambda a, b: a | b, (compile_expr(i) for i in items))
-        case c.Not(item):
-            return ~compile_expr(item)
         case c.StatusIn(quantity, statuses, _):
             value = pl.col(f"q__{quantity}")
             return (
@@ -63,11 +58,6 @@ def compile_expr(node: c.Node) -> pl.Expr:
             return _available(name)
         case c.Missing(name):
             return ~_available(name)
-        case c.Taking(classes):
-            return _meds(pl.any_horizontal([pl.col(f"m__{cl}").fill_null(False) for cl in classes]))
-        case c.TakingCount(classes, at_least):
-            count = pl.sum_horizontal([pl.col(f"m__{cl}").fill_null(False).cast(pl.Int32) for cl in classes])
-            return _meds(count >= at_least)
         case c.SpecimenFlag():
             return pl.col("hemolyzed")
         case c.NeedsVerification(names):
@@ -76,8 +66,6 @@ def compile_expr(node: c.Node) -> pl.Expr:
             return pl.when(pl.col("sex").is_null()).then(None).otherwise(pl.col("sex").is_in(sorted(values)))
         case c.UnrecognizedMedications():
             return pl.col("unrecognized").fill_null(False)
-        case c.SettingOn(name):
-            return pl.lit(name)  # replaced below with the setting's value
     raise TypeError(f"no polars translation for {node!r}")
 
 
@@ -109,6 +97,7 @@ class PolarsRules:
         self.codes = [r.code for r in self.rules]
         self.rank = ruleset.severity_rank
         self.names = [t.name for t in ruleset.meta.severities]
+        self.class_bits = class_bits(ruleset)
         self.escalating = {r.code: j for j, r in enumerate(r for r in self.rules if r.escalations)}
         self.bits = max(1, (len(self.names) - 1).bit_length())
         if len(self.rules) > MAX_CODES or len(self.escalating) * self.bits > MAX_CODES:
@@ -117,12 +106,16 @@ class PolarsRules:
     def _compile(self, node: c.Node) -> pl.Expr:
         if isinstance(node, c.SettingOn):
             return pl.lit(bool(self.ruleset.settings[node.name]))
+        if isinstance(node, c.Taking | c.TakingCount):  # bits of the class mask (columns.medications)
+            mask = pl.col(CLASSES) & sum(self.class_bits[cl] for cl in node.classes)
+            at_least = node.at_least if isinstance(node, c.TakingCount) else 1
+            return _meds(mask.bitwise_count_ones() >= at_least)
         if isinstance(node, c.All | c.Any_):
             parts = [self._compile(i) for i in node.items]
             return reduce((lambda a, b: a & b) if isinstance(node, c.All) else (lambda a, b: a | b), parts)
         if isinstance(node, c.Not):
             return ~self._compile(node.item)
-        return compile_expr(node)
+        return _leaf(node)
 
     # The expressions are the same for every chunk: built once (building them costs more
     # than applying them to a small chunk).

@@ -79,6 +79,7 @@ class Counts:
 
 
 OUTCOME = ["__fired", "__raised"]
+MAX_CODES = 64  # bits in a mask
 
 
 class PolarsRules:
@@ -238,9 +239,6 @@ def _attach(frame: pl.DataFrame, table: pl.DataFrame, on: list[str]) -> pl.DataF
     # join the narrow key columns, then attach: joining the wide frame would copy every column
     looked_up = frame.select(on).join(table, on=on, how="left", maintain_order="left").drop(on)
     return frame.with_columns(looked_up.get_columns())
-
-
-MAX_CODES = 64
 
 
 def _mask(flags: list[pl.Expr]) -> pl.Expr:

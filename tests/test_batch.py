@@ -370,3 +370,12 @@ def test_patient_cells_that_are_not_accepted_refuse_the_row_with_the_text_as_wri
             {"results": [{"analyte": "potassium", "value": 3.9, "unit": "mmol/L"}], "patient": {"sex": "z"}}
         )
     assert "not accepted" in str(refused.value.errors)
+
+
+def test_output_must_be_a_file(tmp_path):
+    """Not a folder, nor /dev/stdout: the ruleset hash and counts go to a .json beside it."""
+    (tmp_path / "in.csv").write_text("potassium,potassium_unit\n3.9,mmol/L\n")
+    (tmp_path / "folder").mkdir()
+    result = CliRunner().invoke(app, ["batch", str(tmp_path / "in.csv"), "-o", str(tmp_path / "folder")])
+    assert result.exit_code == 2 and "not a file" in result.stderr
+    assert list((tmp_path / "folder").iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,11 @@ def execute(
     The encoding is sniffed from the first megabyte; should polars meet a byte further on that
     is not UTF-8, the run starts again with the file read as Latin-1 (and says so).
     """
+    if output.exists() and not output.is_file():  # a folder, a pipe (/dev/stdout | ...), a device
+        raise BatchInputError(f"{output}: not a file; the output is a file, with its .json (ruleset, counts) beside it")
+    output = output.resolve()  # /dev/stdout redirected to a file: that file, with its .json beside it
+    if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
+        raise BatchInputError(f"{output.parent}: not a folder this run can write to")
     options: dict[str, Any] = {
         "fmt": fmt,
         "mapping_path": mapping_path,

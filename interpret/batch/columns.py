@@ -11,6 +11,7 @@ Column names of the facts frame: `q__<quantity>` value (canonical), `u__` report
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -88,20 +89,24 @@ class Lookup:
     def __init__(self, resolve: Callable[[str], Any], dtype: PolarsDataType) -> None:
         self.resolve, self.dtype = resolve, dtype
         self.known: dict[str, Any] = {}
+        # two chunks in flight share most texts: the second waits for the first's answers
+        # instead of resolving the same texts again
+        self._resolving = threading.Lock()
 
     def __call__(self, column: pl.Series) -> pl.Series:
         column = _no_nulls(column)
         # one spelling throughout is the common case, and cheaper to check than to find uniques
         same = column.len() > 0 and bool((column == column[0]).all())
         texts = [column[0]] if same else column.unique().to_list()
-        if len(self.known) + len(texts) > self.LIMIT:
-            self.known = {}  # a new dict: a chunk processed at the same time keeps its own
-        known = self.known
-        values = []
-        for text in texts:
-            if text not in known:
-                known[text] = self.resolve(text)
-            values.append(known[text])
+        with self._resolving:
+            if len(self.known) + len(texts) > self.LIMIT:
+                self.known = {}  # bounded memory for any file
+            known = self.known
+            values = []
+            for text in texts:
+                if text not in known:
+                    known[text] = self.resolve(text)
+                values.append(known[text])
         if len(texts) == 1:  # no per-row lookup at all
             return pl.repeat(values[0], column.len(), dtype=self.dtype, eager=True).alias(column.name)
         return column.replace_strict(texts, values, default=None, return_dtype=self.dtype)
@@ -190,6 +195,10 @@ class Columns:
     def __init__(self, rs: Ruleset, plan: Plan, decimal_comma: bool) -> None:
         self.rs, self.plan, self.decimal_comma = rs, plan, decimal_comma
         self._lookups: dict[str, Lookup] = {}
+
+    def prepare(self) -> None:
+        """Build the expressions of every step now (else the first chunk builds them)."""
+        _ = self._result_steps, self._patient_steps, self._fact_steps
 
     def lookup(self, name: str, resolve: Callable[[str], Any], dtype: PolarsDataType) -> Lookup:
         if name not in self._lookups:

@@ -196,7 +196,7 @@ class Columns:
         self.rs, self.plan, self.decimal_comma = rs, plan, decimal_comma
         self._lookups: dict[str, Lookup] = {}
 
-    def prepare(self) -> None:
+    def build_expressions(self) -> None:
         """Build the expressions of every step now (else the first chunk builds them)."""
         _ = self._result_steps, self._patient_steps, self._fact_steps
 

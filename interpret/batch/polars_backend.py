@@ -121,7 +121,7 @@ class PolarsRules:
     # The expressions are the same for every chunk: built once (building them costs more
     # than applying them to a small chunk).
 
-    def prepare(self) -> None:
+    def build_expressions(self) -> None:
         """Build every expression now (else the first chunk builds them)."""
         _ = self._evaluation, self._ranks, self._spelling, self._not_assessed_counts
 

@@ -236,7 +236,7 @@ class BatchRun:
         parts = Path(tempfile.mkdtemp(prefix=".interpret-parts-", dir=output.parent))
         try:
             with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool, output.open("wb") as out:
-                pool.submit(self.prepare)  # while the first chunk is being read
+                pool.submit(self.build_expressions)  # while the first chunk is being read
                 pending: deque[tuple[Future[Stats], Path, int]] = deque()
 
                 def append_next() -> None:
@@ -265,10 +265,10 @@ class BatchRun:
             self.stats.notes.append(f"{self.stats.blank_lines} blank lines skipped (not rows)")
         return self.stats
 
-    def prepare(self) -> None:
+    def build_expressions(self) -> None:
         """Build the expressions every chunk uses (they are built once, on first use)."""
-        self.columns.prepare()
-        self.rules.prepare()
+        self.columns.build_expressions()
+        self.rules.build_expressions()
         _ = self._output_exprs
 
     def _process_to(self, chunk: pl.DataFrame, part: Path, header: bool) -> Stats:

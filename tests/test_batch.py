@@ -231,6 +231,26 @@ def test_details_are_one_json_line_per_row(interpreter, tmp_path):
     assert "hypokalemia_with_hypomagnesemia" in codes
 
 
+def test_details_read_haemolysis_as_the_run_does(interpreter, tmp_path):
+    """Same words, same haemolysis flag in both (details once had a shorter word list of its own)."""
+    text = (
+        "potassium,potassium_unit,magnesium,magnesium_unit,hemolyzed\n"
+        "6.1,mmol/L,0.8,mmol/L,haemolysis\n"
+        "6.1,mmol/L,hemolyzed,mmol/L,no\n"
+        "6.1,mmol/L,0.8,mmol/L,no\n"
+    )
+    details = tmp_path / "d.jsonl"
+    code, out = batch(interpreter, tmp_path, text, details=details)
+    records = [json.loads(line) for line in details.read_text().splitlines()]
+    flags = [r["interpretation"]["specimen_hemolyzed"] for r in records]
+    assert code == 0 and flags == [True, True, False]
+    in_details = [
+        "possible_pseudohyperkalemia" in {f["code"] for f in r["interpretation"]["findings"]} for r in records
+    ]
+    in_run = ["possible_pseudohyperkalemia" in (codes or "") for codes in out["findings"].to_list()]
+    assert in_details == in_run == [True, True, False]
+
+
 LONG = """specimen,subject,code,value,unit,time
 s1,p1,2823-3,3.0,mmol/L,2026-01-02 08:00
 s1,p1,19123-9,1.3,mg/dL,2026-01-02 08:00

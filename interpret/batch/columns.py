@@ -69,7 +69,7 @@ def join(parts: list[pl.Expr], separator: str = "; ") -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(joined)
 
 
-def _yes_no(text: str) -> bool | None:
+def yes_no(text: str) -> bool | None:
     """A yes/no cell: None when it is neither."""
     word = text.strip().lower()
     return True if word in TRUE_WORDS else False if word in FALSE_WORDS or not word else None
@@ -358,7 +358,7 @@ class Columns:
             looked_up.append(code(frame.get_column(roles["sex"])).alias("__sex_code"))
             looked_up.append(frame.get_column(roles["sex"]).alias("__raw_sex"))  # "sex" is replaced below
         if "hemolyzed" in roles:
-            found = self.lookup("hemolyzed", _yes_no, pl.Boolean)
+            found = self.lookup("hemolyzed", yes_no, pl.Boolean)
             looked_up.append(found(frame.get_column(roles["hemolyzed"])).alias("__hemolyzed_word"))
             looked_up.append(frame.get_column(roles["hemolyzed"]).alias("__raw_hemolyzed"))
         return frame.with_columns(looked_up).with_columns(self._patient_steps[0])

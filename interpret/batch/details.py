@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from interpret.batch.columns import HEMOLYSIS_WORDS
+from interpret.batch.columns import HEMOLYSIS_WORDS, yes_no
 from interpret.batch.mapping import Plan
 from interpret.batch.read import ROW, CsvSource
 from interpret.models import to_dict
@@ -46,8 +46,10 @@ def write_details(
 
 def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[str, Any]:
     results = []
+    hemolysis_in_a_cell = False  # as in the run: the result is not measured, the specimen is haemolysed
     for analyte, header in plan.analyte_columns.items():
         value = (row.get(header) or "").strip()
+        hemolysis_in_a_cell |= value.casefold() in HEMOLYSIS_WORDS
         if not value or value.casefold() in HEMOLYSIS_WORDS:
             continue
         unit = (row.get(plan.unit_columns.get(analyte, ""), "") or "").strip() or plan.fixed_units.get(analyte, "")
@@ -71,9 +73,7 @@ def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[s
         panel["patient"] = patient
     if "medications" in plan.roles:
         panel["medications"] = [m.strip() for m in (row.get(plan.roles["medications"]) or "").split(";") if m.strip()]
-    if "hemolyzed" in plan.roles:
-        flag = (row.get(plan.roles["hemolyzed"]) or "").strip().casefold()
-        panel["specimen"] = {
-            "hemolyzed": flag in ("yes", "y", "true", "t", "1", "hemolyzed", "haemolysed", "hemolysis")
-        }
+    if "hemolyzed" in plan.roles or hemolysis_in_a_cell:
+        said = yes_no(row.get(plan.roles["hemolyzed"]) or "") if "hemolyzed" in plan.roles else None
+        panel["specimen"] = {"hemolyzed": said is True or hemolysis_in_a_cell}
     return panel

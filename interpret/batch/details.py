@@ -49,8 +49,9 @@ def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[s
     hemolysis_in_a_cell = False  # as in the run: the result is not measured, the specimen is haemolysed
     for analyte, header in plan.analyte_columns.items():
         value = (row.get(header) or "").strip()
-        hemolysis_in_a_cell |= value.casefold() in HEMOLYSIS_WORDS
-        if not value or value.casefold() in HEMOLYSIS_WORDS:
+        hemolysis = value.casefold() in HEMOLYSIS_WORDS
+        hemolysis_in_a_cell |= hemolysis
+        if not value or hemolysis:
             continue
         unit = (row.get(plan.unit_columns.get(analyte, ""), "") or "").strip() or plan.fixed_units.get(analyte, "")
         result: dict[str, Any] = {"analyte": analyte, "value": read_number(value, source.decimal_comma), "unit": unit}

@@ -62,16 +62,11 @@ class Stats:
         self.rows += other.rows
         self.refused += other.refused
         self.blank_lines += other.blank_lines
-        for name, n in other.by_severity.items():
-            self.by_severity[name] = self.by_severity.get(name, 0) + n
+        _add(self.by_severity, other.by_severity)
         for code, by_severity in other.by_finding.items():
-            entry = self.by_finding.setdefault(code, {})
-            for name, n in by_severity.items():
-                entry[name] = entry.get(name, 0) + n
-        for code, n in other.not_assessed.items():
-            self.not_assessed[code] = self.not_assessed.get(code, 0) + n
-        for name, n in other.unrecognized_medications.items():
-            self.unrecognized_medications[name] = self.unrecognized_medications.get(name, 0) + n
+            _add(self.by_finding.setdefault(code, {}), by_severity)
+        _add(self.not_assessed, other.not_assessed)
+        _add(self.unrecognized_medications, other.unrecognized_medications)
         self.samples += other.samples
 
     @property
@@ -87,6 +82,11 @@ class Stats:
             f"{self.rows} rows: {self.interpreted} interpreted, {self.refused} refused; "
             f"flagged (highest severity per row): {flagged}; {rate:,.0f} rows/s"
         )
+
+
+def _add(total: dict[str, int], more: dict[str, int]) -> None:
+    for key, n in more.items():
+        total[key] = total.get(key, 0) + n
 
 
 class BatchRun:
@@ -222,7 +222,7 @@ class BatchRun:
         )
         # bounded memory: at most SAMPLE_PER_CHUNK rows of each chunk feed the summary's plots
         if sample.height > SAMPLE_PER_CHUNK:
-            sample = sample.sample(n=SAMPLE_PER_CHUNK, seed=frame.height)
+            sample = sample.sample(n=SAMPLE_PER_CHUNK, seed=int(frame[ROW][0]))  # each chunk its own draw
         s.samples.append(sample)
         return s
 

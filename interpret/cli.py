@@ -6,11 +6,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from interpret.ruleset import Ruleset, RulesetError, default_ruleset, load_ruleset
+if TYPE_CHECKING:
+    from interpret.ruleset import Ruleset
 
 app = typer.Typer(
     help="Decision support for adult serum electrolyte panels. Not a diagnosis.",
@@ -33,6 +34,9 @@ RulesOption = Annotated[
 
 
 def _ruleset(rules: Path | None) -> Ruleset:
+    # imported here: `batch` starts reading its file while the ruleset is imported and loaded
+    from interpret.ruleset import RulesetError, default_ruleset, load_ruleset
+
     try:
         return load_ruleset(rules) if rules else default_ruleset()
     except RulesetError as exc:
@@ -177,9 +181,13 @@ def batch(
     rules: RulesOption = None,
 ) -> None:
     """Interpret a CSV export column-wise: one output row per panel, nothing dropped."""
+    from interpret.batch.read import BatchInputError, Prefetch
+
+    plain = output is not None and not inspect and mapping is None and fmt in (None, "wide")
+    prefetch = Prefetch.start(input_csv) if plain else None  # reads while the rest is imported
+
     from interpret.batch.job import execute, prepare
     from interpret.batch.mapping import describe_plan, load_mapping
-    from interpret.batch.read import BatchInputError
 
     rs = _ruleset(rules)
     try:
@@ -214,6 +222,7 @@ def batch(
             summary=summary,
             details=details,
             progress=_progress(),
+            prefetch=prefetch,
         )
     except BatchInputError as exc:
         _error(str(exc))

@@ -399,3 +399,56 @@ def test_output_must_be_a_file(tmp_path):
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "in.csv"), "-o", str(tmp_path / "folder")])
     assert result.exit_code == 2 and "not a file" in result.stderr
     assert list((tmp_path / "folder").iterdir()) == []
+
+
+def test_the_command_line_reads_the_file_once_starting_before_the_ruleset_loads(interpreter, tmp_path, monkeypatch):
+    """The prefetched reader is the one the run uses (no second read); a mapping file, which
+    may change the delimiter, gets a plain read."""
+    import interpret.batch.job as job
+    import interpret.batch.read as read
+
+    started: list[str] = []
+    real = read.read_chunks
+
+    def spy(source, *args, **kwargs):
+        started.append(source.delimiter)
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(read, "read_chunks", spy)
+    monkeypatch.setattr(job, "read_chunks", spy)
+    code, out = batch(interpreter, tmp_path, WIDE)
+    assert code == 0 and out.height == 3 and started == [","]
+    assert "hypokalemia_with_hypomagnesemia" in findings(out, 0)
+
+    started.clear()
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("delimiter: ';'\n")
+    code, out = batch(interpreter, tmp_path, WIDE.replace(",", ";"), mapping_path=mapping)
+    assert code == 0 and out.height == 3 and started == [";"]
+
+
+def test_prefetched_chunks_are_handed_over_once_and_only_for_the_same_reading(tmp_path):
+    from interpret.batch.read import Prefetch, open_csv
+
+    path = tmp_path / "in.csv"
+    path.write_text(WIDE)
+    early = Prefetch.start(path)
+    assert early is not None
+    other = open_csv(path, delimiter=";")
+    assert early.take(other) is None  # read differently: the run reads it itself
+    early = Prefetch.start(path)
+    chunks = early.take(open_csv(path, head_only=True))
+    assert chunks is not None and sum(c.height for c in chunks) == 3
+    assert early.take(open_csv(path, head_only=True)) is None  # once only (--details reads again)
+
+
+def test_no_prefetch_for_a_latin1_or_missing_file(tmp_path):
+    """A Latin-1 file is read from a UTF-8 copy the run makes; a missing one is the run's error to report."""
+    from interpret.batch.read import Prefetch
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("potassium,medications\n3.9,Müller\n".encode("latin-1"))
+    temp_files = set(Path(tempfile.gettempdir()).glob("interpret-utf8-*"))
+    assert Prefetch.start(latin) is None
+    assert set(Path(tempfile.gettempdir()).glob("interpret-utf8-*")) == temp_files
+    assert Prefetch.start(tmp_path / "missing.csv") is None

@@ -20,7 +20,7 @@ from polars._typing import PolarsDataType
 
 from interpret import derive
 from interpret.batch.mapping import Plan
-from interpret.batch.read import CAST, ROW
+from interpret.batch.read import ROW
 from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
@@ -128,11 +128,11 @@ def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: boo
     commas, words, censored values) are stripped and examined: few rows, so the costly
     string work is done on a handful of rows instead of all of them.
     """
+    numbers = frame.select(pl.col(h).cast(pl.Float64, strict=False).alias(k) for k, h in headers.items())  # in parallel
     columns: list[pl.Series] = []
     for key, header in headers.items():
         raw = _no_nulls(frame.get_column(header))
-        cast = CAST + header
-        number = frame.get_column(cast) if cast in frame.columns else raw.cast(pl.Float64, strict=False)
+        number = numbers.get_column(key)
         hemo = pl.Series(f"__h_{key}", [False], dtype=pl.Boolean).new_from_index(0, frame.height)
         odd = (number.is_null() & (raw != "")).arg_true()
         if len(odd):
@@ -235,12 +235,6 @@ class Columns:
         # haemolysis written in a value cell is rare: no per-row work when a chunk has none
         any_hemo = any(frame.get_column(f"__h_{ANALYTE_FACT[a]}").any() for a in self.plan.analyte_columns)
         return frame.with_columns(steps.checks + (steps.hemolysis if any_hemo else steps.no_hemolysis))
-
-    @property
-    def number_columns(self) -> tuple[str, ...]:
-        """The input columns read as numbers: results, laboratory ranges, age."""
-        age = (self.plan.roles["age"],) if "age" in self.plan.roles else ()
-        return (*self._result_texts.values(), *age)
 
     @functools.cached_property
     def _result_texts(self) -> dict[str, str]:

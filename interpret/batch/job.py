@@ -11,7 +11,15 @@ from typing import Any
 import polars as pl
 
 from interpret.batch.mapping import MappingFile, Plan, load_mapping, make_plan
-from interpret.batch.read import BatchInputError, CsvSource, frame_chunks, is_encoding_error, open_csv, read_chunks
+from interpret.batch.read import (
+    BatchInputError,
+    CsvSource,
+    Prefetch,
+    frame_chunks,
+    is_encoding_error,
+    open_csv,
+    read_chunks,
+)
 from interpret.batch.run import BatchRun, Stats, sidecar
 from interpret.ruleset import Ruleset
 
@@ -48,12 +56,14 @@ def execute(
     details: Path | None = None,
     progress: Any = None,
     encoding: str | None = None,
+    prefetch: Prefetch | None = None,
 ) -> BatchResult:
     """The whole batch run; raises `BatchInputError` for problems with the file as a whole.
 
     Shared by the command line and the web upload, which differ only in how they report.
     The encoding is sniffed from the first megabyte; should polars meet a byte further on that
-    is not UTF-8, the run starts again with the file read as Latin-1 (and says so).
+    is not UTF-8, the run starts again with the file read as Latin-1 (and says so). `prefetch`:
+    the file's reading, started by the command line before it loaded the ruleset.
     """
     if output.exists() and not output.is_file():  # a folder, a pipe (/dev/stdout | ...), a device
         raise BatchInputError(f"{output}: not a file; the output is a file, with its .json (ruleset, counts) beside it")
@@ -70,6 +80,7 @@ def execute(
         "summary": summary,
         "details": details,
         "progress": progress,
+        "prefetch": prefetch,
     }
     try:
         return _execute(rs, input_csv, output, encoding=encoding, **options)
@@ -94,6 +105,7 @@ def _execute(
     summary: Path | None,
     details: Path | None,
     progress: Any,
+    prefetch: Prefetch | None,
     encoding: str | None,
     note: str | None = None,
 ) -> BatchResult:
@@ -121,7 +133,8 @@ def _execute(
         def chunks() -> Iterator[pl.DataFrame]:
             if wide is not None:
                 return frame_chunks(wide)
-            return read_chunks(source, numbers=run.columns.number_columns)
+            started = prefetch.take(source) if prefetch else None
+            return started if started is not None else read_chunks(source)
 
         stats = run.run(output, progress=progress, chunks=chunks())
         if note:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from interpret.ruleset.schema import DrugDef, MedicationsFile
+if TYPE_CHECKING:  # the ruleset loader imports this module: no import back at run time
+    from interpret.ruleset.schema import DrugDef, MedicationsFile
 
 _SPLIT = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
 

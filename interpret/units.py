@@ -8,8 +8,10 @@ mol = g / molar mass. It deliberately does not follow UCUM's 1 eq = 1 mol.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from interpret.ruleset.schema import AnalyteDef, UnitDef
+if TYPE_CHECKING:  # the ruleset loader imports this module: no import back at run time
+    from interpret.ruleset.schema import AnalyteDef, UnitDef
 
 
 class UnitError(ValueError):

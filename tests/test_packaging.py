@@ -81,3 +81,25 @@ def test_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
             check=True,
         ).stdout
     )
+
+
+def test_every_module_imports_first():
+    """Any module may be the first a user (or a lazy import) loads: no import cycle may depend on order."""
+    script = """
+import importlib, pkgutil, sys
+import interpret
+names = [m.name for m in pkgutil.walk_packages(interpret.__path__, "interpret.")]
+failed = []
+for name in names:
+    for loaded in [m for m in sys.modules if m == "interpret" or m.startswith("interpret.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        failed.append(f"{name}: {exc}")
+print(len(names))
+print("\\n".join(failed))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
+    count, *failed = done.stdout.strip().splitlines()
+    assert int(count) > 30 and failed == []

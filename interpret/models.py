@@ -94,6 +94,7 @@ class DerivedOut:
     label: str
     value: float
     unit: str
+    shown: str  # as the report's sentences show it: "29.5 mL/min/1.73 m²" (decided on `value`)
     formula: str
     inputs: dict[str, str]
     category: str | None = None

@@ -6,6 +6,7 @@ names). The batch engine computes the same facts column-wise from the same `rule
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from interpret import derive
 from interpret.facts import ANALYTE_FACT
 from interpret.ruleset.conditions import Threshold
 from interpret.ruleset.load import Interval, Ruleset
-from interpret.units import format_number
+from interpret.units import format_beside, format_number
 from interpret.validate import Panel, Result
 
 
@@ -36,11 +37,25 @@ class Quantity:
     def shown(self) -> str:
         """As a clinician reads it: "1.3 mg/dL (0.535 mmol/L)"; formatted once, when needed."""
         if self._shown is None:
-            text = f"{format_number(self.reported)} {self.units[0]}"
-            if self.units[0] != self.units[1]:
-                text += f" ({format_number(self.value)} {self.units[1]})"
-            self._shown = text
+            self._shown = self.show()
         return self._shown
+
+    def show(self, *limits: float) -> str:
+        """The reported number with the decimals it takes to stand on its true side of the
+        interval's ends and of `limits` (canonical units), as a statement sets it beside them."""
+        ends = [*limits, *((self.interval.low, self.interval.high) if self.interval else ())]
+        to_reported = self.reported / self.value if self.value else 1.0
+        text = f"{format_beside(self.reported, [end * to_reported for end in ends])} {self.units[0]}"
+        if self.units[0] != self.units[1]:
+            text += f" ({format_number(self.value)} {self.units[1]})"
+        return text
+
+    def show_canonical(self) -> str:
+        """In the canonical unit alone (the derived values' table), beside the interval's ends."""
+        if self.units[0] == self.units[1]:
+            return self.show().partition(" (")[0]
+        ends = (self.interval.low, self.interval.high) if self.interval else ()
+        return f"{format_beside(self.value, ends)} {self.units[1]}"
 
 
 @dataclass(slots=True)
@@ -180,7 +195,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "egfr_calculated",
             value,
             unit,
-            float(round(value)),
+            egfr_shown(value, rs),
             display_units("egfr", unit, rs),
             note=f"{d.formula}, category {category[0]}",
             category=category[0],
@@ -190,6 +205,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "label": "eGFR",
             "value": value,
             "unit": shown_unit,
+            "shown": q.show_canonical(),
             "formula": d.formula,
             "inputs": {
                 "creatinine": creatinine,
@@ -213,6 +229,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "label": "eGFR (laboratory-reported)",
             "value": reported.value,
             "unit": shown_unit,
+            "shown": reported.show_canonical(),
             "formula": "as reported by the laboratory (equation not stated)",
             "inputs": {},
             "category": cat[0],
@@ -221,6 +238,16 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
         }
     else:
         facts.missing_reason["egfr"] = facts.missing_reason["egfr_calculated"]
+
+
+def egfr_shown(value: float, rs: Ruleset) -> float:
+    """eGFR as laboratories report it, a whole number, unless that number would fall in another
+    category than the value decided on (29.6 shows as 29.6, not "30": G4 and below 30, as the
+    rules say). Categories and rules use the unrounded value (clinical-reference.md §3.2)."""
+    whole = float(round(value))
+    if egfr_category(whole, rs) == egfr_category(value, rs):
+        return whole
+    return math.floor(value * 10) / 10  # only rounding up can cross an "at or above" boundary
 
 
 def egfr_category(value: float, rs: Ruleset) -> tuple[str, str]:
@@ -262,6 +289,7 @@ def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
             "label": "Albumin-corrected calcium",
             "value": value,
             "unit": "mmol/L",
+            "shown": q.show_canonical(),
             "formula": f"{d.formula}: Ca + {d.factor_mmol_per_g:g} × ({d.reference_albumin_g_per_l:g} − albumin g/L)",
             "inputs": {"calcium": facts.quantities["calcium"], "albumin": albumin},
             "status": q.status,
@@ -303,6 +331,7 @@ def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
         "label": "Glucose-corrected sodium",
         "value": value,
         "unit": "mmol/L",
+        "shown": q.show_canonical(),
         "formula": f"{d.formula}: Na + factor × (glucose mg/dL − "
         f"{d.baseline_glucose_mg_dl:g}) / 100, {main.name} factor {main.factor:g}",
         "inputs": {"sodium": sodium, "glucose": glucose},

@@ -197,7 +197,7 @@ class Reporter:
                 if q is None:
                     return missing_words(name, f)
                 word = COMPARE_WORDS[op] if self._holds(node, f) else "not " + COMPARE_WORDS[op]
-                return f"{label(name)} {q.shown} is {word} {threshold.words()}"
+                return f"{label(name)} {q.show(threshold.for_unit(q.unit))} is {word} {threshold.words()}"
             case c.Available(name) | c.Missing(name):
                 if available(name, f):
                     q = f.quantities.get(name)

@@ -7,6 +7,8 @@ mol = g / molar mass. It deliberately does not follow UCUM's 1 eq = 1 mol.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -89,13 +91,38 @@ class UnitTable:
 
 @lru_cache(maxsize=8192)
 def format_number(value: float) -> str:
-    """Show a number as a clinician would read it: no float noise, no needless decimals."""
+    """Show a number as a clinician would read it: no float noise, no needless decimals.
+
+    Values of 100 and over keep a decimal that is there: a corrected sodium of 134.6 shown
+    as "135" would read as inside an interval that starts at 135, while it is below it.
+    """
     if value == int(value) and abs(value) >= 10:
         return str(int(value))
     magnitude = abs(value)
-    digits = 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2 if magnitude >= 1 else 3
+    if magnitude >= 100:
+        text = f"{value:.1f}"
+        return text[:-2] if text.endswith(".0") else text
+    digits = 1 if magnitude >= 10 else 2 if magnitude >= 1 else 3
     text = f"{value:.{digits}f}"
     if "." in text:
         text = text.rstrip("0")
         text = text + "0" if text.endswith(".") else text
     return text
+
+
+def format_beside(value: float, limits: Iterable[float]) -> str:
+    """`format_number`, with as many more decimals as it takes for the number shown to stand
+    on the same side of each limit as the value itself: a corrected calcium of 2.146 mmol/L
+    beside an interval starting at 2.15 shows as "2.146", not "2.15" (which would read as
+    inside the interval, while the finding says low)."""
+    text = format_number(value)
+    ends = [limit for limit in limits if math.isfinite(limit)]
+    decimals = len(text.partition(".")[2])
+    while decimals < 6 and not all(_side(float(text), end) == _side(value, end) for end in ends):
+        decimals += 1
+        text = f"{value:.{decimals}f}"
+    return text
+
+
+def _side(value: float, limit: float) -> int:
+    return (value > limit) - (value < limit)

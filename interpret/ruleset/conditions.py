@@ -36,6 +36,7 @@ class Threshold:
     written: tuple[tuple[str, float], ...]
     primary: float = float("nan")
     by_unit: tuple[tuple[str, float], ...] = ()
+    unit_names: tuple[str, ...] = ()  # display names of the written units, once linked ("mL/min/1.73 m²")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_lookup", dict(self.by_unit))
@@ -44,7 +45,8 @@ class Threshold:
         return self._lookup.get(unit, self.primary)  # type: ignore[attr-defined,no-any-return]
 
     def words(self) -> str:
-        first, *others = self.written
+        names = self.unit_names or tuple(unit for unit, _ in self.written)
+        first, *others = ((name, value) for name, (_, value) in zip(names, self.written, strict=True))
         text = f"{format_number(first[1])} {first[0]}"
         if others:
             text += " (" + ", ".join(f"{format_number(v)} {u} for results in {u}" for u, v in others) + ")"

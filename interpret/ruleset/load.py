@@ -195,7 +195,8 @@ class Ruleset:
                 )
                 return None
             pairs.append((key, value * self.units.factor(analyte, key)))
-        return c.Threshold(tuple(written.items()), pairs[0][1], tuple(pairs))
+        names = tuple(self.units.display(key) for key, _ in pairs)
+        return c.Threshold(tuple(written.items()), pairs[0][1], tuple(pairs), names)
 
     def analyte(self, name: str) -> str | None:
         """The analyte a name, alias or LOINC code refers to."""

@@ -15,6 +15,7 @@ class Ops(Protocol):
     def where(self, condition: Any, if_true: Any, if_false: Any) -> Any: ...
     def minimum(self, a: Any, b: float) -> Any: ...
     def maximum(self, a: Any, b: float) -> Any: ...
+    def round(self, a: Any, digits: int) -> Any: ...
 
 
 class FloatOps:
@@ -30,8 +31,18 @@ class FloatOps:
     def maximum(a: Any, b: float) -> Any:
         return max(a, b)
 
+    @staticmethod
+    def round(a: Any, digits: int) -> Any:
+        return round(a, digits)
+
 
 FLOAT_OPS = FloatOps()
+
+# Binary floating point leaves noise in sums of decimals: 2.35 + 0.02 × (40 − 30) is
+# 2.5500000000000003, which would be "high" beside an inclusive upper limit of 2.55. The
+# corrections are rounded to this many decimals (far below any laboratory's precision) so
+# that a value that is exactly on a limit is decided as on it.
+EXACT_DECIMALS = 9
 
 # CKD-EPI 2021 creatinine equation, race-free: Inker LA et al., N Engl J Med
 # 2021;385:1737-1749. eGFR = 142 × min(Scr/κ, 1)^α × max(Scr/κ, 1)^−1.200 × 0.9938^age
@@ -63,11 +74,13 @@ def ckd_epi_2021(scr_mg_dl: Any, age: Any, female: Any, ops: Ops = FLOAT_OPS) ->
     )
 
 
-def corrected_calcium(calcium_mmol: Any, albumin_g_l: Any, factor: float, reference_albumin: float) -> Any:
+def corrected_calcium(
+    calcium_mmol: Any, albumin_g_l: Any, factor: float, reference_albumin: float, ops: Ops = FLOAT_OPS
+) -> Any:
     """Albumin-corrected calcium in mmol/L: Ca + factor × (reference albumin − albumin)."""
-    return calcium_mmol + factor * (reference_albumin - albumin_g_l)
+    return ops.round(calcium_mmol + factor * (reference_albumin - albumin_g_l), EXACT_DECIMALS)
 
 
-def corrected_sodium(sodium: Any, glucose_mg_dl: Any, factor: float, baseline: float) -> Any:
+def corrected_sodium(sodium: Any, glucose_mg_dl: Any, factor: float, baseline: float, ops: Ops = FLOAT_OPS) -> Any:
     """Glucose-corrected sodium: Na + factor × (glucose mg/dL − baseline) / 100."""
-    return sodium + factor * (glucose_mg_dl - baseline) / 100.0
+    return ops.round(sodium + factor * (glucose_mg_dl - baseline) / 100.0, EXACT_DECIMALS)

@@ -452,3 +452,14 @@ def test_no_prefetch_for_a_latin1_or_missing_file(tmp_path):
     assert Prefetch.start(latin) is None
     assert set(Path(tempfile.gettempdir()).glob("interpret-utf8-*")) == temp_files
     assert Prefetch.start(tmp_path / "missing.csv") is None
+
+
+def test_a_correction_exactly_on_a_limit_is_decided_as_on_it_in_the_batch_too(interpreter, tmp_path):
+    """The batch computes the correction with the same formula (derive.Ops): 2.35 mmol/L with
+    albumin 30 g/L is exactly 2.55, the interval's inclusive top: normal, as in the single panel."""
+    text = "calcium,calcium_unit,albumin,albumin_unit\n2.35,mmol/L,30,g/L\n1.87,mmol/L,26,g/L\n"
+    code, out = batch(interpreter, tmp_path, text)
+    assert code == 0 and out["calcium_assessed_status"].to_list() == ["normal", "normal"]
+    assert out["calcium_assessed_mmol_L"].to_list() == ["2.55", "2.15"]
+    for i in range(2):
+        assert not findings(out, i) & {"hypercalcemia", "hypocalcemia"}

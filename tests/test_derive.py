@@ -84,3 +84,29 @@ def test_egfr_output_keys(interpreter):
     assert result["derived"]["egfr"]["value"] == pytest.approx(91.69, abs=0.01)
     assert result["derived"]["egfr"]["category"] == "G1"
     assert result["derived"]["egfr"]["inputs"]["age"] == "50"
+
+
+def test_a_correction_landing_exactly_on_a_limit_is_decided_as_on_it(interpreter):
+    """2.35 mmol/L with albumin 30 g/L corrects to exactly 2.55, the interval's inclusive top:
+    normal, not high (binary floating point alone gives 2.5500000000000003)."""
+    from decimal import Decimal
+
+    for ca, alb in [(2.35, 30.0), (1.87, 26.0), (2.16, 20.5)]:
+        exact = Decimal(str(ca)) + Decimal("0.02") * (40 - Decimal(str(alb)))
+        assert derive.corrected_calcium(ca, alb, 0.02, 40.0) == float(exact)
+    result = interpreter.interpret(expand({"calcium": "2.35 mmol/L", "albumin": "30 g/L"}))
+    assert result.derived["corrected_calcium"].status == "normal"
+    assert not any(f.code == "hypercalcemia" for f in result.findings)
+
+
+def test_corrections_equal_their_exact_decimal_value_over_a_grid():
+    from decimal import Decimal
+
+    for ca in range(180, 300):
+        for alb in range(150, 450, 5):
+            exact = Decimal(ca) / 100 + Decimal("0.02") * (40 - Decimal(alb) / 10)
+            assert derive.corrected_calcium(ca / 100, alb / 10, 0.02, 40.0) == float(exact)
+    for na in range(110, 160):
+        for glucose in range(100, 1000, 7):
+            exact = na + Decimal("1.6") * (glucose - 100) / 100
+            assert derive.corrected_sodium(float(na), float(glucose), 1.6, 100.0) == float(exact)

@@ -60,6 +60,10 @@ class PolarsOps:
     def maximum(a: Any, b: float) -> Any:
         return pl.max_horizontal(a, pl.lit(b))
 
+    @staticmethod
+    def round(a: Any, digits: int) -> Any:
+        return a.round(digits)
+
 
 def join(parts: list[pl.Expr], separator: str = "; ") -> pl.Expr:
     """The non-null parts joined; null (not "") when there are none."""
@@ -545,7 +549,7 @@ class Columns:
         d = self.rs.derivations.corrected_calcium
         albumin = pl.col("q__albumin") if "albumin" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
         corrected = derive.corrected_calcium(
-            pl.col("q__calcium"), albumin, d.factor_mmol_per_g, d.reference_albumin_g_per_l
+            pl.col("q__calcium"), albumin, d.factor_mmol_per_g, d.reference_albumin_g_per_l, PolarsOps()
         )
         value = (
             pl.when(albumin.is_not_null() & (albumin < d.apply_below_albumin_g_per_l))
@@ -569,7 +573,7 @@ class Columns:
         trigger = limit_expr(pl.col("u__glucose"), self.rs.sodium_trigger)
         mg_dl = glucose / self.rs.units.factor("glucose", "mg/dL")
         main = d.factors[0]
-        value = derive.corrected_sodium(pl.col("q__sodium"), mg_dl, main.factor, d.baseline_glucose_mg_dl)
+        value = derive.corrected_sodium(pl.col("q__sodium"), mg_dl, main.factor, d.baseline_glucose_mg_dl, PolarsOps())
         status = self._status("sodium", pl.col("q__corrected_sodium"), pl.col("u__corrected_sodium"), "sodium")
         return [
             pl.when(pl.col("q__sodium").is_not_null() & (glucose >= trigger)).then(value).alias("q__corrected_sodium"),

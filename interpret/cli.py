@@ -134,18 +134,34 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes (one per core spreads the load; each loads the rules).")
     ] = 1,
+    cds_trust: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cds-trust",
+            help="Accept CDS Hooks calls signed by this EHR: ISSUER=JWKS (its key set: https URL or file).",
+        ),
+    ] = None,
     rules: RulesOption = None,
 ) -> None:
     """Start the web form, JSON API and CDS Hooks service."""
+    import json
     import os
 
     import uvicorn
 
-    from interpret.web.app import CORS_ENV, RULES_ENV, create_app
+    from interpret.web.app import CDS_TRUST_ENV, CORS_ENV, RULES_ENV, create_app
+    from interpret.web.cds_auth import TrustedClient
 
-    application = create_app(_interpreter(rules), cors_origins=cors_origin or [])  # also checks the rules
+    try:
+        trust = [TrustedClient.parse(option) for option in cds_trust or []]
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    application = create_app(_interpreter(rules), cors_origins=cors_origin or [], cds_clients=trust)  # checks the rules
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving on http://{shown}:{port}/  (API docs /docs, CDS Hooks /cds-services)", flush=True)
+    if not trust and host not in ("127.0.0.1", "localhost", "::1"):
+        _error("warning: CDS Hooks calls are accepted unsigned; name the EHRs to trust with --cds-trust ISSUER=JWKS")
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
         uvicorn.run(application, **options)
@@ -154,6 +170,7 @@ def serve(
     if rules:
         os.environ[RULES_ENV] = str(rules.resolve())
     os.environ[CORS_ENV] = " ".join(cors_origin or [])
+    os.environ[CDS_TRUST_ENV] = json.dumps(cds_trust or [])
     uvicorn.run("interpret.web.app:app_from_environment", factory=True, workers=workers, **options)
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -70,7 +74,6 @@ def _free_port() -> int:
 
 def _wait_for(url: str, headers: dict | None = None):
     import time
-    import urllib.request
 
     for _ in range(150):
         try:
@@ -80,8 +83,8 @@ def _wait_for(url: str, headers: dict | None = None):
     raise AssertionError(f"{url} never answered")
 
 
-def test_serve_with_workers_uses_the_given_rules_and_origins(tmp_path):
-    """Worker processes rebuild the app by name: --rules and --cors-origin must reach them."""
+def test_serve_with_workers_uses_the_given_rules_origins_and_trust(tmp_path):
+    """Worker processes rebuild the app by name: --rules, --cors-origin and --cds-trust must reach them."""
     import shutil
 
     from interpret.ruleset import load_ruleset
@@ -94,7 +97,14 @@ def test_serve_with_workers_uses_the_given_rules_and_origins(tmp_path):
     expected = load_ruleset(rules)
     assert expected.version == "2026.11.0-local"
     port = _free_port()
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    jwks = tmp_path / "jwks.json"
+    public = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key()))
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1"}]}))
     command = ["serve", "--port", str(port), "--workers", "2", "--rules", str(rules)]
+    command += ["--cds-trust", f"https://ehr.example.org={jwks}"]
     server = subprocess.Popen(
         [sys.executable, "-m", "interpret.cli", *command, "--cors-origin", "https://ehr.example.org"],
         cwd=ROOT,
@@ -107,6 +117,12 @@ def test_serve_with_workers_uses_the_given_rules_and_origins(tmp_path):
         assert health["ruleset_sha256"] == expected.sha256
         answer = _wait_for(f"http://127.0.0.1:{port}/healthz", {"Origin": "https://ehr.example.org"})
         assert answer.headers["access-control-allow-origin"] == "https://ehr.example.org"
+        unsigned = urllib.request.Request(
+            f"http://127.0.0.1:{port}/cds-services/electrolyte-panel", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=10)
+        assert refused.value.code == 401
     finally:
         server.terminate()
         server.wait(timeout=20)

@@ -6,6 +6,7 @@ Everything here adapts or renders; every clinical decision is made by the core
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -24,6 +25,7 @@ from interpret.render.html import render_html
 from interpret.render.view import context as report_context
 from interpret.validate import InputError, location
 from interpret.web import form as web_form
+from interpret.web.cds_auth import ClientVerifier, TrustedClient, TrustedClientsOnly
 
 log = logging.getLogger("interpret.web")
 
@@ -33,7 +35,13 @@ UPLOAD_LIMIT = 50 * 1024 * 1024
 UPLOAD_PATHS = ("/batch",)
 
 
-def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] | None = None) -> FastAPI:
+def create_app(
+    interpreter: Interpreter | None = None,
+    cors_origins: list[str] | None = None,
+    cds_clients: list[TrustedClient] | None = None,
+) -> FastAPI:
+    """The web app. `cds_clients`: the EHRs whose signed calls the CDS Hooks services accept;
+    none configured, calls are accepted unsigned (local development)."""
     interpreter = interpreter or Interpreter()
     rs = interpreter.ruleset
     app = FastAPI(
@@ -147,6 +155,8 @@ def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] |
     from interpret.web.cds_hooks import router as cds_router
 
     app.include_router(cds_router)
+    if cds_clients:  # inside CORS, so that a browser client can read the refusal
+        app.add_middleware(TrustedClientsOnly, verifier=ClientVerifier(cds_clients))
 
     from interpret.web.batch_upload import router as batch_router
 
@@ -166,7 +176,7 @@ def create_app(interpreter: Interpreter | None = None, cors_origins: list[str] |
     return app
 
 
-RULES_ENV, CORS_ENV = "INTERPRET_RULES", "INTERPRET_CORS_ORIGINS"
+RULES_ENV, CORS_ENV, CDS_TRUST_ENV = "INTERPRET_RULES", "INTERPRET_CORS_ORIGINS", "INTERPRET_CDS_TRUST"
 
 
 def app_from_environment() -> FastAPI:
@@ -178,7 +188,8 @@ def app_from_environment() -> FastAPI:
 
     rules = os.environ.get(RULES_ENV)
     interpreter = Interpreter(load_ruleset(Path(rules)) if rules else None)
-    return create_app(interpreter, cors_origins=os.environ.get(CORS_ENV, "").split())
+    trust = [TrustedClient.parse(option) for option in json.loads(os.environ.get(CDS_TRUST_ENV) or "[]")]
+    return create_app(interpreter, cors_origins=os.environ.get(CORS_ENV, "").split(), cds_clients=trust)
 
 
 def _wants_html(request: Request) -> bool:

@@ -116,6 +116,7 @@ def _operation_outcome(status: int, message: str) -> JSONResponse:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Body unreadable, or the wrong hook for this service (OperationOutcome)"},
+    401: {"description": "No valid signed JWT from a trusted CDS client, where trust is configured (OperationOutcome)"},
     404: {"description": "No such service (OperationOutcome)"},
     412: {"description": "Required prefetch missing (OperationOutcome)"},
     413: {"description": "Body too large"},
@@ -157,7 +158,10 @@ def call_service(service_id: str, body: HookRequest, request: Request) -> Any:
     return {"cards": [c.model_dump(exclude_none=True) for c in cards]}
 
 
-@router.post("/cds-services/{service_id}/feedback", responses={k: ERRORS[k] for k in (400, 413, 422)})
+@router.post(
+    "/cds-services/{service_id}/feedback",
+    responses={k: ERRORS[k] for k in (400, 401, 413, 422)},
+)
 def feedback(service_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Accepted and acknowledged; feedback content is not logged (it may identify a patient)."""
     count = len(body.get("feedback", [])) if isinstance(body.get("feedback"), list) else 0

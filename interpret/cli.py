@@ -203,7 +203,7 @@ def batch(
     plain = output is not None and not inspect and mapping is None and fmt in (None, "wide")
     prefetch = Prefetch.start(input_csv) if plain else None  # reads while the rest is imported
 
-    from interpret.batch.job import execute, prepare
+    from interpret.batch.job import BatchOptions, execute, prepare
     from interpret.batch.mapping import describe_plan, load_mapping
 
     rs = _ruleset(rules)
@@ -226,21 +226,19 @@ def batch(
             return
         if output is None:
             raise BatchInputError("-o/--output is required (or use --inspect)")
-        result = execute(
-            rs,
-            input_csv,
-            output,
+        options = BatchOptions(
             fmt=fmt,
             mapping_path=mapping,
-            units=unit or [],
+            units=tuple(unit or ()),
             id_column=id_column,
-            allow=allow_identifier or [],
+            allow=tuple(allow_identifier or ()),
             medications=medications,
             summary=summary,
             details=details,
             progress=_progress(),
             prefetch=prefetch,
         )
+        result = execute(rs, input_csv, output, options)
     except BatchInputError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None

@@ -41,83 +41,57 @@ class BatchResult:
     source: CsvSource
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """What a run is asked for besides its input and output: the command's options."""
+
+    fmt: str | None = None
+    mapping_path: Path | None = None
+    units: tuple[str, ...] = ()
+    id_column: str | None = None
+    allow: tuple[str, ...] = ()
+    medications: Path | None = None
+    summary: Path | None = None
+    details: Path | None = None
+    progress: Any = None
+    prefetch: Prefetch | None = None  # the file's reading, started before the ruleset was loaded
+
+
 def execute(
-    rs: Ruleset,
-    input_csv: Path,
-    output: Path,
-    *,
-    fmt: str | None = None,
-    mapping_path: Path | None = None,
-    units: list[str] | None = None,
-    id_column: str | None = None,
-    allow: list[str] | None = None,
-    medications: Path | None = None,
-    summary: Path | None = None,
-    details: Path | None = None,
-    progress: Any = None,
-    encoding: str | None = None,
-    prefetch: Prefetch | None = None,
+    rs: Ruleset, input_csv: Path, output: Path, options: BatchOptions = BatchOptions(), encoding: str | None = None
 ) -> BatchResult:
     """The whole batch run; raises `BatchInputError` for problems with the file as a whole.
 
     Shared by the command line and the web upload, which differ only in how they report.
     The encoding is sniffed from the first megabyte; should polars meet a byte further on that
-    is not UTF-8, the run starts again with the file read as Latin-1 (and says so). `prefetch`:
-    the file's reading, started by the command line before it loaded the ruleset.
+    is not UTF-8, the run starts again with the file read as Latin-1 (and says so).
     """
     if output.exists() and not output.is_file():  # a folder, a pipe (/dev/stdout | ...), a device
         raise BatchInputError(f"{output}: not a file; the output is a file, with its .json (ruleset, counts) beside it")
     output = output.resolve()  # /dev/stdout redirected to a file: that file, with its .json beside it
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
         raise BatchInputError(f"{output.parent}: not a folder this run can write to")
-    options: dict[str, Any] = {
-        "fmt": fmt,
-        "mapping_path": mapping_path,
-        "units": units,
-        "id_column": id_column,
-        "allow": allow,
-        "medications": medications,
-        "summary": summary,
-        "details": details,
-        "progress": progress,
-        "prefetch": prefetch,
-    }
     try:
-        return _execute(rs, input_csv, output, encoding=encoding, **options)
+        return _execute(rs, input_csv, output, options, encoding)
     except pl.exceptions.ComputeError as exc:
         if encoding is not None or not is_encoding_error(exc):
             raise
     note = "the file is not UTF-8 past its first megabyte: it was read again, as Latin-1"
-    return _execute(rs, input_csv, output, encoding="latin-1", note=note, **options)
+    return _execute(rs, input_csv, output, options, "latin-1", note)
 
 
 def _execute(
-    rs: Ruleset,
-    input_csv: Path,
-    output: Path,
-    *,
-    fmt: str | None,
-    mapping_path: Path | None,
-    units: list[str] | None,
-    id_column: str | None,
-    allow: list[str] | None,
-    medications: Path | None,
-    summary: Path | None,
-    details: Path | None,
-    progress: Any,
-    prefetch: Prefetch | None,
-    encoding: str | None,
-    note: str | None = None,
+    rs: Ruleset, input_csv: Path, output: Path, options: BatchOptions, encoding: str | None, note: str | None = None
 ) -> BatchResult:
-    mapping = load_mapping(mapping_path)
+    mapping = load_mapping(options.mapping_path)
     source, plan = prepare(
         rs,
         input_csv,
         mapping,
-        fmt=fmt,
-        units=units or [],
-        id_column=id_column,
-        allow=allow or [],
+        fmt=options.fmt,
+        units=list(options.units),
+        id_column=options.id_column,
+        allow=list(options.allow),
         encoding=encoding,
         head_only=True,
     )
@@ -126,29 +100,29 @@ def _execute(
         if plan.format == "long":
             from interpret.batch.long import long_to_wide
 
-            source, plan, wide = long_to_wide(source, plan, mapping, rs, medications)
+            source, plan, wide = long_to_wide(source, plan, mapping, rs, options.medications)
 
         run = BatchRun(rs, plan, source)
 
         def chunks() -> Iterator[pl.DataFrame]:
             if wide is not None:
                 return frame_chunks(wide)
-            started = prefetch.take(source) if prefetch else None
+            started = options.prefetch.take(source) if options.prefetch else None
             return started if started is not None else read_chunks(source)
 
-        stats = run.run(output, progress=progress, chunks=chunks())
+        stats = run.run(output, progress=options.progress, chunks=chunks())
         if note:
             stats.notes.append(note)
         sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv)
-        if summary is not None:
+        if options.summary is not None:
             from interpret.batch.summary import write_summary
 
-            write_summary(summary, rs, plan, stats, source, input_csv)
-        if details is not None:
+            write_summary(options.summary, rs, plan, stats, source, input_csv)
+        if options.details is not None:
             from interpret.batch.details import write_details
             from interpret.pipeline import Interpreter  # the single-panel engine, only when asked for
 
-            write_details(details, Interpreter(rs), output, plan, source, chunks())
+            write_details(options.details, Interpreter(rs), output, plan, source, chunks())
     finally:
         source.release()
     return BatchResult(stats, plan, source)

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from interpret.batch.job import execute
+from interpret.batch.job import BatchOptions, execute
 from interpret.batch.read import BatchInputError
 from interpret.pipeline import Interpreter
 from interpret.render import environment
@@ -52,15 +52,13 @@ async def batch_upload(request: Request) -> Response:
         source.write_bytes(await upload.read())
         output = root / "output.csv"
         try:
-            execute(
-                interpreter.ruleset,
-                source,
-                output,
-                units=units,
+            options = BatchOptions(
+                units=tuple(units),
                 id_column=fields.get("id_column") or None,
-                allow=allow,
+                allow=tuple(allow),
                 summary=root / "summary.html",
             )
+            execute(interpreter.ruleset, source, output, options)
         except BatchInputError as exc:
             return _page(request, str(exc).replace(str(source), upload.filename), 422)
         buffer = io.BytesIO()

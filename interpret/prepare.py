@@ -53,7 +53,7 @@ class Quantity:
     def show_canonical(self) -> str:
         """In the canonical unit alone (the derived values' table), beside the interval's ends."""
         if self.units[0] == self.units[1]:
-            return self.show().partition(" (")[0]
+            return self.shown
         ends = (self.interval.low, self.interval.high) if self.interval else ()
         return f"{format_beside(self.value, ends)} {self.units[1]}"
 

@@ -153,3 +153,15 @@ def test_an_unusable_key_set_file_stops_the_server_at_start(tmp_path):
         cwd=ROOT,
     )
     assert done.returncode == 2 and "not a usable JWKS" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_memory_of_token_ids_stays_bounded(key, jwks_file, monkeypatch):
+    from interpret.web.cds_auth import MAX_AGE_SECONDS, ClientVerifier
+
+    clock = [time.time() - 2000]  # the service's clock; PyJWT checks exp against the real one
+    verifier = ClientVerifier([TrustedClient(ISSUER, str(jwks_file))], now=lambda: clock[0])
+    monkeypatch.setattr(ClientVerifier, "REMEMBER", 2)
+    for _ in range(5):
+        verifier.verify(f"Bearer {token(key, iat=int(clock[0]))}", AUDIENCE)
+        clock[0] += MAX_AGE_SECONDS  # each token is too old to be accepted by the next call
+    assert len(verifier._seen) <= 3

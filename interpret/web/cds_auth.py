@@ -55,11 +55,13 @@ class TrustedClient:
 
 
 class ClientVerifier:
+    REMEMBER = 1000  # token ids kept before the ones too old to be accepted are forgotten
+
     def __init__(self, clients: list[TrustedClient], now: Any = time.time) -> None:
         self.clients = {c.issuer: c for c in clients}
         self._keys = {c.issuer: _key_source(c.jwks) for c in clients}
         self._now = now
-        self._seen: dict[str, float] = {}  # jti -> exp, until it expires
+        self._seen: dict[str, float] = {}  # jti -> iat, while the token is young enough to be accepted
         self._lock = threading.Lock()
 
     def verify(self, authorization: str | None, audience: str) -> None:
@@ -105,13 +107,15 @@ class ClientVerifier:
 
     def _check_fresh(self, claims: dict[str, Any]) -> None:
         now = self._now()
-        if claims["iat"] < now - MAX_AGE_SECONDS - LEEWAY_SECONDS:
+        oldest = now - MAX_AGE_SECONDS - LEEWAY_SECONDS
+        if claims["iat"] < oldest:
             raise ClientNotTrusted(f"the token was issued more than {MAX_AGE_SECONDS} s ago (iat)")
         with self._lock:
-            self._seen = {jti: exp for jti, exp in self._seen.items() if exp + LEEWAY_SECONDS >= now}
-            if claims["jti"] in self._seen:
+            if len(self._seen) > self.REMEMBER:  # forget what the iat check refuses anyway
+                self._seen = {jti: iat for jti, iat in self._seen.items() if iat >= oldest}
+            if str(claims["jti"]) in self._seen:
                 raise ClientNotTrusted("the token has been used before (jti)")
-            self._seen[str(claims["jti"])] = float(claims["exp"])
+            self._seen[str(claims["jti"])] = float(claims["iat"])
 
 
 class TrustedClientsOnly:

@@ -109,11 +109,21 @@ def test_a_replayed_token_is_refused(client, key):
     assert refused(call(client, once), "used before")
 
 
-def test_another_key_an_unknown_kid_or_a_foreign_jku_is_refused(client, key):
+def test_another_key_or_an_unknown_kid_is_refused(client, key):
     stranger = ec.generate_private_key(ec.SECP384R1())
     assert refused(call(client, token(stranger)), "signature")
     assert refused(call(client, token(key, headers={"kid": "other"})), "kid")
-    assert refused(call(client, token(key, headers={"jku": "https://evil.example.org/jwks.json"})), "jku")
+
+
+def test_a_jku_never_chooses_the_keys(client, key, interpreter):
+    """Keys come from the configured key set only. Trusted by URL, a token naming another key
+    set is refused; trusted by a local copy, the jku is not used at all."""
+    evil = {"jku": "https://evil.example.org/jwks.json"}
+    assert call(client, token(key, headers=evil)).status_code == 200  # a local copy: jku unused
+    by_url = TestClient(
+        create_app(interpreter, cds_clients=[TrustedClient(ISSUER, "https://ehr.example.org/jwks.json")])
+    )
+    assert refused(call(by_url, token(key, headers=evil)), "jku")
 
 
 def test_unsigned_and_shared_secret_algorithms_are_refused(client, jwks_file):
@@ -138,6 +148,7 @@ def test_the_trust_option_is_checked():
     with pytest.raises(ValueError, match="https URL or an existing file"):
         TrustedClient.parse("https://ehr.example.org=http://insecure.example.org/jwks.json")
     assert TrustedClient.parse("https://a.example=https://a.example/jwks.json").issuer == "https://a.example"
+    assert TrustedClient.parse("https://a.example=https://a.example/jwks?tenant=1").jwks.endswith("?tenant=1")
 
 
 def test_an_unusable_key_set_file_stops_the_server_at_start(tmp_path):

@@ -39,12 +39,12 @@ class ClientNotTrusted(Exception):
 @dataclass(frozen=True)
 class TrustedClient:
     issuer: str
-    jwks: str  # the issuer's key set: an https URL (the only `jku` accepted) or a local file
+    jwks: str  # the issuer's key set: an https URL (then the only `jku` accepted) or a local copy
 
     @classmethod
     def parse(cls, option: str) -> TrustedClient:
         """`ISSUER=JWKS` as given to `--cds-trust`."""
-        issuer, sep, jwks = option.rpartition("=")
+        issuer, sep, jwks = option.partition("=")  # a key set URL may carry a query (?a=b)
         if not sep or not issuer or not jwks:
             raise ValueError(f"--cds-trust {option!r}: write ISSUER=JWKS (a JWKS URL or file)")
         if not jwks.startswith("https://"):
@@ -79,7 +79,9 @@ class ClientVerifier:
         client = self.clients.get(issuer) if isinstance(issuer, str) else None
         if client is None:
             raise ClientNotTrusted("the token's issuer (iss) is not a trusted CDS client")
-        if "jku" in header and header["jku"] != client.jwks:
+        # keys are only ever taken from the configured key set, never from the token's jku;
+        # a jku that names another URL than the trusted one is refused (a local copy: ignored)
+        if "jku" in header and client.jwks.startswith("https://") and header["jku"] != client.jwks:
             raise ClientNotTrusted("the token's key set (jku) is not the one trusted for its issuer")
         key = self._keys[client.issuer].key(header.get("kid"))
         claims = self._decode(token, key, header["alg"], audience, client.issuer)

@@ -50,13 +50,6 @@ class Quantity:
             text += f" ({format_number(self.value)} {self.units[1]})"
         return text
 
-    def show_canonical(self) -> str:
-        """In the canonical unit alone (the derived values' table), beside the interval's ends."""
-        if self.units[0] == self.units[1]:
-            return self.shown
-        ends = (self.interval.low, self.interval.high) if self.interval else ()
-        return f"{format_beside(self.value, ends)} {self.units[1]}"
-
 
 @dataclass(slots=True)
 class Facts:
@@ -205,7 +198,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "label": "eGFR",
             "value": value,
             "unit": shown_unit,
-            "shown": q.show_canonical(),
+            "shown": q.shown,
             "formula": d.formula,
             "inputs": {
                 "creatinine": creatinine,
@@ -229,7 +222,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
             "label": "eGFR (laboratory-reported)",
             "value": reported.value,
             "unit": shown_unit,
-            "shown": reported.show_canonical(),
+            "shown": reported.shown,
             "formula": "as reported by the laboratory (equation not stated)",
             "inputs": {},
             "category": cat[0],
@@ -269,9 +262,7 @@ def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     if albumin is not None and albumin.value >= d.apply_below_albumin_g_per_l:
         note = f"total calcium as measured; albumin {albumin.shown} is not low"
     elif albumin is not None:
-        value = derive.corrected_calcium(
-            measured.canonical, albumin.value, d.factor_mmol_per_g, d.reference_albumin_g_per_l
-        )
+        value, formula = _corrected_calcium(measured.canonical, measured.unit, albumin.value, rs)
         note = f"albumin-corrected for albumin {albumin.shown}"
     factor = rs.units.factor("calcium", measured.unit)
     q = Quantity(
@@ -289,13 +280,33 @@ def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
             "label": "Albumin-corrected calcium",
             "value": value,
             "unit": "mmol/L",
-            "shown": q.show_canonical(),
-            "formula": f"{d.formula}: Ca + {d.factor_mmol_per_g:g} × ({d.reference_albumin_g_per_l:g} − albumin g/L)",
+            "shown": q.shown,
+            "formula": f"{d.formula}: {formula}",
             "inputs": {"calcium": facts.quantities["calcium"], "albumin": albumin},
             "status": q.status,
             "note": d.caveat,
             "references": list(d.references),
         }
+
+
+def _corrected_calcium(calcium: float, unit: str, albumin: float, rs: Ruleset) -> tuple[float, str]:
+    """In mmol/L, computed in the form written for the unit the calcium was reported in
+    (rules/derivations.yaml); the batch does the same arithmetic (batch/columns.py)."""
+    d = rs.derivations.corrected_calcium
+    conventional = d.conventional
+    if conventional is not None and unit == rs.units.resolve(conventional.calcium_unit):
+        to_ca = rs.units.factor("calcium", unit)
+        to_albumin = rs.units.factor("albumin", rs.units.resolve(conventional.albumin_unit) or "")
+        reported = derive.corrected_calcium(
+            calcium / to_ca, albumin / to_albumin, conventional.factor, conventional.reference_albumin
+        )
+        formula = (
+            f"Ca + {conventional.factor:g} × ({conventional.reference_albumin:g} − albumin {conventional.albumin_unit}),"
+            f" calcium in {conventional.calcium_unit}"
+        )
+        return reported * to_ca, formula
+    value = derive.corrected_calcium(calcium, albumin, d.factor_mmol_per_g, d.reference_albumin_g_per_l)
+    return value, f"Ca + {d.factor_mmol_per_g:g} × ({d.reference_albumin_g_per_l:g} − albumin g/L)"
 
 
 def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
@@ -331,7 +342,7 @@ def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
         "label": "Glucose-corrected sodium",
         "value": value,
         "unit": "mmol/L",
-        "shown": q.show_canonical(),
+        "shown": q.shown,
         "formula": f"{d.formula}: Na + factor × (glucose mg/dL − "
         f"{d.baseline_glucose_mg_dl:g}) / 100, {main.name} factor {main.factor:g}",
         "inputs": {"sodium": sodium, "glucose": glucose},

@@ -125,4 +125,7 @@ def format_beside(value: float, limits: Iterable[float]) -> str:
 
 
 def _side(value: float, limit: float) -> int:
+    """-1 below, 0 on, 1 above the limit; "on" up to the noise of a unit conversion (1e-9)."""
+    if abs(value - limit) <= 1e-9 * max(1.0, abs(limit)):
+        return 0
     return (value > limit) - (value < limit)

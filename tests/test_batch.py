@@ -457,9 +457,9 @@ def test_no_prefetch_for_a_latin1_or_missing_file(tmp_path):
 def test_a_correction_exactly_on_a_limit_is_decided_as_on_it_in_the_batch_too(interpreter, tmp_path):
     """The batch computes the correction with the same formula (derive.Ops): 2.35 mmol/L with
     albumin 30 g/L is exactly 2.55, the interval's inclusive top: normal, as in the single panel."""
-    text = "calcium,calcium_unit,albumin,albumin_unit\n2.35,mmol/L,30,g/L\n1.87,mmol/L,26,g/L\n"
+    text = "calcium,calcium_unit,albumin,albumin_unit\n2.35,mmol/L,30,g/L\n1.87,mmol/L,26,g/L\n9.8,mg/dL,3.5,g/dL\n"
     code, out = batch(interpreter, tmp_path, text)
-    assert code == 0 and out["calcium_assessed_status"].to_list() == ["normal", "normal"]
-    assert out["calcium_assessed_mmol_L"].to_list() == ["2.55", "2.15"]
-    for i in range(2):
+    assert code == 0 and out["calcium_assessed_status"].to_list() == ["normal", "normal", "normal"]
+    assert out["calcium_assessed_mmol_L"].to_list() == ["2.55", "2.15", "2.545"]  # 10.2 mg/dL
+    for i in range(3):
         assert not findings(out, i) & {"hypercalcemia", "hypocalcemia"}

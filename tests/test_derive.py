@@ -110,3 +110,41 @@ def test_corrections_equal_their_exact_decimal_value_over_a_grid():
         for glucose in range(100, 1000, 7):
             exact = na + Decimal("1.6") * (glucose - 100) / 100
             assert derive.corrected_sodium(float(na), float(glucose), 1.6, 100.0) == float(exact)
+
+
+def test_calcium_in_mg_dl_is_corrected_in_the_form_written_for_mg_dl(interpreter):
+    """MIMIC-IV demo: Ca 9.8 mg/dL, albumin 3.5 g/dL. With 0.8 × (4.0 − albumin g/dL), the form
+    clinicians' calculators use, that is 10.2 mg/dL: the interval's inclusive top, normal. The SI
+    form's 0.02 mmol/L per g/L (0.8016 mg/dL per g/dL) gives 10.2008: high, a hypercalcaemia that
+    a clinician checking the figure would not find."""
+    result = interpreter.interpret(expand({"calcium": "9.8 mg/dL", "albumin": "3.5 g/dL", "age": 60, "sex": "female"}))
+    corrected = result.derived["corrected_calcium"]
+    assert corrected.status == "normal" and corrected.shown.startswith("10.2 mg/dL")
+    assert "0.8 × (4 − albumin g/dL)" in corrected.formula
+    assert not any(f.code == "hypercalcemia" for f in result.findings)
+
+
+def test_mg_dl_corrections_decide_as_the_decimal_formula_does_over_a_grid(interpreter):
+    from decimal import Decimal
+
+    wrong = []
+    for ca in range(70, 115):  # 7.0 to 11.4 mg/dL
+        for alb in range(15, 40, 1):  # 1.5 to 3.9 g/dL
+            exact = Decimal(ca) / 10 + Decimal("0.8") * (Decimal("4.0") - Decimal(alb) / 10)
+            expected = (  # rules/analytes.yaml, calcium in mg/dL: interval 8.6–10.2, critical < 7.0 and >= 13.0
+                "critical_low"
+                if exact < 7
+                else "critical_high"
+                if exact >= 13
+                else "low"
+                if exact < Decimal("8.6")
+                else "high"
+                if exact > Decimal("10.2")
+                else "normal"
+            )
+            result = interpreter.interpret(
+                expand({"calcium": f"{ca / 10} mg/dL", "albumin": f"{alb / 10} g/dL", "age": 60, "sex": "female"})
+            )
+            if result.derived["corrected_calcium"].status != expected:
+                wrong.append((ca / 10, alb / 10, float(exact)))
+    assert wrong == []

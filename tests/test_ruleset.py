@@ -128,3 +128,8 @@ def test_g5_critical_setting(rules_copy):
     edit(rules_copy / "ruleset.yaml", "value: false", "value: true")
     switched = {o.rule.code: o.severity for o in Interpreter(load_ruleset(rules_copy)).evaluate(panel)[2]}
     assert default["reduced_egfr"] == "warning" and switched["reduced_egfr"] == "critical"
+
+
+def test_a_conventional_calcium_correction_names_units_of_its_analytes(rules_copy):
+    edit(rules_copy / "derivations.yaml", "albumin_unit: g/dL", "albumin_unit: mg/dL")
+    assert "corrected_calcium.conventional: 'mg/dL' is not a unit of albumin" in problems(rules_copy)

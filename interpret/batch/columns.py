@@ -551,6 +551,19 @@ class Columns:
         corrected = derive.corrected_calcium(
             pl.col("q__calcium"), albumin, d.factor_mmol_per_g, d.reference_albumin_g_per_l, PolarsOps()
         )
+        conventional = d.conventional
+        if conventional is not None:  # the same arithmetic as prepare._corrected_calcium
+            unit = self.rs.units.resolve(conventional.calcium_unit) or ""
+            to_ca = self.rs.units.factor("calcium", unit)
+            to_albumin = self.rs.units.factor("albumin", self.rs.units.resolve(conventional.albumin_unit) or "")
+            written = derive.corrected_calcium(
+                pl.col("q__calcium") / to_ca,
+                albumin / to_albumin,
+                conventional.factor,
+                conventional.reference_albumin,
+                PolarsOps(),
+            )
+            corrected = pl.when(pl.col("u__calcium") == unit).then(written * to_ca).otherwise(corrected)
         value = (
             pl.when(albumin.is_not_null() & (albumin < d.apply_below_albumin_g_per_l))
             .then(corrected)

@@ -218,6 +218,13 @@ class Ruleset:
         d = self.derivations
         self._check_refs("derivations.yaml: egfr", [*d.egfr.references, *d.egfr.category_references])
         self._check_refs("derivations.yaml: corrected_calcium", d.corrected_calcium.references)
+        conventional = d.corrected_calcium.conventional
+        if conventional is not None:
+            for analyte, unit in (("calcium", conventional.calcium_unit), ("albumin", conventional.albumin_unit)):
+                if self.units.resolve(unit) not in self.analytes[analyte].units:
+                    self._problems.append(
+                        f"derivations.yaml: corrected_calcium.conventional: {unit!r} is not a unit of {analyte}"
+                    )
         self._check_refs("derivations.yaml: corrected_sodium", d.corrected_sodium.references)
         self.sodium_trigger = self.threshold(
             "glucose", d.corrected_sodium.trigger_glucose, "derivations.yaml: trigger_glucose"

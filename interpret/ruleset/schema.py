@@ -126,11 +126,21 @@ class EgfrDef(Strict):
     category_references: list[str]
 
 
+class ConventionalCorrection(Strict):
+    """The correction as written for results in another unit (mg/dL: 0.8 × (4.0 − albumin g/dL))."""
+
+    calcium_unit: str
+    albumin_unit: str
+    factor: float
+    reference_albumin: float
+
+
 class CorrectedCalciumDef(Strict):
     formula: str
     factor_mmol_per_g: float
     reference_albumin_g_per_l: float
     apply_below_albumin_g_per_l: float
+    conventional: ConventionalCorrection | None = None
     caveat: str
     references: list[str]
 

@@ -8,6 +8,7 @@ mol = g / molar mass. It deliberately does not follow UCUM's 1 eq = 1 mol.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -87,6 +88,13 @@ class UnitTable:
         if dimension == "mass" and analyte.molar_mass:
             return value * analyte.molar_mass
         raise UnitError(f"analyte {name}: cannot convert to {dimension} without molar mass/valence")
+
+
+CENSORED = r"^\s*[<>≤≥]"  # "<2.0", ">60": a bound reported instead of a result
+
+
+def is_censored(text: str) -> bool:
+    return re.match(CENSORED, text) is not None
 
 
 @lru_cache(maxsize=8192)

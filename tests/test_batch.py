@@ -463,3 +463,25 @@ def test_a_correction_exactly_on_a_limit_is_decided_as_on_it_in_the_batch_too(in
     assert out["calcium_assessed_mmol_L"].to_list() == ["2.55", "2.15", "2.545"]  # 10.2 mg/dL
     for i in range(3):
         assert not findings(out, i) & {"hypercalcemia", "hypocalcemia"}
+
+
+def test_a_censored_egfr_is_read_as_not_measured_and_the_row_interpreted(interpreter, tmp_path):
+    """Laboratories report eGFR above a cut-off as ">60": refusing such rows would drop most of
+    an export. The rest of the row is interpreted; the note says why eGFR was not used. A
+    censored potassium ("<2.0") still refuses its row: it is itself a critical finding."""
+    text = (
+        "potassium,potassium_unit,egfr,egfr_unit,age,sex\n"
+        "3.1,mmol/L,>60,mL/min/1.73m2,70,F\n"
+        "3.1,mmol/L, > 90 ,mL/min/1.73m2,70,F\n"
+        "<2.0,mmol/L,45,mL/min/1.73m2,70,F\n"
+    )
+    details = tmp_path / "details.jsonl"
+    code, out = batch(interpreter, tmp_path, text, details=details)
+    assert code == 0 and out.height == 3
+    assert out["error"][:2].to_list() == [None, None] and "hypokalemia" in findings(out, 0)
+    assert "'>60' is a bound, not a result" in out["notes"][0] and "'> 90' is a bound" in out["notes"][1]
+    assert out["egfr"][:2].to_list() == [None, None] and "reduced_egfr" in out["not_assessed"][0].split(";")
+    assert "'<2.0' is a censored value" in out["error"][2]
+    records = [json.loads(line) for line in details.read_text().splitlines()]
+    codes = [{f["code"] for f in r["interpretation"]["findings"]} for r in records[:2]]
+    assert codes == [findings(out, 0), findings(out, 1)]  # --details reads the cell as the run does

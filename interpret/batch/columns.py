@@ -24,7 +24,7 @@ from interpret.batch.read import ROW
 from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
-from interpret.units import format_number
+from interpret.units import CENSORED, format_number
 
 HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemolysis", "haemolysis"]
 TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
@@ -126,7 +126,8 @@ def _no_nulls(column: pl.Series) -> pl.Series:
 
 
 def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool) -> pl.DataFrame:
-    """Parse each text column once: `__t_<key>` text, `__n_<key>` number, `__h_<key>` haemolysis.
+    """Parse each text column once: `__t_<key>` text, `__n_<key>` number, `__h_<key>` haemolysis,
+    `__c_<key>` a censored value ("<2.0", ">60").
 
     Fast path: a plain number casts as it is. Only the cells that do not (spaces, decimal
     commas, words, censored values) are stripped and examined: few rows, so the costly
@@ -138,6 +139,7 @@ def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: boo
         raw = _no_nulls(frame.get_column(header))
         number = numbers.get_column(key)
         hemo = pl.Series(f"__h_{key}", [False], dtype=pl.Boolean).new_from_index(0, frame.height)
+        censored = hemo.alias(f"__c_{key}")
         odd = (number.is_null() & (raw != "")).arg_true()
         if len(odd):
             text = raw.gather(odd).str.strip_chars()
@@ -145,22 +147,26 @@ def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: boo
             raw = raw.scatter(odd, text)
             number = number.scatter(odd, number_text.cast(pl.Float64, strict=False))
             hemo = hemo.scatter(odd, text.str.to_lowercase().is_in(HEMOLYSIS_WORDS))
-        columns += [raw.alias(f"__t_{key}"), number.alias(f"__n_{key}"), hemo]
+            censored = censored.scatter(odd, text.str.contains(CENSORED))
+        columns += [raw.alias(f"__t_{key}"), number.alias(f"__n_{key}"), hemo, censored]
     return frame.with_columns(columns)
 
 
-def parse_number(key: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    """(value, empty, haemolysis written in the cell, unparsable flag, problem text) of a
-    materialised column. The text is costly: it is evaluated on flagged rows only
-    (`Columns.messages`)."""
+def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(value, empty, read as not measured, unparsable flag, problem text) of a materialised
+    column. Read as not measured: haemolysis written in the cell, and a censored value where
+    the analyte says so (`censored: not_measured`, rules/analytes.yaml). The text is costly:
+    it is evaluated on flagged rows only (`Columns.messages`)."""
     s, number, hemo = pl.col(f"__t_{key}"), pl.col(f"__n_{key}"), pl.col(f"__h_{key}")
+    if censored == "not_measured":
+        hemo = hemo | pl.col(f"__c_{key}")
     empty = s == ""
     finite = number.is_finite().fill_null(False)
     bad = ~empty & ~hemo & ~finite
     problem = (
         pl.when(empty | hemo)
         .then(None)
-        .when(s.str.contains(r"^[<>≤≥]"))
+        .when(pl.col(f"__c_{key}"))
         .then(pl.format("'{}' is a censored value and cannot be interpreted exactly", s))
         .when(number.is_null() & s.str.contains(r"^[-+]?\d+,\d+$"))
         .then(pl.format("'{}' has a decimal comma in a comma-delimited file (ambiguous)", s))
@@ -188,8 +194,8 @@ def limit_expr(unit: pl.Expr, threshold: Threshold | None) -> pl.Expr:
 class ResultSteps(NamedTuple):
     parse: list[pl.Expr]  # number and unit factor of each result
     checks: list[pl.Expr]  # canonical values, laboratory ranges, the refusal flag
-    hemolysis: list[pl.Expr]  # for chunks with haemolysis written in a value cell
-    no_hemolysis: list[pl.Expr]  # for the others
+    noted: list[pl.Expr]  # for chunks with a value cell read as not measured (haemolysis, censored)
+    plain: list[pl.Expr]  # for the others
     problems: pl.Expr  # the refusal text, computed for flagged rows only
 
 
@@ -236,9 +242,12 @@ class Columns:
         )
         steps = self._result_steps
         frame = frame.with_columns(steps.parse)
-        # haemolysis written in a value cell is rare: no per-row work when a chunk has none
-        any_hemo = any(frame.get_column(f"__h_{ANALYTE_FACT[a]}").any() for a in self.plan.analyte_columns)
-        return frame.with_columns(steps.checks + (steps.hemolysis if any_hemo else steps.no_hemolysis))
+        # haemolysis or a censored value written in a value cell is rare: no per-row work for
+        # notes when a chunk has none
+        noted = any(
+            frame.get_column(f"__{flag}_{ANALYTE_FACT[a]}").any() for a in self.plan.analyte_columns for flag in "hc"
+        )
+        return frame.with_columns(steps.checks + (steps.noted if noted else steps.plain))
 
     @functools.cached_property
     def _result_texts(self) -> dict[str, str]:
@@ -263,14 +272,16 @@ class Columns:
         notes: list[pl.Expr] = []
         for analyte, header in self.plan.analyte_columns.items():
             fact = ANALYTE_FACT[analyte]
-            _, empty, hemo, bad, problem = parse_number(fact)
+            censored = self.rs.analytes[analyte].censored
+            _, empty, not_measured, bad, problem = parse_number(fact, censored)
+            hemo = pl.col(f"__h_{fact}")
             value, unit_key, factor = pl.col(f"p__{fact}"), pl.col(f"u__{fact}"), pl.col(f"__factor_{fact}")
             canonical = value * factor
             limits = self.rs.plausibility[analyte]
             low = limit_expr(unit_key, limits.get("refuse_below"))
             high = limit_expr(unit_key, limits.get("refuse_above"))
             implausible = (canonical < low).fill_null(False) | (canonical > high).fill_null(False)
-            flags += [bad, ~empty & ~hemo & unit_key.is_null(), (value < 0).fill_null(False), implausible]
+            flags += [bad, ~empty & ~not_measured & unit_key.is_null(), (value < 0).fill_null(False), implausible]
             label = f"{analyte} (column {header!r})"
             problems.append(
                 pl.format(
@@ -278,7 +289,7 @@ class Columns:
                     pl.lit(label),
                     pl.coalesce(
                         problem,
-                        pl.when(~empty & ~hemo).then(self._unit_problem(analyte)),
+                        pl.when(~empty & ~not_measured).then(self._unit_problem(analyte)),
                         _problem(value < 0, pl.format("{} is negative", pl.col(f"__t_{fact}"))),
                         _problem(
                             implausible,
@@ -293,15 +304,25 @@ class Columns:
             )
             hemolysis_cells.append(hemo)
             notes.append(_problem(hemo, f"{analyte}: haemolysis written in the value cell, read as not measured"))
+            if censored == "not_measured":
+                text = pl.col(f"__t_{fact}")
+                notes.append(
+                    _problem(
+                        pl.col(f"__c_{fact}"),
+                        pl.format(
+                            "{}: '{}' is a bound, not a result (censored), read as not measured", pl.lit(analyte), text
+                        ),
+                    )
+                )
             exprs.append(canonical.alias(f"q__{fact}"))
             exprs += self._lab_range(analyte, fact, factor)
         exprs.append((pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__result"))
-        hemolysis = [
+        noted = [
             (pl.any_horizontal(hemolysis_cells) if hemolysis_cells else pl.lit(False)).alias("__hemo_cells"),
             join(notes).alias("notes"),
         ]
-        no_hemolysis = [pl.lit(False).alias("__hemo_cells"), pl.lit(None, dtype=pl.String).alias("notes")]
-        return ResultSteps(parse, exprs, hemolysis, no_hemolysis, join(problems))
+        plain = [pl.lit(False).alias("__hemo_cells"), pl.lit(None, dtype=pl.String).alias("notes")]
+        return ResultSteps(parse, exprs, noted, plain, join(problems))
 
     def _unit_key(self, analyte: str, frame: pl.DataFrame) -> pl.Series | pl.Expr:
         """Each row's unit key: null where the spelling is not a unit of `analyte`.

@@ -18,6 +18,8 @@ from interpret.batch.columns import HEMOLYSIS_WORDS, yes_no
 from interpret.batch.mapping import Plan
 from interpret.batch.read import ROW, CsvSource
 from interpret.models import to_dict
+from interpret.ruleset import Ruleset
+from interpret.units import is_censored
 from interpret.validate import InputError, read_number
 
 
@@ -38,20 +40,22 @@ def write_details(
                     record["error"] = errors[line]
                 else:
                     try:
-                        record["interpretation"] = to_dict(interpreter.interpret(panel_from_row(row, plan, source)))
+                        panel = panel_from_row(row, plan, source, interpreter.ruleset)
+                        record["interpretation"] = to_dict(interpreter.interpret(panel))
                     except InputError as exc:
                         record["error"] = "; ".join(f"{loc}: {msg}" for loc, msg in exc.errors)
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource) -> dict[str, Any]:
+def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource, rs: Ruleset) -> dict[str, Any]:
     results = []
     hemolysis_in_a_cell = False  # as in the run: the result is not measured, the specimen is haemolysed
     for analyte, header in plan.analyte_columns.items():
         value = (row.get(header) or "").strip()
         hemolysis = value.casefold() in HEMOLYSIS_WORDS
         hemolysis_in_a_cell |= hemolysis
-        if not value or hemolysis:
+        not_measured = is_censored(value) and rs.analytes[analyte].censored == "not_measured"  # as in the run
+        if not value or hemolysis or not_measured:
             continue
         unit = (row.get(plan.unit_columns.get(analyte, ""), "") or "").strip() or plan.fixed_units.get(analyte, "")
         result: dict[str, Any] = {"analyte": analyte, "value": read_number(value, source.decimal_comma), "unit": unit}

@@ -106,6 +106,9 @@ class AnalyteDef(Strict):
     interval_source: str | None = None
     critical: Critical = Critical()
     plausibility: Plausibility = Plausibility()
+    # A censored cell in a batch file ("<2.0", ">60"): `refuse` the row, or read the result as
+    # `not_measured` (with a note) and interpret the rest of the row.
+    censored: Literal["refuse", "not_measured"] = "refuse"
 
 
 class AnalytesFile(Strict):

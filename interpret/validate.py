@@ -17,7 +17,7 @@ from interpret.facts import SEXES
 from interpret.medications import MedicationMatch
 from interpret.models import MedicationIn, PanelIn, ResultIn
 from interpret.ruleset import Ruleset
-from interpret.units import format_number
+from interpret.units import format_number, is_censored
 
 
 class InputError(ValueError):
@@ -81,7 +81,15 @@ def parse_input(data: Any) -> PanelIn:
             return PanelIn.model_validate_json(data)
         return PanelIn.model_validate(data)
     except ValidationError as exc:
-        raise InputError([(location(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+        raise InputError([(location(e["loc"]), _message(e)) for e in exc.errors()]) from None
+
+
+def _message(error: Any) -> str:
+    """pydantic's message, but a censored value ("<2.0", ">60") is named as such."""
+    given = error.get("input")
+    if isinstance(given, str) and is_censored(given) and error["loc"][-1:] == ("value",):
+        return f"{given.strip()!r} is a bound (a censored value), not a result: give the number, or leave it out"
+    return str(error["msg"])
 
 
 def validate_panel(data: Any, ruleset: Ruleset) -> Panel:

@@ -110,3 +110,18 @@ def test_survivable_extremes_pass_and_ask_for_verification(interpreter):
 def test_sex_spellings(interpreter, given, normalised):
     p, _, _ = interpreter.evaluate(panel(k(), patient={"sex": given}))
     assert p.sex == normalised
+
+
+def test_a_censored_value_is_named_as_such(interpreter):
+    """A laboratory's "<2.0" or ">60" is a bound, not a number: say so, at the field."""
+    from interpret.validate import InputError
+
+    for text in (">60", "<2.0", " ≤ 0.5"):
+        with pytest.raises(InputError) as info:
+            interpreter.interpret({"results": [{"analyte": "egfr", "value": text, "unit": "mL/min/1.73m2"}]})
+        assert info.value.errors == [
+            (
+                "results[0].value",
+                f"{text.strip()!r} is a bound (a censored value), not a result: give the number, or leave it out",
+            )
+        ]

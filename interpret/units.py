@@ -124,6 +124,8 @@ def format_beside(value: float, limits: Iterable[float]) -> str:
     beside an interval starting at 2.15 shows as "2.146", not "2.15" (which would read as
     inside the interval, while the finding says low)."""
     text = format_number(value)
+    if float(text) == value:
+        return text  # shown exactly: on its own side of anything
     ends = [limit for limit in limits if math.isfinite(limit)]
     decimals = len(text.partition(".")[2])
     while decimals < 6 and not all(_side(float(text), end) == _side(value, end) for end in ends):

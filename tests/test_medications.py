@@ -20,6 +20,7 @@ CATALOGUE = default_ruleset().medications
         ("Potassium Chl 20 mEq / 1000 mL D5 1/2 NS", {"potassium_supplement", "no_rule_applies"}),
         ("Potassium Chloride Replacement (Critical Care and Oncology) ", {"potassium_supplement"}),
         ("Potassium Phosphate", {"potassium_supplement"}),
+        ("Neutra-Phos", {"potassium_supplement"}),  # potassium and sodium phosphates (MIMIC-IV demo)
         ("Losartan Potassium", {"arb"}),
         ("Esomeprazole sodium", {"ppi"}),
         ("Nexium 40 mg (esomeprazole magnesium)", {"ppi"}),

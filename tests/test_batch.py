@@ -482,6 +482,8 @@ def test_a_censored_egfr_is_read_as_not_measured_and_the_row_interpreted(interpr
     assert "'>60' is a bound, not a result" in out["notes"][0] and "'> 90' is a bound" in out["notes"][1]
     assert out["egfr"][:2].to_list() == [None, None] and "reduced_egfr" in out["not_assessed"][0].split(";")
     assert "'<2.0' is a censored value" in out["error"][2]
+    notes = json.loads((tmp_path / "out.csv.json").read_text())["notes"]
+    assert "2 rows: egfr: a value is a bound, not a result (censored), read as not measured (the notes column)" in notes
     records = [json.loads(line) for line in details.read_text().splitlines()]
     codes = [{f["code"] for f in r["interpretation"]["findings"]} for r in records[:2]]
     assert codes == [findings(out, 0), findings(out, 1)]  # --details reads the cell as the run does

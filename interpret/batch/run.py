@@ -53,6 +53,7 @@ class Stats:
     by_finding: dict[str, dict[str, int]] = field(default_factory=dict)
     not_assessed: dict[str, int] = field(default_factory=dict)
     unrecognized_medications: dict[str, int] = field(default_factory=dict)
+    row_notes: dict[str, int] = field(default_factory=dict)  # kind of note (values left out) -> rows
     samples: list[pl.DataFrame] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -67,6 +68,7 @@ class Stats:
             _add(self.by_finding.setdefault(code, {}), by_severity)
         _add(self.not_assessed, other.not_assessed)
         _add(self.unrecognized_medications, other.unrecognized_medications)
+        _add(self.row_notes, other.row_notes)
         self.samples += other.samples
 
     @property
@@ -203,6 +205,9 @@ class BatchRun:
             for text, n in lists.iter_rows():
                 for name in text.split("; "):
                     s.unrecognized_medications[name] = s.unrecognized_medications.get(name, 0) + n
+        if frame["notes"].null_count() < frame.height:  # what the notes column says, counted by kind
+            kinds = frame["notes"].drop_nulls().str.replace_all(r"'[^']*'", "a value").str.split("; ").explode()
+            _add(s.row_notes, dict(kinds.value_counts().iter_rows()))
         keep = [
             c
             for c in (
@@ -261,6 +266,8 @@ class BatchRun:
             shutil.rmtree(parts, ignore_errors=True)
         self.stats.seconds = time.perf_counter() - started
         self.stats.notes.extend(self.plan.notes)
+        for kind, rows in sorted(self.stats.row_notes.items(), key=lambda kv: -kv[1]):
+            self.stats.notes.append(f"{rows} rows: {kind} (the notes column)")
         if self.stats.blank_lines:
             self.stats.notes.append(f"{self.stats.blank_lines} blank lines skipped (not rows)")
         return self.stats

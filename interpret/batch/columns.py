@@ -158,13 +158,12 @@ def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, 
     the analyte says so (`censored: not_measured`, rules/analytes.yaml). The text is costly:
     it is evaluated on flagged rows only (`Columns.messages`)."""
     s, number, hemo = pl.col(f"__t_{key}"), pl.col(f"__n_{key}"), pl.col(f"__h_{key}")
-    if censored == "not_measured":
-        hemo = hemo | pl.col(f"__c_{key}")
+    not_measured = hemo | pl.col(f"__c_{key}") if censored == "not_measured" else hemo
     empty = s == ""
     finite = number.is_finite().fill_null(False)
-    bad = ~empty & ~hemo & ~finite
+    bad = ~empty & ~not_measured & ~finite
     problem = (
-        pl.when(empty | hemo)
+        pl.when(empty | not_measured)
         .then(None)
         .when(pl.col(f"__c_{key}"))
         .then(pl.format("'{}' is a censored value and cannot be interpreted exactly", s))
@@ -173,7 +172,7 @@ def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, 
         .when(~finite)
         .then(pl.format("'{}' is not a number", s))
     )
-    return pl.when(finite & ~hemo).then(number), empty, hemo, bad, problem
+    return pl.when(finite & ~hemo).then(number), empty, not_measured, bad, problem
 
 
 def _by_unit(unit: pl.Expr, mapping: dict[str, float | None], default: float | None) -> pl.Expr:

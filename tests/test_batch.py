@@ -368,6 +368,24 @@ def test_lookup_answers_right_when_its_memory_is_cleared(monkeypatch):
     assert calls.count("a") == 2  # remembered within the limit, resolved again after a clear
 
 
+@given(st.lists(st.sampled_from(["F", "m", "female", " M ", "", "x", "?", "f", "u", "w", "q", "7"]), max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_lookup_maps_every_cell_to_its_own_texts_answer(cells):
+    """One spelling, a handful or many, after other chunks or not: each cell gets the answer
+    for its own text (unknown texts none), in its own row."""
+    from interpret.batch.columns import Lookup
+
+    sexes = pl.Enum(["female", "male"])
+    answer = {"f": "female", "female": "female", "m": "male", "M": "male"}
+    for chunks_before in ([], [[str(i) for i in range(20)]]):  # the second: the lookup has seen many
+        lookup = Lookup(lambda t: answer.get(t.strip()), sexes)
+        for earlier in chunks_before:
+            lookup(pl.Series("sex", earlier))
+        out = lookup(pl.Series("sex", cells, dtype=pl.String))
+        assert out.dtype == sexes and out.len() == len(cells)
+        assert out.to_list() == [answer.get(c.strip()) for c in cells]
+
+
 def test_patient_cells_that_are_not_accepted_refuse_the_row_with_the_text_as_written(interpreter, tmp_path):
     """As the single-panel path refuses sex 'z', so does the batch; the message quotes the cell
     (a past version flagged such rows but lost the message and interpreted them anyway)."""

@@ -61,6 +61,11 @@ def batch(interpreter, tmp_path: Path, text: str | bytes, *, name="in.csv", insp
     return Run(result.exit_code, frame, result.stdout, result.stderr)
 
 
+def json_lines(path: Path) -> list[dict]:
+    """The records of a `--details` file."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def findings(out: pl.DataFrame, i: int) -> set[str]:
     text = out["findings"][i] or ""
     return set(text.split(";")) - {""}
@@ -225,7 +230,7 @@ def test_summary_page_content(interpreter, tmp_path):
 def test_details_are_one_json_line_per_row(interpreter, tmp_path):
     details = tmp_path / "d.jsonl"
     batch(interpreter, tmp_path, WIDE, details=details)
-    records = [json.loads(line) for line in details.read_text().splitlines()]
+    records = json_lines(details)
     assert [r["line"] for r in records] == [2, 3, 4]
     codes = {f["code"] for f in records[0]["interpretation"]["findings"]}
     assert "hypokalemia_with_hypomagnesemia" in codes
@@ -241,7 +246,7 @@ def test_details_read_haemolysis_as_the_run_does(interpreter, tmp_path):
     )
     details = tmp_path / "d.jsonl"
     code, out = batch(interpreter, tmp_path, text, details=details)
-    records = [json.loads(line) for line in details.read_text().splitlines()]
+    records = json_lines(details)
     flags = [r["interpretation"]["specimen_hemolyzed"] for r in records]
     assert code == 0 and flags == [True, True, False]
     in_details = [
@@ -288,7 +293,7 @@ def test_details_follow_the_runs_rows_in_long_format(interpreter, tmp_path):
     mapping.write_text("long: {panel_key: [subject, specimen], analyte: code, value: value, unit: unit}\n")
     details = tmp_path / "d.jsonl"
     code, out = batch(interpreter, tmp_path, LONG, mapping_path=mapping, details=details)
-    records = [json.loads(line) for line in details.read_text().splitlines()]
+    records = json_lines(details)
     assert code == 0 and [r["line"] for r in records] == [int(x) for x in out["line"]]
     first = {f["code"] for f in records[0]["interpretation"]["findings"]}
     assert "hypokalemia_with_hypomagnesemia" in first
@@ -298,7 +303,7 @@ def test_details_follow_the_runs_rows_in_long_format(interpreter, tmp_path):
 def test_details_skip_blank_lines_like_the_run(interpreter, tmp_path):
     details = tmp_path / "d.jsonl"
     code, _ = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.0,mmol/L\n\n6.6,mmol/L\n", details=details)
-    records = [json.loads(line) for line in details.read_text().splitlines()]
+    records = json_lines(details)
     assert code == 0 and [r["line"] for r in records] == [2, 4]
     assert [r["interpretation"]["results"][0]["value"] for r in records] == [3.0, 6.6]
 
@@ -502,6 +507,6 @@ def test_a_censored_egfr_is_read_as_not_measured_and_the_row_interpreted(interpr
     assert "'<2.0' is a censored value" in out["error"][2]
     notes = json.loads((tmp_path / "out.csv.json").read_text())["notes"]
     assert "2 rows: egfr: a value is a bound, not a result (censored), read as not measured (the notes column)" in notes
-    records = [json.loads(line) for line in details.read_text().splitlines()]
+    records = json_lines(details)
     codes = [{f["code"] for f in r["interpretation"]["findings"]} for r in records[:2]]
     assert codes == [findings(out, 0), findings(out, 1)]  # --details reads the cell as the run does

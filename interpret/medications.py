@@ -72,7 +72,19 @@ class MedicationCatalogue:
         for entries in self._index.values():
             entries.sort(key=lambda e: -len(e[0]))
         self._rxnorm = {code: self.drugs[d.name] for d in data.drugs for code in d.rxnorm}
+        self._local_words, self._local_class = self._local_forms(data)
         self._cache: dict[tuple[str, str | None], MedicationMatch] = {}
+
+    @staticmethod
+    def _local_forms(data: MedicationsFile) -> tuple[tuple[tuple[str, ...], ...], frozenset[str]]:
+        if data.local_forms is None:
+            return (), frozenset()
+        phrases = tuple(words(w) for w in data.local_forms.words)
+        if not all(phrases):
+            raise CatalogueError(f"local_forms: {data.local_forms.words!r} has an entry without words")
+        if data.local_forms.becomes not in data.classes:
+            raise CatalogueError(f"local_forms: unknown class {data.local_forms.becomes!r}")
+        return phrases, frozenset({data.local_forms.becomes})
 
     def _classes(self, drug: DrugDef, by_name: dict[str, DrugDef], seen: tuple[str, ...]) -> frozenset[str]:
         if drug.name in seen:
@@ -99,9 +111,26 @@ class MedicationCatalogue:
         return found
 
     def _match(self, text: str, rxnorm: str | None) -> MedicationMatch:
-        if rxnorm and rxnorm.strip() in self._rxnorm:
-            return MedicationMatch.of(text, (self._rxnorm[rxnorm.strip()],))
         tokens = words(text)
+        if rxnorm and rxnorm.strip() in self._rxnorm:
+            drugs: tuple[MatchedDrug, ...] = (self._rxnorm[rxnorm.strip()],)
+        else:
+            drugs = self._drugs_in(tokens)
+        if drugs and self._local_words and self._names_local_form(tokens):
+            drugs = tuple(dict.fromkeys(MatchedDrug(d.name, self._local_class) for d in drugs))
+        return MedicationMatch.of(text, drugs)
+
+    def _names_local_form(self, tokens: tuple[str, ...]) -> bool:
+        """The entry is a preparation for the eye, ear or skin (`local_forms`): its drugs'
+        systemic effects are not what these rules assess (ciprofloxacin eye drops are no
+        QT-prolonging drug; hydrocortisone cream no mineralocorticoid)."""
+        return any(
+            tokens[i : i + len(phrase)] == phrase
+            for phrase in self._local_words
+            for i in range(len(tokens) - len(phrase) + 1)
+        )
+
+    def _drugs_in(self, tokens: tuple[str, ...]) -> tuple[MatchedDrug, ...]:
         found: list[MatchedDrug] = []
         i = 0
         while i < len(tokens):
@@ -115,7 +144,7 @@ class MedicationCatalogue:
             i += length
             while i < len(tokens) and tokens[i] in self.salts:
                 i += 1
-        return MedicationMatch.of(text, tuple(found))
+        return tuple(found)
 
     def _longest_at(self, tokens: tuple[str, ...], i: int) -> tuple[int, MatchedDrug] | None:
         for key, drug in self._index.get(tokens[i], ()):

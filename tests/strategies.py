@@ -42,6 +42,8 @@ MEDICATIONS = [
     "ondansetron",
     "acetaminophen",
     "zzqx unknown drug",
+    "Ciprofloxacin 0.3% Ophth Soln",  # local: not QT-prolonging
+    "Heparin Dwell (1000 Units/mL)",  # a catheter lock: not systemic heparin
 ]
 # thresholds worth hitting exactly (value, unit)
 EDGES = {

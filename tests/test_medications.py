@@ -39,10 +39,81 @@ CATALOGUE = default_ruleset().medications
         ("citalopram 20 mg", {"ssri_snri", "qt_prolonging"}),
         ("Sodium Chloride 0.9%  Flush", {"no_rule_applies"}),
         ("zzqx 5 mg", set()),
+        # a catheter lock is not systemic anticoagulation (MIMIC-IV demo, 72 specimens)
+        ("Heparin Dwell (1000 Units/mL)", {"no_rule_applies"}),
+        ("dexamethasone 4 mg IV", {"no_rule_applies"}),  # negligible mineralocorticoid effect
+        ("Jardiance 10 mg", {"no_rule_applies"}),
     ],
 )
 def test_classes_of_free_text(text, classes):
     assert set(CATALOGUE.match(text).classes) == classes
+
+
+LOCAL = {"local_preparation"}
+
+
+@pytest.mark.parametrize(
+    ("text", "classes"),
+    [
+        # eye, ear and skin preparations (MIMIC-IV demo spellings): not their systemic classes
+        ("PrednisoLONE Acetate 1% Ophth. Susp.", LOCAL),
+        ("Ciprofloxacin 0.3% Ophth Soln", LOCAL),
+        ("Gentamicin 0.3% Ophth. Soln", LOCAL),
+        ("Erythromycin 0.5% Ophth Oint", LOCAL),
+        ("Hydrocortisone Cream 2.5%", LOCAL),
+        ("Hydrocortisone (Rectal) 2.5% Cream", LOCAL),
+        ("ciprofloxacin/dexamethasone otic", LOCAL),
+        ("ciprofloxacin ear drops", LOCAL),
+        ("ciprofloxacin eye drop", LOCAL),
+        ("diclofenac topical 1% gel", LOCAL),
+        # the same drugs taken systemically keep their classes
+        ("Ciprofloxacin 500 mg PO BID", {"qt_prolonging"}),
+        ("Hydrocortisone Na Succ.", {"mineralocorticoid_corticosteroid"}),
+        ("Gentamicin 80 mg IV q8h", {"magnesium_wasting_nephrotoxin"}),
+        # forms that act systemically are deliberately not local
+        ("desmopressin nasal spray", {"desmopressin"}),
+        ("Albuterol Inhaler", {"beta2_agonist"}),
+        ("Albuterol 0.083% Neb Soln", {"beta2_agonist"}),
+        ("Magnesium sulfate enema", {"magnesium_containing"}),
+        ("Fentanyl Patch", {"no_rule_applies"}),
+        ("Diclofenac Sodium 1% Gel", {"nsaid"}),
+        ("Heparin gtt", {"heparin"}),
+        # an unknown drug in a cream is still unrecognised, not hidden
+        ("Clobetasol Propionate 0.05% Cream", set()),
+    ],
+)
+def test_preparations_for_the_eye_ear_or_skin(text, classes):
+    assert set(CATALOGUE.match(text).classes) == classes
+
+
+def test_a_local_preparation_keeps_its_drug_name():
+    match = CATALOGUE.match("Ciprofloxacin 0.3% Ophth Soln")
+    assert match.recognized and [d.name for d in match.drugs] == ["ciprofloxacin"]
+
+
+def test_a_local_form_applies_to_a_drug_named_by_its_rxnorm_code():
+    assert CATALOGUE.match("furosemide cream", rxnorm="4603").classes == LOCAL
+
+
+def test_ciprofloxacin_eye_drops_raise_no_qt_finding(interpreter):
+    """Low K with ciprofloxacin: the QT finding is for the tablets, not the eye drops."""
+
+    def codes(medication):
+        result = interpreter.interpret(
+            {
+                "patient": {"age": 70, "sex": "female"},
+                "results": [
+                    {"analyte": "potassium", "value": 3.1, "unit": "mmol/L"},
+                    {"analyte": "magnesium", "value": 0.8, "unit": "mmol/L"},
+                ],
+                "medications": [medication],
+            }
+        )
+        return {f.code for f in result.findings}
+
+    assert "qt_risk_with_electrolyte_deficit" in codes("ciprofloxacin 500 mg PO BID")
+    assert "qt_risk_with_electrolyte_deficit" not in codes("Ciprofloxacin 0.3% Ophth Soln")
+    assert "hypokalemia" in codes("Ciprofloxacin 0.3% Ophth Soln")
 
 
 def test_rxnorm_ingredient_code_wins_over_the_name():

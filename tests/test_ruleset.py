@@ -108,6 +108,11 @@ def test_medication_class_typo_in_catalogue(rules_copy):
     assert "drug 'bumetanide': unknown classes ['loop_diuretics']" in problems(rules_copy)
 
 
+def test_local_forms_name_a_class_of_the_catalogue(rules_copy):
+    edit(rules_copy / "medications.yaml", "becomes: local_preparation", "becomes: local_prep")
+    assert "local_forms: unknown class 'local_prep'" in problems(rules_copy)
+
+
 def test_hash_changes_with_content(rules_copy):
     before = load_ruleset(rules_copy).sha256
     edit(rules_copy / "analytes.yaml", "at_or_above: {mmol/L: 6.5}", "at_or_above: {mmol/L: 6.0}")

@@ -188,8 +188,17 @@ class DrugDef(Strict):
     rxnorm: list[str] = []
 
 
+class LocalForms(Strict):
+    """Words that name a preparation applied to the eye, ear or skin: a drug matched in such
+    an entry takes the class `becomes` instead of its own (systemic) classes."""
+
+    becomes: str
+    words: list[str] = Field(min_length=1)
+
+
 class MedicationsFile(Strict):
     salt_words: list[str]
+    local_forms: LocalForms | None = None
     classes: dict[str, MedicationClass]
     drugs: list[DrugDef]
 

@@ -114,3 +114,34 @@ def test_child_is_interpreted_without_patient_details(client):
     cards = client.post("/cds-services/electrolyte-panel", json=request).json()["cards"]
     unused = next(c for c in cards if c["summary"] == "Some data could not be used")
     assert "patient.age" in unused["detail"]
+
+
+def _with_medication(request, name, rxnorm, route):
+    """The fixture's request with one more active MedicationRequest given by `route`."""
+    request = copy.deepcopy(request)
+    coding = [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxnorm, "display": name}]
+    dosage = {"route": {"coding": [{"system": "http://snomed.info/sct", "code": route[0], "display": route[1]}]}}
+    resource = {
+        "resourceType": "MedicationRequest",
+        "id": "mr-route",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": coding},
+        "dosageInstruction": [dosage],
+        "subject": {"reference": "Patient/pt-1"},
+    }
+    request["prefetch"]["meds"]["entry"].append({"resource": resource})
+    return request
+
+
+def test_dosage_route_decides_whether_a_drug_acts_systemically(client):
+    """Ciprofloxacin by mouth with low K is a QT risk; ciprofloxacin into the eye is not
+    (the route is read from dosageInstruction, SNOMED CT display)."""
+
+    def codes(route):
+        request = _with_medication(REQUEST, "ciprofloxacin", "2551", route)
+        cards = client.post("/cds-services/electrolyte-panel", json=request).json()["cards"]
+        return {c["source"].get("topic", {}).get("code") for c in cards}
+
+    assert "qt_risk_with_electrolyte_deficit" in codes(("26643006", "Oral route"))
+    assert "qt_risk_with_electrolyte_deficit" not in codes(("54485002", "Ophthalmic route"))

@@ -135,7 +135,21 @@ def _medication(request: dict[str, Any]) -> dict[str, Any] | None:
     code = next((str(c.get("code")) for c in codings if c.get("system") == RXNORM and c.get("code")), None)
     if not text and not code:
         return None
-    return {"name": text or f"RxNorm {code}", "rxnorm": code}
+    name = text or f"RxNorm {code}"
+    route = _route(request)
+    if route and route.casefold() not in name.casefold():
+        name = f"{name} ({route})"  # "Ophthalmic route": the catalogue's local_forms read it
+    return {"name": name, "rxnorm": code}
+
+
+def _route(request: dict[str, Any]) -> str | None:
+    """The route of the first dosage instruction, as text (SNOMED CT display or text)."""
+    for dosage in request.get("dosageInstruction") or []:
+        route = dosage.get("route") or {}
+        text = route.get("text") or next((c.get("display") for c in route.get("coding") or [] if c.get("display")), None)
+        if text:
+            return str(text)
+    return None
 
 
 def _medications(prefetch: dict[str, Any], draft_orders: Any, mapped: Mapped) -> None:

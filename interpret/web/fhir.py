@@ -146,7 +146,9 @@ def _route(request: dict[str, Any]) -> str | None:
     """The route of the first dosage instruction, as text (SNOMED CT display or text)."""
     for dosage in request.get("dosageInstruction") or []:
         route = dosage.get("route") or {}
-        text = route.get("text") or next((c.get("display") for c in route.get("coding") or [] if c.get("display")), None)
+        text = route.get("text") or next(
+            (c.get("display") for c in route.get("coding") or [] if c.get("display")), None
+        )
         if text:
             return str(text)
     return None

@@ -510,3 +510,86 @@ def test_a_censored_egfr_is_read_as_not_measured_and_the_row_interpreted(interpr
     records = json_lines(details)
     codes = [{f["code"] for f in r["interpretation"]["findings"]} for r in records[:2]]
     assert codes == [findings(out, 0), findings(out, 1)]  # --details reads the cell as the run does
+
+
+def test_the_output_takes_its_name_only_when_complete(interpreter, tmp_path, monkeypatch):
+    """A run that fails part-way leaves no half-written file under the output's name, and
+    nothing hidden beside it; a complete run replaces an earlier output, created as any
+    file would be (mode 0666 less the umask)."""
+    import os
+
+    from interpret.batch import run as batch_run
+
+    text = "potassium,potassium_unit\n3.1,mmol/L\n4.0,mmol/L\n"
+    (tmp_path / "out.csv").write_text("an earlier run's output\n")
+    original = batch_run.OutputFile.write
+
+    def fails_after_writing(self, *args):
+        original(self, *args)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(batch_run.OutputFile, "write", fails_after_writing)
+    failed = batch(interpreter, tmp_path, text)
+    assert failed.code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # no out.csv, nothing hidden
+
+    monkeypatch.setattr(batch_run.OutputFile, "write", original)
+    done = batch(interpreter, tmp_path, text)
+    assert done.code == 0 and done.out["potassium_status"].to_list() == ["low", "normal"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv", "out.csv.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_chunks_written_out_of_turn_land_in_input_order(tmp_path):
+    """Workers finish in any order; each chunk's rows are written in its turn, under one header."""
+    import threading
+
+    from interpret.batch.run import OutputFile
+
+    frames = [pl.DataFrame({"line": [2 * n + 2, 2 * n + 3]}) for n in range(4)]
+    with OutputFile(tmp_path / "out.csv") as out:
+        writers = [threading.Thread(target=out.write, args=(frames[n], n)) for n in (3, 1, 2, 0)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join(timeout=10)
+    assert (tmp_path / "out.csv").read_text().split() == ["line", *(str(i) for i in range(2, 10))]
+
+
+def test_a_failed_chunk_releases_the_chunks_waiting_for_their_turn(tmp_path):
+    """Chunk 1 waits for chunk 0; when chunk 0 fails, chunk 1 stops waiting (no hung run)."""
+    import threading
+
+    from interpret.batch.run import OutputFile
+
+    errors = []
+
+    def write_second(out):
+        try:
+            out.write(pl.DataFrame({"line": [3]}), 1)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    with pytest.raises(ValueError), OutputFile(tmp_path / "out.csv") as out:
+        waiting = threading.Thread(target=write_second, args=(out,))
+        waiting.start()
+        out.abandon()  # what a worker does when processing chunk 0 fails
+        waiting.join(timeout=10)
+        assert not waiting.is_alive()
+        raise ValueError("chunk 0 failed")
+    assert errors == ["the run stopped at an earlier chunk"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_many_chunks_give_every_row_once_in_order(interpreter, tmp_path, monkeypatch):
+    """A file read in many small chunks, two processed at once: every row once, in input order."""
+    from interpret.batch import read
+
+    monkeypatch.setattr(read.read_chunks, "__defaults__", (7,))
+    rows = [f"{3 + (i % 30) / 10:.1f},mmol/L,{40 + i % 50}" for i in range(100)]
+    code, out, *_ = batch(interpreter, tmp_path, "potassium,potassium_unit,age\n" + "\n".join(rows) + "\n")
+    assert code == 0
+    assert out["line"].to_list() == [str(i) for i in range(2, 102)]
+    assert out["potassium_mmol_L"].to_list() == [str(float(r.split(",")[0])) for r in rows]

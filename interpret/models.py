@@ -146,6 +146,7 @@ class MedicationOut:
     recognized: bool
     drugs: list[str]
     classes: list[str]
+    class_labels: list[str]  # the classes' labels (rules/medications.yaml), in the same order
 
 
 @dataclass(slots=True)

@@ -77,6 +77,7 @@ class Reporter:
         }
         self.logic = {r.code: r.condition.words() for r in ruleset.rules}
         self.labels = {name: a.label for name, a in ruleset.analytes.items()}
+        self.class_labels = {code: c.label for code, c in ruleset.medications.data.classes.items()}
 
     def build(self, panel: Panel, facts: Facts, outcomes: list[Outcome]) -> Interpretation:
         rank = self.rs.severity_rank
@@ -104,6 +105,7 @@ class Reporter:
                     recognized=m.recognized,
                     drugs=[d.name for d in m.drugs],
                     classes=sorted(m.classes),
+                    class_labels=[self.class_labels[c] for c in sorted(m.classes)],
                 )
                 for m in panel.medications
             ],

@@ -70,3 +70,16 @@ def test_critical_values_are_worded_as_such(interpreter):
 def test_no_findings_is_not_called_normal(interpreter):
     out = render(interpreter.interpret(expand({"potassium": "4.2 mmol/L", "medications": []})), "text")
     assert "not a statement that the panel is normal" in out
+
+
+def test_medication_classes_are_shown_by_their_labels(interpreter):
+    """A clinician reads "loop diuretic", not the class code "loop_diuretic"."""
+    from interpret.render.html import render_html
+
+    result = interpreter.interpret(
+        {"results": [{"analyte": "potassium", "value": 3.1, "unit": "mmol/L"}], "medications": ["Lasix 40 mg"]}
+    )
+    assert result.medications[0].classes == ["loop_diuretic"]
+    assert result.medications[0].class_labels == ["loop diuretic"]
+    table = render_html(result).split('id="medications"')[1].split("</table>")[0]
+    assert "<td>Lasix 40 mg</td>" in table and "loop diuretic" in table and "loop_diuretic" not in table

@@ -254,7 +254,7 @@ def egfr_category(value: float, rs: Ruleset) -> tuple[str, str]:
 def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     measured = panel.results.get("calcium")
     if measured is None:
-        facts.missing_reason["calcium_assessed"] = "no calcium result"
+        facts.missing_reason["calcium_assessed"] = "not measured"
         return
     d = rs.derivations.corrected_calcium
     albumin = facts.quantities.get("albumin")

@@ -140,3 +140,11 @@ def test_derived_values_swept_across_their_boundaries_never_read_wrong(interpret
         result = interpreter.interpret(expand(compact))
         wrong += [(compact, c) for s in statements(result) for c in contradictions(s)]
     assert wrong == []
+
+
+def test_a_missing_calcium_is_named_as_any_missing_result(interpreter):
+    """'Calcium: not measured', as for glucose or magnesium (not 'Calcium: no calcium result')."""
+    result = interpreter.interpret({"results": [{"analyte": "potassium", "value": 4.0, "unit": "mmol/L"}]})
+    missing = {item.code: item.missing for item in result.not_assessed}
+    assert missing["hypocalcemia"] == ["Calcium: not measured"]
+    assert missing["hypoglycemia"] == ["Glucose: not measured"]

@@ -593,3 +593,28 @@ def test_many_chunks_give_every_row_once_in_order(interpreter, tmp_path, monkeyp
     assert code == 0
     assert out["line"].to_list() == [str(i) for i in range(2, 102)]
     assert out["potassium_mmol_L"].to_list() == [str(float(r.split(",")[0])) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("heights", "expected"),
+    [
+        ([200, 200, 200, 200, 200], [200, 200, 200, 200, 100, 100]),  # the last would run alone
+        ([200, 200, 200, 200], [200, 200, 200, 200]),  # it runs beside the one before
+        ([200, 200, 200], [200, 200, 100, 100]),
+        ([200, 200, 30], [200, 200, 30]),  # too small to be worth halving
+        ([200], [200]),
+        ([], []),
+    ],
+)
+def test_the_last_chunk_is_halved_when_it_would_run_alone(heights, expected):
+    """Two chunks are processed at once; halving a lone last chunk keeps both cores busy
+    at the end. Every row is kept, in order."""
+    from interpret.batch.run import _last_halved
+
+    start, chunks = 0, []
+    for h in heights:
+        chunks.append(pl.DataFrame({"line": list(range(start, start + h))}))
+        start += h
+    out = list(_last_halved(iter(chunks), smallest=50))
+    assert [c.height for c in out] == expected
+    assert [x for c in out for x in c["line"]] == list(range(sum(heights)))

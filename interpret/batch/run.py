@@ -249,7 +249,7 @@ class BatchRun:
                 if progress:
                     progress(height)
 
-            for n, chunk in enumerate(chunks):
+            for n, chunk in enumerate(_last_halved(chunks)):
                 pending.append((pool.submit(self._process_to, chunk, out, n), chunk.height))
                 if len(pending) >= IN_FLIGHT:
                     count_next()
@@ -280,6 +280,31 @@ class BatchRun:
             raise
         out.write(result, n)
         return tally
+
+
+def _last_halved(chunks: Iterator[pl.DataFrame], smallest: int = 10_000) -> Iterator[pl.DataFrame]:
+    """The chunks, with the last one halved when it would otherwise be processed alone
+    (an odd number of chunks): the halves are processed at once, on both cores. The first
+    chunks are passed on at once; later ones once the next is read (by then it usually is)."""
+    passed = 0
+    held: pl.DataFrame | None = None
+    for chunk in chunks:
+        if passed < IN_FLIGHT:
+            passed += 1
+            yield chunk
+            continue
+        if held is not None:
+            passed += 1
+            yield held
+        held = chunk
+    if held is None:
+        return
+    if passed % IN_FLIGHT == 0 and held.height >= 2 * smallest:
+        half = held.height // 2
+        yield held.slice(0, half)
+        yield held.slice(half)
+    else:
+        yield held
 
 
 class OutputFile:

@@ -589,7 +589,7 @@ def test_many_chunks_give_every_row_once_in_order(interpreter, tmp_path, monkeyp
 
     monkeypatch.setattr(read.read_chunks, "__defaults__", (7,))
     rows = [f"{3 + (i % 30) / 10:.1f},mmol/L,{40 + i % 50}" for i in range(100)]
-    code, out, *_ = batch(interpreter, tmp_path, "potassium,potassium_unit,age\n" + "\n".join(rows) + "\n")
+    code, out = batch(interpreter, tmp_path, "potassium,potassium_unit,age\n" + "\n".join(rows) + "\n")
     assert code == 0
     assert out["line"].to_list() == [str(i) for i in range(2, 102)]
     assert out["potassium_mmol_L"].to_list() == [str(float(r.split(",")[0])) for r in rows]
@@ -618,3 +618,41 @@ def test_the_last_chunk_is_halved_when_it_would_run_alone(heights, expected):
     out = list(_last_halved(iter(chunks), smallest=50))
     assert [c.height for c in out] == expected
     assert [x for c in out for x in c["line"]] == list(range(sum(heights)))
+
+
+def test_an_output_the_run_may_not_replace_is_refused_before_any_row(interpreter, tmp_path, monkeypatch):
+    """A read-only earlier output: said at once, and left as it was (root bypasses file modes,
+    so the permission is simulated)."""
+    import os
+
+    from interpret.batch import job
+
+    output = tmp_path / "out.csv"
+    output.write_text("keep me\n")
+    real_access = os.access
+    def access(path, mode, *args, **kwargs):
+        return False if Path(path) == output and mode == os.W_OK else real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(job.os, "access", access)
+    run = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.1,mmol/L\n")
+    assert run.code == 2 and "may not replace (read-only)" in run.stderr
+    assert output.read_text() == "keep me\n"
+
+
+def test_an_earlier_output_that_cannot_be_deleted_fails_the_run_cleanly(interpreter, tmp_path, monkeypatch):
+    """If the earlier file cannot be deleted (another owner's file in a sticky folder), the run
+    says why and leaves nothing of its own behind."""
+    output = tmp_path / "out.csv"
+    output.write_text("not mine\n")
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self == output:
+            raise PermissionError(13, "Operation not permitted", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    run = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.1,mmol/L\n")
+    assert run.code != 0
+    assert output.read_text() == "not mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]

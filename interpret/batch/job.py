@@ -71,6 +71,8 @@ def execute(
     output = output.resolve()  # /dev/stdout redirected to a file: that file, with its .json beside it
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
         raise BatchInputError(f"{output.parent}: not a folder this run can write to")
+    if output.exists() and not os.access(output, os.W_OK):
+        raise BatchInputError(f"{output}: a file this run may not replace (read-only)")
     try:
         return _execute(rs, input_csv, output, options, encoding)
     except pl.exceptions.ComputeError as exc:

@@ -324,6 +324,7 @@ class OutputFile:
         self.path = path
         self.temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         self._previous: threading.Thread | None = None
+        self._previous_error: OSError | None = None
         self._file: BinaryIO | None = None
         self._turn = threading.Condition()
         self._written = 0  # chunks written so far
@@ -331,12 +332,18 @@ class OutputFile:
 
     def __enter__(self) -> OutputFile:
         if self.path.is_file():
-            self._previous = threading.Thread(target=self.path.unlink, kwargs={"missing_ok": True}, daemon=True)
+            self._previous = threading.Thread(target=self._delete_previous, daemon=True)
             self._previous.start()
         # created as open() would create it (mode 0666 less the umask), never over another file
         fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self._file = os.fdopen(fd, "wb")
         return self
+
+    def _delete_previous(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:  # said when the run ends (the new file cannot take the name either)
+            self._previous_error = exc
 
     def write(self, frame: pl.DataFrame, n: int) -> None:
         """Write the n-th chunk's rows once the chunks before it are written."""
@@ -368,10 +375,12 @@ class OutputFile:
             self._file.close()
         if self._previous is not None:
             self._previous.join()  # renaming over the old file would free its blocks here
-        if exc_type is None:
+        if exc_type is None and self._previous_error is None:
             os.replace(self.temporary, self.path)
-        else:
-            self.temporary.unlink(missing_ok=True)
+            return
+        self.temporary.unlink(missing_ok=True)
+        if exc_type is None and self._previous_error is not None:
+            raise self._previous_error
 
 
 def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource, input_path: Path) -> dict[str, Any]:

@@ -630,6 +630,7 @@ def test_an_output_the_run_may_not_replace_is_refused_before_any_row(interpreter
     output = tmp_path / "out.csv"
     output.write_text("keep me\n")
     real_access = os.access
+
     def access(path, mode, *args, **kwargs):
         return False if Path(path) == output and mode == os.W_OK else real_access(path, mode, *args, **kwargs)
 

@@ -3,7 +3,8 @@
 Starts `interpret serve` on localhost (one process), then loads it from a second process
 with N concurrent keep-alive clients (asyncio, raw HTTP/1.1), first GET /healthz (the
 trivial endpoint: the framework's floor), then POST /api/v1/interpret with realistic panels.
-Prints requests per second, p50 and p99 latency, and the ratio of the two throughputs.
+Prints requests per second, p50 and p99 latency, the ratio of the two throughputs, and the
+server's CPU time per request of each (Linux: from /proc).
 Goals: interpret >= 50% of the trivial endpoint's throughput; p99 < 50 ms at 64 clients.
 Run: .venv/bin/python benchmarks/bench_api.py [--clients 64] [--seconds 10] [--workers 1]
 """
@@ -111,6 +112,26 @@ def run_client(kind: str, port: int, clients: int, seconds: float) -> dict[str, 
     return json.loads(out.stdout)
 
 
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of the server process and its workers, from /proc (Linux);
+    None elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    try:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended meanwhile
+            if int(entry.name) == pid or int(fields[1]) == pid:  # the server or one of its workers
+                total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        return None
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=64)
@@ -144,8 +165,11 @@ def main() -> None:
             f"{args.clients} concurrent clients, {args.seconds:g} s each, "
             f"{args.workers} server process(es) on localhost, {os.cpu_count()} cores shared with the clients"
         )
+        before = server_cpu_seconds(server.pid)
         trivial = run_client("trivial", port, args.clients, args.seconds)
+        middle = server_cpu_seconds(server.pid)
         interpret = run_client("interpret", port, args.clients, args.seconds)
+        after = server_cpu_seconds(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -153,6 +177,11 @@ def main() -> None:
         print(
             f"{name:<26} {r['rps']:>8,.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  non-200: {r['errors']}"
         )
+    if before is not None and middle is not None and after is not None:
+        # where a ratio comes from: the server's own CPU time per request (user + system)
+        per_trivial = (middle - before) / trivial["requests"] * 1e6
+        per_interpret = (after - middle) / interpret["requests"] * 1e6
+        print(f"server CPU per request: /healthz {per_trivial:,.0f} us, interpret {per_interpret:,.0f} us")
     ratio = interpret["rps"] / trivial["rps"]
     print(f"throughput ratio interpret / trivial: {ratio:.0%} (goal >= 50%)")
     print(f"interpret p99 at {args.clients} clients: {interpret['p99_ms']:.1f} ms (goal < 50 ms)")

@@ -657,3 +657,64 @@ def test_an_earlier_output_that_cannot_be_deleted_fails_the_run_cleanly(interpre
     assert run.code != 0
     assert output.read_text() == "not mine\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+@pytest.fixture
+def own_tempdir(tmp_path, monkeypatch):
+    """The run's temporary copies go here, so a test can see that none is left behind."""
+    folder = tmp_path / "tempdir"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_gzip_compressed_export_is_read_as_the_plain_file(interpreter, tmp_path, own_tempdir):
+    """Exports are shipped compressed (MIMIC-IV's labevents.csv.gz): same rows, same results,
+    the sidecar says how the file came, and the decompressed copy is deleted."""
+    import gzip
+
+    text = "potassium,potassium_unit,magnesium,magnesium_unit,medications\n3.0,mmol/L,0.5,mmol/L,Lasix\n4.2,mmol/L,,,\n"
+    plain = batch(interpreter, tmp_path, text)
+    compressed = batch(interpreter, tmp_path, gzip.compress(text.encode()), name="in.csv.gz")
+    assert compressed.code == 0 and compressed.out.equals(plain.out)
+    assert json.loads((tmp_path / "out.csv.json").read_text())["input"]["compression"] == "gzip"
+    assert list(own_tempdir.iterdir()) == []
+
+
+def test_a_gzip_compressed_latin1_long_export_with_gzip_orders(interpreter, tmp_path, own_tempdir):
+    """Long format, both files compressed, the results file in Latin-1: as if they were plain."""
+    import gzip
+
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(
+        "long: {panel_key: [subject, specimen], patient_key: subject, analyte: code, value: value, unit: unit, time: time}\n"
+        "medications_file: {patient_key: subject, name: drug, start: start, stop: stop}\n"
+    )
+    meds = tmp_path / "orders.csv.gz"
+    meds.write_bytes(gzip.compress(ORDERS.encode()))
+    results = LONG.replace("s3,p2,Na", "s3,p2,Natrium (Sérum)")  # a Latin-1 byte; mapped below
+    mapping.write_text(mapping.read_text() + "analytes: {'Natrium (Sérum)': sodium}\n")
+    code, out = batch(
+        interpreter,
+        tmp_path,
+        gzip.compress(results.encode("latin-1")),
+        name="results.csv.gz",
+        mapping_path=mapping,
+        medications=meds,
+        id_column="specimen",
+    )
+    assert code == 0 and out.height == 3
+    assert {"hypokalemia_with_hypomagnesemia", "diuretic_associated_losses"} <= findings(out, 0)
+    assert "drug_associated_hyponatremia" in findings(out, 2)
+    side = json.loads((tmp_path / "out.csv.json").read_text())["input"]
+    assert (side["compression"], side["encoding"]) == ("gzip", "latin-1")
+    assert list(own_tempdir.iterdir()) == []
+
+
+def test_a_damaged_gzip_file_is_refused_with_its_name(interpreter, tmp_path, own_tempdir):
+    import gzip
+
+    whole = gzip.compress(b"potassium,potassium_unit\n" + b"3.1,mmol/L\n" * 10_000)
+    run = batch(interpreter, tmp_path, whole[: len(whole) // 2], name="cut.csv.gz")
+    assert run.code == 2 and "cut.csv.gz: not a readable gzip file" in run.stderr
+    assert list(own_tempdir.iterdir()) == []

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
+import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -29,14 +31,16 @@ class BatchInputError(ValueError):
 
 @dataclass(frozen=True)
 class CsvSource:
-    path: Path  # UTF-8 (transcoded to a temporary file when the input was Latin-1)
+    path: Path  # plain UTF-8: a temporary copy when the input was gzip-compressed or Latin-1
     headers: list[str]
     delimiter: str
     encoding: str  # as found: "utf-8", "utf-8-sig" or "latin-1"
+    compression: str | None = None  # "gzip" when the input was compressed
+    temporary: bool = False  # `path` is a copy of this run's own making
 
     def release(self) -> None:
-        """Delete the temporary UTF-8 copy of a Latin-1 file (nothing to do otherwise)."""
-        if self.encoding == "latin-1":
+        """Delete the temporary copy, if the run made one."""
+        if self.temporary:
             self.path.unlink(missing_ok=True)
 
     @property
@@ -85,6 +89,16 @@ def open_csv(
     """The file's encoding (sniffed unless given), delimiter and header line."""
     if not path.is_file():
         raise BatchInputError(f"{path}: no such file")
+    if is_gzip(path):  # exports are often shipped compressed (MIMIC-IV: labevents.csv.gz)
+        plain = _decompress(path)
+        try:
+            source = open_csv(plain, delimiter, encoding, head_only)
+        except BaseException:
+            plain.unlink(missing_ok=True)
+            raise
+        if source.path != plain:  # transcoded from Latin-1: the decompressed copy is spent
+            plain.unlink(missing_ok=True)
+        return replace(source, compression="gzip", temporary=True)
     encoding = encoding or sniff_encoding(path, head_only)
     with path.open(encoding=encoding, newline="") as f:
         first = ""
@@ -99,8 +113,28 @@ def open_csv(
         dupes = sorted({h for h in headers if headers.count(h) > 1})
         raise BatchInputError(f"{path}: header names repeated: {', '.join(dupes)}")
     if encoding == "latin-1":
-        path = _transcode(path)
+        return CsvSource(_transcode(path), headers, delimiter, encoding, temporary=True)
     return CsvSource(path, headers, delimiter, encoding)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def _decompress(path: Path) -> Path:
+    """A decompressed temporary copy, read as any plain file (in chunks, streamed)."""
+    out = Path(tempfile.mkstemp(suffix=".csv", prefix="interpret-gunzip-")[1])
+    try:
+        with gzip.open(path, "rb") as src, out.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 22)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off file, EOFError
+        out.unlink(missing_ok=True)
+        raise BatchInputError(f"{path}: not a readable gzip file ({exc})") from None
+    return out
 
 
 def _count_outside_quotes(line: str, delimiter: str) -> int:
@@ -160,7 +194,7 @@ class Prefetch:
     def start(cls, path: Path) -> Prefetch | None:
         """None where a run would read the file otherwise (a Latin-1 copy) or refuse it."""
         try:
-            if not path.is_file() or sniff_encoding(path, head_only=True) == "latin-1":
+            if not path.is_file() or is_gzip(path) or sniff_encoding(path, head_only=True) == "latin-1":
                 return None
             return cls(open_csv(path, head_only=True))
         except (OSError, BatchInputError):

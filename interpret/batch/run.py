@@ -390,7 +390,12 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
     data = {
         "ruleset": {"name": rs.meta.name, "version": rs.version, "sha256": rs.sha256},
         "disclaimer": rs.disclaimer(),
-        "input": {"file": str(input_path), "encoding": source.encoding, "delimiter": source.delimiter},
+        "input": {
+            "file": str(input_path),
+            "compression": source.compression,
+            "encoding": source.encoding,
+            "delimiter": source.delimiter,
+        },
         "mapping": {h: what for h, what in plan.describe(source.headers)},
         "unmapped_columns": plan.unmapped,
         "counts": {

@@ -188,6 +188,9 @@ def batch(
     medications: Annotated[
         Path | None, typer.Option("--medications", help="Long format: medication orders CSV.")
     ] = None,
+    patients: Annotated[
+        Path | None, typer.Option("--patients", help="Long format: a patients CSV (age, sex), per patients_file.")
+    ] = None,
     summary: Annotated[Path | None, typer.Option("--summary", help="Write an HTML summary page here.")] = None,
     details: Annotated[
         Path | None, typer.Option("--details", help="Write each row's full Interpretation (JSON lines).")
@@ -233,6 +236,7 @@ def batch(
             id_column=id_column,
             allow=tuple(allow_identifier or ()),
             medications=medications,
+            patients=patients,
             summary=summary,
             details=details,
             progress=_progress(),

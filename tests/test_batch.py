@@ -28,6 +28,7 @@ OPTIONS = {
     "mapping_path": "--map",
     "id_column": "--id-column",
     "medications": "--medications",
+    "patients": "--patients",
     "summary": "--summary",
     "details": "--details",
     "units": "--unit",
@@ -718,3 +719,92 @@ def test_a_damaged_gzip_file_is_refused_with_its_name(interpreter, tmp_path, own
     run = batch(interpreter, tmp_path, whole[: len(whole) // 2], name="cut.csv.gz")
     assert run.code == 2 and "cut.csv.gz: not a readable gzip file" in run.stderr
     assert list(own_tempdir.iterdir()) == []
+
+
+PATIENTS = """subject,anchor_age,anchor_year,gender
+p1,60,2024,F
+"""
+
+
+def _long_mapping(tmp_path, extra=""):
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(
+        "long: {panel_key: [subject, specimen], patient_key: subject, analyte: code, value: value, unit: unit, time: time}\n"
+        + extra
+    )
+    return mapping
+
+
+def test_long_format_takes_age_and_sex_from_a_patients_table(interpreter, tmp_path):
+    """MIMIC-IV keeps age and sex in `patients` (age in an anchor year): with them, eGFR is
+    computed at each panel's own age; a patient missing from the table is said so."""
+    mapping = _long_mapping(
+        tmp_path, "patients_file: {patient_key: subject, age: anchor_age, age_year: anchor_year, sex: gender}\n"
+    )
+    (tmp_path / "patients.csv").write_text(PATIENTS)
+    text = "specimen,subject,code,value,unit,time\ns1,p1,2160-0,1.0,mg/dL,2026-01-02 08:00\ns2,p2,2160-0,1.0,mg/dL,2026-01-02\n"
+    code, out = batch(interpreter, tmp_path, text, mapping_path=mapping, patients=tmp_path / "patients.csv")
+    assert code == 0 and out.height == 2
+    # age 60 in 2024 is 62 in 2026: CKD-EPI 2021, female, creatinine 1.0 mg/dL, age 62
+    from interpret import derive
+
+    assert float(out["egfr"][0]) == round(derive.ckd_epi_2021(1.0, 62, True), 1)
+    assert out["egfr"][1] is None and "egfr_not_computable" in findings(out, 1)
+    notes = json.loads((tmp_path / "out.csv.json").read_text())["notes"]
+    assert any("1 panels' patients are not in patients.csv" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("", "--patients needs `patients_file:`"),
+        ("columns: {age: age}\npatients_file: {patient_key: subject, age: anchor_age}\n", "age: named both"),
+        ("patients_file: {patient_key: subject, age: years}\n", "column 'years' (patients_file) is not in the file"),
+    ],
+)
+def test_a_patients_table_that_cannot_be_used_is_refused(interpreter, tmp_path, extra, message):
+    mapping = _long_mapping(tmp_path, extra)
+    (tmp_path / "patients.csv").write_text(PATIENTS)
+    text = "specimen,subject,code,value,unit,time,age\ns1,p1,2160-0,1.0,mg/dL,2026-01-02,70\n"
+    run = batch(interpreter, tmp_path, text, mapping_path=mapping, patients=tmp_path / "patients.csv")
+    assert run.code == 2 and message in run.stderr
+
+
+MIMIC_HOSP = SHARED / "data/mimic-iv-demo/hosp"
+
+
+@pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+def test_mimic_demo_long_export_agrees_with_the_wide_join(interpreter, tmp_path):
+    """labevents + prescriptions + patients, straight from the .gz files, give every specimen
+    of the wide join (README: built from the same tables) the same eGFR, and the README's own
+    count of K < 3.5."""
+    mapping = tmp_path / "mimic.yaml"
+    mapping.write_text(
+        "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
+        "       value: valuenum, unit: valueuom, time: charttime}\n"
+        'analytes: {"50971": potassium, "50960": magnesium, "50983": sodium, "50912": creatinine,\n'
+        '           "50893": calcium, "50931": glucose, "50862": albumin}\n'
+        "medications_file: {patient_key: subject_id, name: drug, start: starttime, stop: stoptime}\n"
+        "patients_file: {patient_key: subject_id, age: anchor_age, age_year: anchor_year, sex: gender}\n"
+    )
+    code, long = batch(
+        interpreter,
+        tmp_path,
+        (MIMIC_HOSP / "labevents.csv.gz").read_bytes(),
+        name="labevents.csv.gz",
+        mapping_path=mapping,
+        medications=MIMIC_HOSP / "prescriptions.csv.gz",
+        patients=MIMIC_HOSP / "patients.csv.gz",
+        id_column="specimen_id",
+        allow=["subject_id"],
+    )
+    assert code == 0
+    counts = json.loads((tmp_path / "out.csv.json").read_text())["counts"]["findings"]
+    assert sum(counts["hypokalemia"].values()) == 264  # K < 3.5 mEq/L, as the README counts it
+    code, wide = batch(interpreter, tmp_path, MIMIC_WIDE.read_bytes(), id_column="specimen_id")
+    by_specimen = long.with_columns(pl.col("panel").str.split("|").list.get(1).alias("specimen_id"))
+    joined = wide.select("specimen_id", "egfr").join(
+        by_specimen.select("specimen_id", pl.col("egfr").alias("egfr_long")), on="specimen_id", how="left"
+    )
+    assert joined.height == 3011 and joined["egfr_long"].is_not_null().sum() > 2800  # 2,907 have creatinine
+    assert joined.filter(pl.col("egfr").eq_missing(pl.col("egfr_long")).not_()).height == 0

@@ -51,6 +51,7 @@ class BatchOptions:
     id_column: str | None = None
     allow: tuple[str, ...] = ()
     medications: Path | None = None
+    patients: Path | None = None  # long format: a patients table (age, sex) joined by patient
     summary: Path | None = None
     details: Path | None = None
     progress: Any = None
@@ -102,7 +103,7 @@ def _execute(
         if plan.format == "long":
             from interpret.batch.long import long_to_wide
 
-            source, plan, wide = long_to_wide(source, plan, mapping, rs, options.medications)
+            source, plan, wide = long_to_wide(source, plan, mapping, rs, options.medications, options.patients)
 
         run = BatchRun(rs, plan, source)
 

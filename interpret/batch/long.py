@@ -27,7 +27,12 @@ def _read_all(source: CsvSource) -> pl.DataFrame:
 
 
 def long_to_wide(
-    source: CsvSource, plan: Plan, mapping: MappingFile, rs: Ruleset, medications: Path | None
+    source: CsvSource,
+    plan: Plan,
+    mapping: MappingFile,
+    rs: Ruleset,
+    medications: Path | None,
+    patients: Path | None = None,
 ) -> tuple[CsvSource, Plan, pl.DataFrame]:
     """The panels as a wide frame (every cell text, with line numbers), and the plan for it."""
     spec = plan.long
@@ -84,6 +89,11 @@ def long_to_wide(
     if medications is not None:
         wide = wide.with_columns(_medications(wide, mapping, medications, spec.time).alias("medications"))
         new_roles["medications"] = "medications"
+    if patients is not None:
+        columns, note = _patients(wide, mapping, patients, spec.time, plan.roles)
+        wide = wide.with_columns(columns)
+        new_roles.update({c.name: c.name for c in columns})
+        notes += [note] if note else []
     wide = wide.sort(ROW).with_columns(pl.lit("").alias(OVERFLOW[0]), pl.lit("").alias(OVERFLOW[1]))
     wide = wide.with_columns(
         pl.col(c).cast(pl.String).fill_null("") for c in wide.columns if c not in (ROW, INPUT_ERROR)
@@ -102,6 +112,52 @@ def long_to_wide(
     )
     new_source = replace(source, headers=headers)
     return new_source, new_plan, wide
+
+
+def _patients(
+    wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None, roles: dict[str, str]
+) -> tuple[list[pl.Series], str | None]:
+    """Each panel's age and sex from a patients table (`patients_file:`), as text cells."""
+    spec = mapping.patients_file
+    if spec is None or "__patient" not in wide.columns:
+        raise BatchInputError(
+            "--patients needs `patients_file:` (patient_key; age, sex) in the mapping, and long.patient_key"
+        )
+    if spec.age_year and time_column is None:
+        raise BatchInputError("patients_file.age_year needs long.time (the age is worked out at each panel's time)")
+    given = {role: column for role, column in (("age", spec.age), ("sex", spec.sex)) if column}
+    both = sorted(set(given) & set(roles))
+    if both:
+        raise BatchInputError(f"{', '.join(both)}: named both in the export and in patients_file; keep one")
+    source = open_csv(path)
+    try:
+        table = _read_all(source)
+    finally:
+        source.release()
+    for column in (spec.patient_key, *given.values(), *([spec.age_year] if spec.age_year else [])):
+        if column not in table.columns:
+            raise BatchInputError(f"{path}: column {column!r} (patients_file) is not in the file")
+    table = table.select(
+        pl.col(spec.patient_key).alias("__patient"),
+        *[pl.col(column).alias(f"__{role}") for role, column in given.items()],
+        *([pl.col(spec.age_year).alias("__age_year")] if spec.age_year else []),
+    ).unique("__patient", keep="first", maintain_order=True)
+    panels = wide.select("__patient", *(["__time"] if spec.age_year else [])).join(
+        table, on="__patient", how="left", maintain_order="left"
+    )
+    columns = []
+    if "age" in given:
+        age = pl.col("__age")
+        if spec.age_year:  # e.g. MIMIC-IV: anchor_age in anchor_year
+            year = pl.col("__time").str.to_datetime(strict=False).dt.year()
+            shift = year - pl.col("__age_year").str.strip_chars().cast(pl.Int64, strict=False)
+            age = (age.str.strip_chars().cast(pl.Int64, strict=False) + shift).cast(pl.String)
+        columns.append(panels.select(age.fill_null("").alias("age")).to_series())
+    if "sex" in given:
+        columns.append(panels.select(pl.col("__sex").fill_null("").alias("sex")).to_series())
+    absent = panels.select(pl.col("__patient").is_in(table["__patient"].implode()).not_().sum()).item()
+    note = f"{absent} panels' patients are not in {path.name}: their age and sex are not known" if absent else None
+    return columns, note
 
 
 def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None) -> pl.Series:

@@ -56,6 +56,18 @@ class MedicationFileSpec(BaseModel):
     rxnorm: str | None = None
 
 
+class PatientFileSpec(BaseModel):
+    """A patients table beside a long export (MIMIC-IV `patients`): age and sex by patient."""
+
+    model_config = ConfigDict(extra="forbid")
+    patient_key: str
+    sex: str | None = None
+    age: str | None = None
+    # the year in which `age` was the patient's age (MIMIC-IV `anchor_year`): the age at a
+    # panel is then age + (the panel's year - age_year)
+    age_year: str | None = None
+
+
 class MappingFile(BaseModel):
     """The optional YAML mapping file (all keys optional)."""
 
@@ -69,6 +81,7 @@ class MappingFile(BaseModel):
     allow_identifiers: list[str] = []
     long: LongSpec | None = None
     medications_file: MedicationFileSpec | None = None
+    patients_file: PatientFileSpec | None = None
     delimiter: str | None = None
 
 

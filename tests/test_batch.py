@@ -808,3 +808,22 @@ def test_mimic_demo_long_export_agrees_with_the_wide_join(interpreter, tmp_path)
     )
     assert joined.height == 3011 and joined["egfr_long"].is_not_null().sum() > 2800  # 2,907 have creatinine
     assert joined.filter(pl.col("egfr").eq_missing(pl.col("egfr_long")).not_()).height == 0
+
+
+def test_an_age_that_cannot_be_shifted_to_the_panels_time_refuses_that_panel(interpreter, tmp_path):
+    """An unusable anchor year (or panel time) is said in the panel's error, never guessed."""
+    mapping = _long_mapping(
+        tmp_path, "patients_file: {patient_key: subject, age: anchor_age, age_year: anchor_year, sex: gender}\n"
+    )
+    (tmp_path / "patients.csv").write_text(PATIENTS + "p2,70,n/a,M\np3,sixty,2024,M\n")
+    text = (
+        "specimen,subject,code,value,unit,time\n"
+        "s1,p1,2823-3,4.0,mmol/L,2026-01-02\n"
+        "s2,p2,2823-3,4.0,mmol/L,2026-01-02\n"
+        "s3,p3,2823-3,4.0,mmol/L,2026-01-02\n"
+    )
+    code, out = batch(interpreter, tmp_path, text, mapping_path=mapping, patients=tmp_path / "patients.csv")
+    assert code == 0 and out.height == 3
+    assert out["error"][0] is None
+    assert "age at the panel's time cannot be worked out (age_year n/a" in out["error"][1]
+    assert "'sixty' is not a number" in out["error"][2]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from interpret.batch.columns import join
 from interpret.batch.mapping import MappingFile, Plan
 from interpret.batch.read import OVERFLOW, ROW, BatchInputError, CsvSource, open_csv, read_chunks
 from interpret.ruleset import Ruleset
@@ -90,8 +91,9 @@ def long_to_wide(
         wide = wide.with_columns(_medications(wide, mapping, medications, spec.time).alias("medications"))
         new_roles["medications"] = "medications"
     if patients is not None:
-        columns, note = _patients(wide, mapping, patients, spec.time, plan.roles)
-        wide = wide.with_columns(columns)
+        columns, errors, note = _patients(wide, mapping, patients, spec.time, plan.roles)
+        given = pl.col(INPUT_ERROR) if INPUT_ERROR in wide.columns else pl.lit(None, dtype=pl.String)
+        wide = wide.with_columns(*columns, join([given, pl.lit(errors)]).alias(INPUT_ERROR))
         new_roles.update({c.name: c.name for c in columns})
         notes += [note] if note else []
     wide = wide.sort(ROW).with_columns(pl.lit("").alias(OVERFLOW[0]), pl.lit("").alias(OVERFLOW[1]))
@@ -116,8 +118,9 @@ def long_to_wide(
 
 def _patients(
     wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None, roles: dict[str, str]
-) -> tuple[list[pl.Series], str | None]:
-    """Each panel's age and sex from a patients table (`patients_file:`), as text cells."""
+) -> tuple[list[pl.Series], pl.Series, str | None]:
+    """Each panel's age and sex from a patients table (`patients_file:`), as text cells, and
+    why a panel's age cannot be worked out (an unusable `age_year` or panel time)."""
     spec = mapping.patients_file
     if spec is None or "__patient" not in wide.columns:
         raise BatchInputError(
@@ -129,14 +132,9 @@ def _patients(
     both = sorted(set(given) & set(roles))
     if both:
         raise BatchInputError(f"{', '.join(both)}: named both in the export and in patients_file; keep one")
-    source = open_csv(path)
-    try:
-        table = _read_all(source)
-    finally:
-        source.release()
-    for column in (spec.patient_key, *given.values(), *([spec.age_year] if spec.age_year else [])):
-        if column not in table.columns:
-            raise BatchInputError(f"{path}: column {column!r} (patients_file) is not in the file")
+    table = _side_table(
+        path, [spec.patient_key, *given.values(), *([spec.age_year] if spec.age_year else [])], "patients_file"
+    )
     table = table.select(
         pl.col(spec.patient_key).alias("__patient"),
         *[pl.col(column).alias(f"__{role}") for role, column in given.items()],
@@ -145,19 +143,43 @@ def _patients(
     panels = wide.select("__patient", *(["__time"] if spec.age_year else [])).join(
         table, on="__patient", how="left", maintain_order="left"
     )
-    columns = []
+    columns, errors = [], pl.lit(None, dtype=pl.String)
     if "age" in given:
-        age = pl.col("__age")
+        text = pl.col("__age").fill_null("").str.strip_chars()
+        age = text
         if spec.age_year:  # e.g. MIMIC-IV: anchor_age in anchor_year
             year = pl.col("__time").str.to_datetime(strict=False).dt.year()
-            shift = year - pl.col("__age_year").str.strip_chars().cast(pl.Int64, strict=False)
-            age = (age.str.strip_chars().cast(pl.Int64, strict=False) + shift).cast(pl.String)
-        columns.append(panels.select(age.fill_null("").alias("age")).to_series())
+            shifted = text.cast(pl.Float64, strict=False) + (
+                year - pl.col("__age_year").str.strip_chars().cast(pl.Int64, strict=False)
+            )
+            age = pl.when(shifted.is_not_null()).then(shifted.cast(pl.String)).otherwise(text)
+            unusable = shifted.is_null() & text.cast(pl.Float64, strict=False).is_not_null()
+            errors = pl.when(unusable).then(
+                pl.format(
+                    "patients_file: the age at the panel's time cannot be worked out (age_year {}, time {})",
+                    pl.col("__age_year").fill_null("missing"),
+                    pl.col("__time").fill_null("missing"),
+                )
+            )
+        columns.append(panels.select(age.alias("age")).to_series())
     if "sex" in given:
         columns.append(panels.select(pl.col("__sex").fill_null("").alias("sex")).to_series())
     absent = panels.select(pl.col("__patient").is_in(table["__patient"].implode()).not_().sum()).item()
     note = f"{absent} panels' patients are not in {path.name}: their age and sex are not known" if absent else None
-    return columns, note
+    return columns, panels.select(errors.alias(INPUT_ERROR)).to_series(), note
+
+
+def _side_table(path: Path, columns: list[str], section: str) -> pl.DataFrame:
+    """A second file beside a long export (orders, patients), all cells as text."""
+    source = open_csv(path)
+    try:
+        table = _read_all(source)
+    finally:
+        source.release()
+    for column in columns:
+        if column not in table.columns:
+            raise BatchInputError(f"{path}: column {column!r} ({section}) is not in the file")
+    return table
 
 
 def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None) -> pl.Series:
@@ -167,14 +189,7 @@ def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_colu
             "--medications needs `medications_file:` (patient_key, name, start, stop) in the mapping, "
             "and long.time and long.patient_key to match orders to panels by time"
         )
-    orders_source = open_csv(path)
-    try:
-        orders = _read_all(orders_source)
-    finally:
-        orders_source.release()
-    for column in (spec.patient_key, spec.name, spec.start, spec.stop):
-        if column not in orders.columns:
-            raise BatchInputError(f"{path}: column {column!r} (medications_file) is not in the file")
+    orders = _side_table(path, [spec.patient_key, spec.name, spec.start, spec.stop], "medications_file")
     orders = orders.select(
         pl.col(spec.patient_key).alias("__patient"),
         pl.col(spec.name).str.strip_chars().alias("__drug"),

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from interpret.engine import Engine, Outcome, available
 from interpret.facts import ANALYTE_FACT, QUANTITIES
+from interpret.medications import MedicationMatch
 from interpret.models import (
     DerivedOut,
     EvidenceOut,
@@ -97,23 +98,22 @@ class Reporter:
                 for o in outcomes
                 if o.fired is None
             ],
-            medications=None
-            if panel.medications is None
-            else [
-                MedicationOut(
-                    text=m.text,
-                    recognized=m.recognized,
-                    drugs=[d.name for d in m.drugs],
-                    classes=sorted(m.classes),
-                    class_labels=[self.class_labels[c] for c in sorted(m.classes)],
-                )
-                for m in panel.medications
-            ],
+            medications=None if panel.medications is None else [self._medication(m) for m in panel.medications],
             specimen_hemolyzed=panel.hemolyzed,
             max_severity=findings[0].severity if findings else None,
             ruleset=self.ruleset_out,
             intended_use=self.rs.meta.intended_use,
             disclaimer=self.disclaimer,
+        )
+
+    def _medication(self, m: MedicationMatch) -> MedicationOut:
+        classes = sorted(m.classes)
+        return MedicationOut(
+            text=m.text,
+            recognized=m.recognized,
+            drugs=[d.name for d in m.drugs],
+            classes=classes,
+            class_labels=[self.class_labels[c] for c in classes],
         )
 
     def _result(self, panel: Panel, facts: Facts, analyte: str) -> ResultOut:

@@ -92,8 +92,8 @@ def long_to_wide(
         new_roles["medications"] = "medications"
     if patients is not None:
         columns, errors, note = _patients(wide, mapping, patients, spec.time, plan.roles)
-        given = pl.col(INPUT_ERROR) if INPUT_ERROR in wide.columns else pl.lit(None, dtype=pl.String)
-        wide = wide.with_columns(*columns, join([given, pl.lit(errors)]).alias(INPUT_ERROR))
+        # INPUT_ERROR is always there (joined from `conflicts`): the panel keeps both reasons
+        wide = wide.with_columns(*columns, join([pl.col(INPUT_ERROR), pl.lit(errors)]).alias(INPUT_ERROR))
         new_roles.update({c.name: c.name for c in columns})
         notes += [note] if note else []
     wide = wide.sort(ROW).with_columns(pl.lit("").alias(OVERFLOW[0]), pl.lit("").alias(OVERFLOW[1]))

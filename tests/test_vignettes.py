@@ -86,9 +86,33 @@ def test_every_findings_code_has_a_firing_and_a_silent_vignette():
     assert len(missing_silent) < len(FINDINGS_MD_CODES) / 2, missing_silent
 
 
+# Codes that findings.md gained and that are not built yet, each with the open issue that builds
+# it. A pending code is not a rule yet (the test fails once it is, so the entry moves up to
+# FINDINGS_MD_CODES); every other catalogue code must be covered.
+PENDING_CODES = {
+    "high_anion_gap": "issue 12 (more analytes)",
+    "low_anion_gap": "issue 12 (more analytes)",
+    "low_bicarbonate": "issue 12 (more analytes)",
+    "high_bicarbonate": "issue 12 (more analytes)",
+    "hypophosphatemia": "issue 12 (more analytes)",
+    "hyperphosphatemia": "issue 12 (more analytes)",
+    "acute_kidney_injury": "issue 15 (serial panels)",
+    "egfr_not_steady_state": "issue 15 (serial panels)",
+    "persistent_hypokalemia_despite_replacement": "issue 15 (serial panels)",
+    "rapid_sodium_rise": "issue 15 (serial panels)",
+    "rapid_sodium_fall": "issue 15 (serial panels)",
+}
+
+
+def test_pending_codes_are_not_rules_yet(interpreter):
+    codes = {r.code for r in interpreter.ruleset.rules}
+    assert not set(PENDING_CODES) & codes, "built: move these to FINDINGS_MD_CODES"
+    assert not set(PENDING_CODES) & set(FINDINGS_MD_CODES)
+
+
 def test_codes_match_the_shared_catalogue_when_present():
     path = SHARED / "findings.md"
     if not path.exists():
         pytest.skip("../shared/findings.md is not beside this checkout")
     listed = set(re.findall(r"^\| `([a-z_]+)` \|", path.read_text(), flags=re.M))
-    assert listed == set(FINDINGS_MD_CODES)
+    assert listed == set(FINDINGS_MD_CODES) | set(PENDING_CODES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
-from interpret.engine import Engine, Outcome, available
+from interpret.engine import Engine, Outcome, available, inputs_that_can_be_unknown
 from interpret.facts import ANALYTE_FACT, QUANTITIES
 from interpret.medications import MedicationMatch
 from interpret.models import (
@@ -164,7 +164,23 @@ class Reporter:
             references=[self.references[k] for k in d.references],
             rule=f"{rule.source}#{d.code}",
             logic=self.logic[d.code],
-            critical_note=self.rs.meta.critical_wording if o.severity == "critical" else None,
+            critical_note=self.rs.meta.critical_wording if self._beyond_critical_limit(o, facts) else None,
+        )
+
+    def _beyond_critical_limit(self, o: Outcome, f: Facts) -> bool:
+        """Whether a value this finding reads is beyond its critical limit.
+
+        The critical wording sends the clinician to the laboratory: it is true only of a value
+        beyond a configured limit, not of a finding that is critical by combination (digoxin
+        with low potassium and low magnesium).
+        """
+        if o.severity != "critical":
+            return False
+        nodes = [o.rule.condition, *(node for _, node in o.rule.escalations)]
+        names = {name for node in nodes for name in inputs_that_can_be_unknown(node)}
+        return any(
+            (q := f.quantities.get(name)) is not None and q.status in ("critical_low", "critical_high")
+            for name in names
         )
 
     def _holds(self, node: c.Node, f: Facts) -> bool:

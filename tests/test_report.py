@@ -148,3 +148,23 @@ def test_a_missing_calcium_is_named_as_any_missing_result(interpreter):
     missing = {item.code: item.missing for item in result.not_assessed}
     assert missing["hypocalcemia"] == ["Calcium: not measured"]
     assert missing["hypoglycemia"] == ["Glucose: not measured"]
+
+
+def _critical_notes(interpreter, compact):
+    from interpret.compact import expand
+
+    return {f.code: f.critical_note for f in interpreter.interpret(expand(compact)).findings}
+
+
+def test_critical_wording_only_where_a_value_is_beyond_a_critical_limit(interpreter):
+    """Digoxin with K 3.2 and Mg 0.65 is critical by combination: no value is beyond a limit,
+    so the report must not send the clinician to the laboratory about it."""
+    notes = _critical_notes(
+        interpreter, {"potassium": "3.2 mmol/L", "magnesium": "0.65 mmol/L", "medications": ["digoxin"]}
+    )
+    assert "digoxin_electrolyte_risk" in notes and notes["digoxin_electrolyte_risk"] is None
+    notes = _critical_notes(
+        interpreter, {"potassium": "2.2 mmol/L", "magnesium": "0.65 mmol/L", "medications": ["digoxin"]}
+    )
+    assert "critical limit" in notes["digoxin_electrolyte_risk"]
+    assert "critical limit" in notes["hypokalemia"]

@@ -33,6 +33,9 @@ PANEL_REF = {"$ref": "#/components/schemas/PanelIn"}
 BODY_LIMIT = 64 * 1024  # a panel is a few hundred bytes; anything near this is not a panel
 UPLOAD_LIMIT = 50 * 1024 * 1024
 UPLOAD_PATHS = ("/batch",)
+# A CDS Hooks prefetch of 50 Observations and 10 MedicationRequests is ~72 KB; a Synthea
+# patient's whole record is a few MB. INTERPRET_CDS_BODY_LIMIT (bytes) overrides it.
+CDS_BODY_LIMIT = 8 * 1024 * 1024
 
 
 def create_app(
@@ -152,7 +155,10 @@ def create_app(
 
     app.openapi = openapi_with_panel_schema  # type: ignore[method-assign]
 
+    from interpret.web.cds_hooks import FeedbackTally
     from interpret.web.cds_hooks import router as cds_router
+
+    app.state.cds_feedback = FeedbackTally()
 
     app.include_router(cds_router)
     if cds_clients:  # inside CORS, so that a browser client can read the refusal
@@ -171,7 +177,9 @@ def create_app(
         )
     from interpret.web.security import BodyLimit, SecurityHeaders
 
-    app.add_middleware(BodyLimit, limit=BODY_LIMIT, upload_limit=UPLOAD_LIMIT, upload_paths=UPLOAD_PATHS)
+    cds_limit = int(os.environ.get("INTERPRET_CDS_BODY_LIMIT") or CDS_BODY_LIMIT)
+    limits = (("/cds-services", cds_limit), *((p, UPLOAD_LIMIT) for p in UPLOAD_PATHS))
+    app.add_middleware(BodyLimit, default=BODY_LIMIT, limits=limits, streamed=UPLOAD_PATHS)
     app.add_middleware(SecurityHeaders)
     return app
 

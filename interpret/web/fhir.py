@@ -1,35 +1,106 @@
 """FHIR R4 resources (from CDS Hooks prefetch) -> the core's input shape.
 
-Parsed leniently (real clients send imperfect R4, e.g. the CDS Hooks sandbox): only the
-fields we need are read. Every Observation or MedicationRequest that cannot be used is named
-with the reason, never silently dropped.
+Parsed defensively: real EHRs send imperfect R4 (strings where objects belong, lists where
+a single value belongs, blank texts), so every element is read through a type check and a
+resource that cannot be read is named with the reason, never silently dropped and never a
+server error. What is read from which element (README, "CDS Hooks"):
+
+- Observation: the latest result per analyte by *instant* (effectiveDateTime,
+  effectiveInstant, effectivePeriod.start, else issued; a date without a time is ordered as
+  the start of that day, and said so); earlier results are history, not errors. LOINC
+  `code.coding`; `valueQuantity.value` (a number, never a boolean) with `code` as the unit
+  when `system` is UCUM or absent, otherwise `unit`; `referenceRange[0]`; `status`;
+  `interpretation` (the laboratory's flags, compared with ours); `subject` (another
+  patient's result is excluded and named); haemolysis from the specimen's coded condition
+  (HL7 v2 0493 `HEM`, SNOMED CT), then from notes with negation handled ("not haemolysed"),
+  only for the specimens of the panel being interpreted.
+- Patient (a resource or a searchset Bundle): gender, birthDate (age at the latest result).
+- MedicationRequest (active, on-hold, draft) and MedicationStatement (active, intended):
+  medicationCodeableConcept, or medicationReference (contained, a Medication in the same
+  bundle, or its display); dosage route.
+- A prefetch that is an OperationOutcome (the spec's way to say a query failed) or absent is
+  reported as not supplied, with the rules it leaves unassessed.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from interpret.ruleset import Ruleset
 
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
 USABLE_STATUS = {"final", "amended", "corrected", "preliminary", "registered", "unknown", None}
-HAEMOLYSIS_WORDS = ("hemoly", "haemoly")
+UNFINISHED_STATUS = {"preliminary", "registered"}
+REQUEST_STATUS = {"active", "on-hold", "draft", None}
+STATEMENT_STATUS = {"active", "intended", None}
+# Specimen conditions meaning haemolysed: HL7 v2 table 0493 "HEM"; SNOMED CT 118128002
+# "Specimen hemolyzed (finding)".
+HAEMOLYSIS_CODES = {("http://terminology.hl7.org/CodeSystem/v2-0493", "HEM"), ("http://snomed.info/sct", "118128002")}
+HAEMOLYSIS_WORD = re.compile(r"\b(non-?|un)?ha?emoly[sz]\w*", re.I)
+NEGATION = re.compile(r"\b(no|not|non|without|free of|negative for)\b[\s\w,-]{0,20}$", re.I)
+LAB_FLAGS = {
+    "LL": "critically low",
+    "HH": "critically high",
+    "L": "low",
+    "H": "high",
+    "N": "normal",
+    "A": "abnormal",
+    "AA": "critically abnormal",
+}
+LAB_CRITICAL = {"LL", "HH", "AA"}
+NOT_OURS = "not an analyte this service interprets"
 
 
 @dataclass
 class Mapped:
     panel: dict[str, Any]
+    labels: list[str] = field(default_factory=list)  # one per panel result: its Observation
     unused: list[str] = field(default_factory=list)  # "Observation/abc (LOINC 1234-5): reason"
+    notes: list[str] = field(default_factory=list)  # read, with a caveat the clinician should see
+    earlier: int = 0  # earlier results of the same analytes: history, not errors
+    other_tests: list[str] = field(default_factory=list)  # LOINC codes of other tests, counted
+    not_supplied: dict[str, str] = field(default_factory=dict)  # "medications": why
+    refusal: str | None = None  # the whole request cannot be interpreted (a child)
     draft_medications: list[str] = field(default_factory=list)
+    lab_flags: list[tuple[str, str, str]] = field(default_factory=list)  # label, analyte, flag
+
+
+# --- defensive readers ---------------------------------------------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    """A non-blank string, stripped; anything else is None."""
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | int | None:
+    """A JSON number; booleans are not numbers (`true` is not 1.0 mmol/L)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _codings(concept: Any) -> list[dict[str, Any]]:
+    return [c for c in _list(_dict(concept).get("coding")) if isinstance(c, dict)]
 
 
 def resources(bundle: Any, resource_type: str) -> list[dict[str, Any]]:
-    """Resources of a type from a Bundle, a list, or a single resource."""
+    """Resources of a type from a Bundle (entries as servers send them), a list, or one."""
     if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle":
-        items = [e.get("resource") for e in bundle.get("entry") or [] if isinstance(e, dict)]
+        items = [_dict(e).get("resource") for e in _list(bundle.get("entry"))]
     elif isinstance(bundle, list):
         items = bundle
     else:
@@ -37,102 +108,295 @@ def resources(bundle: Any, resource_type: str) -> list[dict[str, Any]]:
     return [r for r in items if isinstance(r, dict) and r.get("resourceType") == resource_type]
 
 
+def failed_prefetch(value: Any) -> str | None:
+    """Why a prefetch value is a failure (an OperationOutcome), or None."""
+    if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
+        issues = [_dict(i) for i in _list(value.get("issue"))]
+        words = [_text(i.get("diagnostics")) or _text(_dict(i.get("details")).get("text")) for i in issues]
+        return "the EHR reported the query as failed" + (
+            f" ({'; '.join(w for w in words if w)[:200]})" if any(words) else ""
+        )
+    return None
+
+
 def _name(resource: dict[str, Any]) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
+    rid = resource.get("id")
+    return f"{resource.get('resourceType')}/{rid if isinstance(rid, str | int) else '?'}"
 
 
-def _when(obs: dict[str, Any]) -> str:
-    return str(
-        obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start") or obs.get("issued") or ""
-    )
+# --- time ----------------------------------------------------------------------------------
+
+FHIR_DATE = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?$")
+
+
+def instant(text: Any) -> tuple[datetime, str] | None:
+    """A FHIR dateTime as an aware instant, with how it was read ("" when exact).
+
+    A time without an offset is read as UTC; a date, or a partial date (year, year-month),
+    as the start of that day, month or year in UTC. The caveat says so, for the card.
+    """
+    if not isinstance(text, str):
+        return None
+    match = FHIR_DATE.match(text.strip())
+    if match:
+        year, month, day = int(match.group(1)), int(match.group(3) or 1), int(match.group(5) or 1)
+        try:
+            moment = datetime(year, month, day, tzinfo=UTC)
+        except ValueError:
+            return None
+        return moment, f"collection time is a date only ({text.strip()}): ordered as its start"
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC), f"collection time {text.strip()} has no offset: read as UTC"
+    return moment, ""
+
+
+def _observed(obs: dict[str, Any]) -> tuple[datetime, str] | None:
+    for text in (
+        obs.get("effectiveDateTime"),
+        obs.get("effectiveInstant"),
+        _dict(obs.get("effectivePeriod")).get("start"),
+        obs.get("issued"),
+    ):
+        when = instant(text)
+        if when is not None:
+            return when
+    return None
 
 
 def age_on(birth_date: str, on: date) -> float | None:
-    try:
-        parts = [int(p) for p in birth_date[:10].split("-")]
-    except ValueError:
+    when = instant(birth_date)
+    if when is None:
         return None
-    year, month, day = [*parts, 7, 1][:3] if len(parts) < 3 else parts
-    born = date(year, month, day)
+    born = when[0].date()
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
-def map_patient_view(prefetch: dict[str, Any], rs: Ruleset, draft_orders: Any = None) -> Mapped:
-    mapped = Mapped(panel={"results": []})
-    latest: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
-    hemolyzed = False
-    for obs in resources(prefetch.get("labs"), "Observation"):
-        label = _name(obs)
-        codes = [c.get("code") for c in (obs.get("code") or {}).get("coding") or [] if c.get("system") == LOINC]
-        analyte = next((a for c in codes if c and (a := rs.analyte(str(c)))), None)
-        label += f" (LOINC {', '.join(str(c) for c in codes) or 'none'})"
-        if obs.get("status") not in USABLE_STATUS:
-            mapped.unused.append(f"{label}: status {obs.get('status')}")
+# --- Observations --------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    label: str
+    when: datetime
+    result: dict[str, Any]
+    notes: list[str]
+    hemolyzed: bool
+    flag: str | None
+
+
+def _unit(quantity: dict[str, Any]) -> str | None:
+    """UCUM `code` when the system is UCUM (or absent); otherwise the human `unit` text."""
+    system, code, unit = quantity.get("system"), _text(quantity.get("code")), _text(quantity.get("unit"))
+    if code and (system is None or system == UCUM):
+        return code
+    return unit
+
+
+def _hemolysis_in_text(text: str) -> bool:
+    """Whether free text says haemolysed, with negation handled ("not haemolysed": no)."""
+    for m in HAEMOLYSIS_WORD.finditer(text):
+        if m.group(1) or NEGATION.search(text[: m.start()]):
             continue
-        if analyte is None:
-            mapped.unused.append(f"{label}: not an analyte this service interprets")
-            continue
-        quantity = obs.get("valueQuantity")
-        if not isinstance(quantity, dict) or not isinstance(quantity.get("value"), int | float):
-            mapped.unused.append(f"{label}: no numeric valueQuantity")
-            continue
-        if quantity.get("comparator"):
-            mapped.unused.append(f"{label}: censored value ({quantity['comparator']}{quantity['value']})")
-            continue
-        result: dict[str, Any] = {
-            "analyte": analyte,
-            "value": quantity["value"],
-            "unit": quantity.get("code") or quantity.get("unit") or "",
+        return True
+    return False
+
+
+def _specimen_hemolyzed(specimen: dict[str, Any]) -> bool:
+    for condition in _list(specimen.get("condition")):
+        codes = {(c.get("system"), c.get("code")) for c in _codings(condition)}
+        if codes & HAEMOLYSIS_CODES:
+            return True
+        if not codes and _hemolysis_in_text(_text(_dict(condition).get("text")) or ""):
+            return True
+    return False
+
+
+def _subject_matches(obs: dict[str, Any], patient_ids: set[str]) -> bool:
+    reference = _text(_dict(obs.get("subject")).get("reference"))
+    if reference is None or not patient_ids:
+        return True  # no subject: the prefetch was a query for this patient
+    tail = reference.removeprefix("urn:uuid:").rstrip("/").split("/")
+    return tail[-1] in patient_ids and (len(tail) == 1 or tail[-2] == "Patient")
+
+
+class _LabReader:
+    """Reads the labs prefetch: each usable Observation becomes a candidate result."""
+
+    def __init__(self, rs: Ruleset, labs: Any, patient_ids: set[str], mapped: Mapped) -> None:
+        self.rs, self.patient_ids, self.mapped = rs, patient_ids, mapped
+        self.specimens = {
+            f"Specimen/{s.get('id')}": s for s in resources(labs, "Specimen") if isinstance(s.get("id"), str)
         }
-        for rr in obs.get("referenceRange") or []:
-            bounds = {k: (rr.get(k) or {}).get("value") for k in ("low", "high")}
-            if any(isinstance(v, int | float) for v in bounds.values()):
-                result["reference_range"] = {k: v for k, v in bounds.items() if isinstance(v, int | float)}
-                break
-        text = " ".join(str(n.get("text", "")) for n in obs.get("note") or []).casefold()
-        text += " ".join(str(i.get("text", "")) for i in obs.get("interpretation") or []).casefold()
-        if any(word in text for word in HAEMOLYSIS_WORDS):
-            hemolyzed = True
+
+    def read(self, obs: dict[str, Any]) -> tuple[str, _Candidate] | None:
+        codes = [str(c.get("code")) for c in _codings(obs.get("code")) if c.get("system") == LOINC and c.get("code")]
+        label = f"{_name(obs)} (LOINC {', '.join(codes) or 'none'})"
+        problem, found = self._read(obs, codes, label)
+        if problem == NOT_OURS:
+            self.mapped.other_tests.append(", ".join(codes) or "no LOINC code")
+        elif problem:
+            self.mapped.unused.append(f"{label}: {problem}")
+        return found
+
+    def _read(
+        self, obs: dict[str, Any], codes: list[str], label: str
+    ) -> tuple[str | None, tuple[str, _Candidate] | None]:
+        analyte, code = next(((a, c) for c in codes if (a := self.rs.analyte(c))), (None, None))
+        status = obs.get("status")
+        if not isinstance(status, str | None) or status not in USABLE_STATUS:
+            return f"status {str(status)[:40]!r} is not a usable result status", None
+        if analyte is None:
+            return NOT_OURS, None
+        if not _subject_matches(obs, self.patient_ids):
+            return "the result of another patient (subject), excluded", None
+        quantity = _dict(obs.get("valueQuantity"))
+        value = _number(quantity.get("value"))
+        if value is None:
+            return "no numeric valueQuantity.value", None
+        if quantity.get("comparator") is not None:
+            return f"censored value ({str(quantity.get('comparator'))[:4]}{value}): not a result", None
+        unit = _unit(quantity)
+        if unit is None:
+            return "valueQuantity has no usable unit (a UCUM code, or unit text)", None
+        when = _observed(obs)
+        if when is None:
+            return "no readable collection time (effectiveDateTime, effectivePeriod.start or issued)", None
+        result: dict[str, Any] = {"analyte": analyte, "value": value, "unit": unit}
+        reference_range = self._reference_range(obs)
+        if reference_range:
+            result["reference_range"] = reference_range
+        notes = [when[1]] if when[1] else []
+        specimen_words = self.rs.analytes[analyte].loinc.get(str(code), "")
+        if "blood" in specimen_words and "serum" not in specimen_words:
+            notes.append(f"measured in {specimen_words} (LOINC {code}), read against serum intervals")
+        if status in UNFINISHED_STATUS:
+            notes.append(f"a {status} result, not final")
+        candidate = _Candidate(label, when[0], result, notes, self._hemolyzed(obs), self._flag(obs))
+        return None, (analyte, candidate)
+
+    @staticmethod
+    def _reference_range(obs: dict[str, Any]) -> dict[str, float]:
+        for rr in _list(obs.get("referenceRange")):
+            bounds = {k: _number(_dict(_dict(rr).get(k)).get("value")) for k in ("low", "high")}
+            found = {k: v for k, v in bounds.items() if v is not None}
+            if found:
+                return found
+        return {}
+
+    def _hemolyzed(self, obs: dict[str, Any]) -> bool:
+        """Coded specimen condition first, then the specimen's and the result's own notes."""
+        reference = _text(_dict(obs.get("specimen")).get("reference"))
+        specimen = self.specimens.get(reference or "")
+        if specimen is None and reference and reference.startswith("#"):
+            specimen = next((c for c in _list(obs.get("contained")) if _dict(c).get("id") == reference[1:]), None)
+        if specimen and _specimen_hemolyzed(_dict(specimen)):
+            return True
+        texts = [_text(_dict(n).get("text")) or "" for n in _list(obs.get("note"))]
+        texts += [_text(_dict(i).get("text")) or "" for i in _list(obs.get("interpretation"))]
+        return any(_hemolysis_in_text(t) for t in texts)
+
+    @staticmethod
+    def _flag(obs: dict[str, Any]) -> str | None:
+        for concept in _list(obs.get("interpretation")):
+            for coding in _codings(concept):
+                if isinstance(coding.get("code"), str) and coding["code"] in LAB_FLAGS:
+                    return str(coding["code"])
+        return None
+
+
+def map_patient_view(
+    prefetch: dict[str, Any], rs: Ruleset, draft_orders: Any = None, patient_id: str | None = None
+) -> Mapped:
+    """The prefetch of a patient-view, order-select or order-sign call as a panel."""
+    mapped = Mapped(panel={"results": []})
+    patient = next(iter(resources(prefetch.get("patient"), "Patient")), None)
+    patient_ids = {i for i in (patient_id, (patient or {}).get("id")) if isinstance(i, str) and i}
+    labs = prefetch.get("labs")
+    if (why := failed_prefetch(labs)) is not None:
+        mapped.not_supplied["laboratory results"] = why
+    reader = _LabReader(rs, labs, patient_ids, mapped)
+    latest: dict[str, _Candidate] = {}
+    for obs in resources(labs, "Observation"):
+        found = reader.read(obs)
+        if found is None:
+            continue
+        analyte, candidate = found
         previous = latest.get(analyte)
-        if previous is None or _when(obs) > previous[0]:
-            if previous is not None:
-                mapped.unused.append(f"{previous[1]['_label']}: an older {analyte} result; the latest is used")
-            obs["_label"] = label
-            latest[analyte] = (_when(obs), obs, result)
-        else:
-            mapped.unused.append(f"{label}: an older {analyte} result; the latest is used")
-    mapped.panel["results"] = [r for _, _, r in latest.values()]
-    mapped.panel["specimen"] = {"hemolyzed": hemolyzed}
-    _patient(prefetch.get("patient"), latest, mapped)
+        if previous is None or candidate.when > previous.when:
+            latest[analyte] = candidate
+        if previous is not None:
+            mapped.earlier += 1
+    for analyte, candidate in latest.items():
+        mapped.panel["results"].append(candidate.result)
+        mapped.labels.append(candidate.label)
+        mapped.notes += [f"{candidate.label}: {note}" for note in candidate.notes]
+        if candidate.flag:
+            mapped.lab_flags.append((candidate.label, analyte, candidate.flag))
+    mapped.panel["specimen"] = {"hemolyzed": any(c.hemolyzed for c in latest.values())}
+    on = max((c.when for c in latest.values()), default=datetime.now(UTC)).date()
+    _patient(patient, on, rs, mapped)
     _medications(prefetch, draft_orders, mapped)
     return mapped
 
 
-def _patient(patient: Any, latest: dict[str, Any], mapped: Mapped) -> None:
-    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+def _patient(patient: dict[str, Any] | None, on: date, rs: Ruleset, mapped: Mapped) -> None:
+    if patient is None:
         return
     info: dict[str, Any] = {}
     gender = patient.get("gender")
     if gender in ("female", "male", "other", "unknown"):
         info["sex"] = gender
-    when = max((w for w, _, _ in latest.values() if w), default="")
-    try:
-        on = datetime.fromisoformat(when[:10]).date() if when else date.today()
-    except ValueError:
-        on = date.today()
-    if patient.get("birthDate"):
-        age = age_on(str(patient["birthDate"]), on)
-        if age is not None:
+    birth = patient.get("birthDate")
+    if birth is not None:
+        age = age_on(birth, on) if isinstance(birth, str) else None
+        if age is None:
+            mapped.unused.append(f"{_name(patient)}: birthDate is not a FHIR date; age unknown")
+        elif age < rs.meta.patient_age.min:
+            mapped.refusal = (
+                f"{_name(patient)} is {age:g} years old: this service uses adult reference intervals "
+                f"only (age {rs.meta.patient_age.min:g} and over), so nothing was interpreted"
+            )
+        elif age <= rs.meta.patient_age.max:
             info["age"] = age
+        else:
+            mapped.unused.append(f"{_name(patient)}: age {age:g} is beyond {rs.meta.patient_age.max:g}; age unknown")
     if info:
         mapped.panel["patient"] = info
 
 
-def _medication(request: dict[str, Any]) -> dict[str, Any] | None:
-    concept = request.get("medicationCodeableConcept") or {}
-    codings = concept.get("coding") or []
-    text = concept.get("text") or next((c.get("display") for c in codings if c.get("display")), None)
-    code = next((str(c.get("code")) for c in codings if c.get("system") == RXNORM and c.get("code")), None)
+# --- medications ---------------------------------------------------------------------------
+
+
+def _concept_name(concept: Any) -> tuple[str | None, str | None]:
+    """(text, RxNorm code) of a CodeableConcept; blank texts are absent."""
+    codings = _codings(concept)
+    text = _text(_dict(concept).get("text")) or next((t for c in codings if (t := _text(c.get("display")))), None)
+    code = next((str(c["code"]) for c in codings if c.get("system") == RXNORM and _text(c.get("code"))), None)
+    return text, code
+
+
+def _referenced_medication(request: dict[str, Any], bundle_medications: dict[str, dict[str, Any]]) -> Any:
+    reference = _dict(request.get("medicationReference"))
+    target = _text(reference.get("reference"))
+    if target and target.startswith("#"):
+        contained = next((c for c in _list(request.get("contained")) if _dict(c).get("id") == target[1:]), None)
+        if contained is not None:
+            return _dict(contained).get("code")
+    elif target and target in bundle_medications:
+        return bundle_medications[target].get("code")
+    display = _text(reference.get("display"))
+    return {"text": display} if display else None
+
+
+def _medication(request: dict[str, Any], bundle_medications: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    concept = request.get("medicationCodeableConcept")
+    text, code = _concept_name(concept)
+    if not text and not code and request.get("medicationReference") is not None:
+        text, code = _concept_name(_referenced_medication(request, bundle_medications))
     if not text and not code:
         return None
     name = text or f"RxNorm {code}"
@@ -144,33 +408,54 @@ def _medication(request: dict[str, Any]) -> dict[str, Any] | None:
 
 def _route(request: dict[str, Any]) -> str | None:
     """The route of the first dosage instruction, as text (SNOMED CT display or text)."""
-    for dosage in request.get("dosageInstruction") or []:
-        route = dosage.get("route") or {}
-        text = route.get("text") or next(
-            (c.get("display") for c in route.get("coding") or [] if c.get("display")), None
-        )
+    dosages = _list(request.get("dosageInstruction")) or _list(request.get("dosage"))
+    for dosage in dosages:
+        text, _ = _concept_name(_dict(dosage).get("route"))
         if text:
-            return str(text)
+            return text
     return None
 
 
 def _medications(prefetch: dict[str, Any], draft_orders: Any, mapped: Mapped) -> None:
-    if "meds" not in prefetch and draft_orders is None:
-        return  # medication list unknown: medication rules will be reported as not assessed
-    medications = []
-    for request in resources(prefetch.get("meds"), "MedicationRequest"):
-        if request.get("status") not in (None, "active", "on-hold", "draft"):
-            continue
-        med = _medication(request)
-        if med is None:
-            mapped.unused.append(f"{_name(request)}: no medication code or text")
-        else:
-            medications.append(med)
+    meds = prefetch.get("meds")
+    if (why := failed_prefetch(meds)) is not None:
+        mapped.not_supplied["medication list"] = why
+    elif "meds" not in prefetch and draft_orders is None:
+        mapped.not_supplied["medication list"] = "not in the prefetch"
+    if "medication list" in mapped.not_supplied and draft_orders is None:
+        return  # medication rules are reported as not assessed
+    bundle_medications = {f"Medication/{m.get('id')}": m for m in resources(meds, "Medication")}
+    medications: list[dict[str, Any]] = []
+    not_current: list[str] = []
+    for kind, allowed in (("MedicationRequest", REQUEST_STATUS), ("MedicationStatement", STATEMENT_STATUS)):
+        for request in resources(meds, kind):
+            status = request.get("status")
+            if not isinstance(status, str | None) or status not in allowed:
+                not_current.append(str(status)[:20])
+                continue
+            _add(request, bundle_medications, medications, mapped, "")
     for request in resources(draft_orders, "MedicationRequest"):
-        med = _medication(request)
-        if med is None:
-            mapped.unused.append(f"{_name(request)} (draft order): no medication code or text")
-        else:
-            medications.append(med)
+        med = _add(request, bundle_medications, medications, mapped, " (draft order)")
+        if med is not None:
             mapped.draft_medications.append(med["name"])
+    if not_current:
+        counts = {s: not_current.count(s) for s in sorted(set(not_current))}
+        mapped.notes.append(
+            "Medication orders not current, not used: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        )
     mapped.panel["medications"] = medications
+
+
+def _add(
+    request: dict[str, Any],
+    bundle_medications: dict[str, dict[str, Any]],
+    medications: list[dict[str, Any]],
+    mapped: Mapped,
+    suffix: str,
+) -> dict[str, Any] | None:
+    med = _medication(request, bundle_medications)
+    if med is None:
+        mapped.unused.append(f"{_name(request)}{suffix}: no medication code or text")
+    else:
+        medications.append(med)
+    return med

@@ -54,25 +54,56 @@ class SecurityHeaders:
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+    """Refuse bodies over the path's limit with 413, whether or not Content-Length is sent.
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, upload_paths: tuple[str, ...]):
-        self.app, self.limit, self.upload_limit, self.upload_paths = (
-            app,
-            limit,
-            upload_limit,
-            upload_paths,
-        )
+    `limits`: (path prefix, bytes), first match wins; `default` for every other path. A body
+    is read whole (up to its limit) before the app sees it, so a chunked body over the limit is
+    a 413 rather than a parse error; `streamed` paths (uploads) are counted as they stream.
+    """
+
+    def __init__(self, app: ASGIApp, default: int, limits: tuple[tuple[str, int], ...], streamed: tuple[str, ...]):
+        self.app, self.default, self.limits, self.streamed = app, default, limits, streamed
+
+    def limit_for(self, path: str) -> int:
+        return next((n for prefix, n in self.limits if path.startswith(prefix)), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_limit if scope["path"] in self.upload_paths else self.limit
+        limit = self.limit_for(scope["path"])
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)
             return
+        if scope["path"] in self.streamed:
+            await self._streamed(scope, receive, send, limit)
+            return
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before the body was complete
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > limit:
+                await _too_large(send, limit)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _streamed(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         seen = 0
         refused = False
 

@@ -40,5 +40,6 @@ def rule_entry(ruleset: Ruleset, code: str) -> dict[str, Any]:
             for k in d.references
         ],
         "source": rule.source,
+        "order_suggestion": d.order_suggestion.model_dump() if d.order_suggestion else None,
         "examples": {"fires": len(d.examples.fires), "silent": len(d.examples.silent)},
     }

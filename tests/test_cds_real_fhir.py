@@ -428,3 +428,17 @@ def test_one_field_mutations_of_real_resources_never_give_a_server_error(client)
                 errors += 1
             assert response.status_code < 500, (path, value, response.text[:300])
     assert sent > 400 and errors == 0
+
+
+def test_low_potassium_without_magnesium_suggests_ordering_it(client):
+    found = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")], meds=[]))
+    card = next(c for c in found if c["source"].get("topic", {}).get("code") == "hypokalemia_magnesium_unmeasured")
+    action = card["suggestions"][0]["actions"][0]
+    assert action["type"] == "create"
+    assert action["resource"]["resourceType"] == "ServiceRequest" and action["resource"]["status"] == "draft"
+    assert action["resource"]["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "19123-9",
+        "display": "Magnesium [Mass/volume] in Serum or Plasma",
+    }
+    assert action["resource"]["subject"] == {"reference": "Patient/example"}

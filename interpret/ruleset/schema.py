@@ -228,6 +228,15 @@ class Examples(Strict):
     silent: list[ExampleCase] = Field(min_length=1)
 
 
+class OrderSuggestion(Strict):
+    """A test the clinician may order from the card in one click (CDS Hooks `create` action
+    of a draft ServiceRequest): decision support proposes, the clinician decides."""
+
+    label: str = Field(max_length=80)
+    loinc: str = Field(pattern=r"^\d{1,7}-\d$")
+    display: str
+
+
 class RuleDef(Strict):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str
@@ -238,6 +247,7 @@ class RuleDef(Strict):
     message: str
     recommendation: str
     references: list[str] = Field(min_length=1)
+    order_suggestion: OrderSuggestion | None = None
     examples: Examples
 
 

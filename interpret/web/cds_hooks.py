@@ -64,6 +64,7 @@ class Card(BaseModel):
     indicator: Literal["info", "warning", "critical"]
     source: Source
     overrideReasons: list[Coding] | None = None
+    suggestions: list[dict[str, Any]] | None = None
 
 
 class CardsResponse(BaseModel):
@@ -386,7 +387,31 @@ class CardMaker:
                 topic=Coding(system="urn:interpret:rule", code=finding.code, display=finding.title),
             ),
             overrideReasons=OVERRIDE_REASONS if indicator in ("warning", "critical") else None,
+            suggestions=self._suggestions(finding),
         )
+
+    def _suggestions(self, finding: FindingOut) -> list[dict[str, Any]] | None:
+        """A draft ServiceRequest for the test the rule proposes (rules/: order_suggestion)."""
+        order = self.rs.rule(finding.code).definition.order_suggestion
+        if order is None:
+            return None
+        request: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "category": [
+                {
+                    "coding": [
+                        {"system": "http://snomed.info/sct", "code": "108252007", "display": "Laboratory procedure"}
+                    ]
+                }
+            ],
+            "code": {"coding": [{"system": "http://loinc.org", "code": order.loinc, "display": order.display}]},
+        }
+        if self.mapped.patient_id:
+            request["subject"] = {"reference": f"Patient/{self.mapped.patient_id}"}
+        action = {"type": "create", "description": order.label, "resource": request}
+        return [{"label": order.label, "uuid": str(uuid.uuid4()), "actions": [action]}]
 
     def _not_supplied_cards(self, result: Interpretation) -> list[Card]:
         cards = []

@@ -68,6 +68,7 @@ class Mapped:
     refusal: str | None = None  # the whole request cannot be interpreted (a child)
     draft_medications: list[str] = field(default_factory=list)
     lab_flags: list[tuple[str, str, str]] = field(default_factory=list)  # label, analyte, flag
+    patient_id: str | None = None
 
 
 # --- defensive readers ---------------------------------------------------------------------
@@ -315,6 +316,7 @@ def map_patient_view(
     mapped = Mapped(panel={"results": []})
     patient = next(iter(resources(prefetch.get("patient"), "Patient")), None)
     patient_ids = {i for i in (patient_id, (patient or {}).get("id")) if isinstance(i, str) and i}
+    mapped.patient_id = patient_id or next(iter(patient_ids), None)
     labs = prefetch.get("labs")
     if (why := failed_prefetch(labs)) is not None:
         mapped.not_supplied["laboratory results"] = why

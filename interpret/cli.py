@@ -141,6 +141,13 @@ def serve(
             help="Accept CDS Hooks calls signed by this EHR: ISSUER=JWKS (its key set: https URL or file).",
         ),
     ] = None,
+    fhir_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fhir-server",
+            help="A FHIR server (URL prefix) the CDS service may query for a missing prefetch.",
+        ),
+    ] = None,
     rules: RulesOption = None,
 ) -> None:
     """Start the web form, JSON API and CDS Hooks service."""
@@ -149,7 +156,7 @@ def serve(
 
     import uvicorn
 
-    from interpret.web.app import CDS_TRUST_ENV, CORS_ENV, RULES_ENV, create_app
+    from interpret.web.app import CDS_TRUST_ENV, CORS_ENV, FHIR_SERVERS_ENV, RULES_ENV, create_app
     from interpret.web.cds_auth import TrustedClient
 
     try:
@@ -157,7 +164,9 @@ def serve(
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
-    application = create_app(_interpreter(rules), cors_origins=cors_origin or [], cds_clients=trust)  # checks the rules
+    application = create_app(  # checks the rules
+        _interpreter(rules), cors_origins=cors_origin or [], cds_clients=trust, fhir_servers=fhir_server or []
+    )
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving on http://{shown}:{port}/  (API docs /docs, CDS Hooks /cds-services)", flush=True)
     if not trust and host not in ("127.0.0.1", "localhost", "::1"):
@@ -170,6 +179,7 @@ def serve(
     if rules:
         os.environ[RULES_ENV] = str(rules.resolve())
     os.environ[CORS_ENV] = " ".join(cors_origin or [])
+    os.environ[FHIR_SERVERS_ENV] = " ".join(fhir_server or [])
     os.environ[CDS_TRUST_ENV] = json.dumps(cds_trust or [])
     uvicorn.run("interpret.web.app:app_from_environment", factory=True, workers=workers, **options)
 

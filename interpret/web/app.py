@@ -42,6 +42,7 @@ def create_app(
     interpreter: Interpreter | None = None,
     cors_origins: list[str] | None = None,
     cds_clients: list[TrustedClient] | None = None,
+    fhir_servers: list[str] | None = None,
 ) -> FastAPI:
     """The web app. `cds_clients`: the EHRs whose signed calls the CDS Hooks services accept;
     none configured, calls are accepted unsigned (local development)."""
@@ -157,8 +158,10 @@ def create_app(
 
     from interpret.web.cds_hooks import FeedbackTally
     from interpret.web.cds_hooks import router as cds_router
+    from interpret.web.fhir_client import FhirServerAccess
 
     app.state.cds_feedback = FeedbackTally()
+    app.state.fhir_access = FhirServerAccess(allowed=tuple(fhir_servers or ()))
 
     app.include_router(cds_router)
     if cds_clients:  # inside CORS, so that a browser client can read the refusal
@@ -185,6 +188,7 @@ def create_app(
 
 
 RULES_ENV, CORS_ENV, CDS_TRUST_ENV = "INTERPRET_RULES", "INTERPRET_CORS_ORIGINS", "INTERPRET_CDS_TRUST"
+FHIR_SERVERS_ENV = "INTERPRET_FHIR_SERVERS"
 
 
 def app_from_environment() -> FastAPI:
@@ -197,7 +201,12 @@ def app_from_environment() -> FastAPI:
     rules = os.environ.get(RULES_ENV)
     interpreter = Interpreter(load_ruleset(Path(rules)) if rules else None)
     trust = [TrustedClient.parse(option) for option in json.loads(os.environ.get(CDS_TRUST_ENV) or "[]")]
-    return create_app(interpreter, cors_origins=os.environ.get(CORS_ENV, "").split(), cds_clients=trust)
+    return create_app(
+        interpreter,
+        cors_origins=os.environ.get(CORS_ENV, "").split(),
+        cds_clients=trust,
+        fhir_servers=os.environ.get(FHIR_SERVERS_ENV, "").split(),
+    )
 
 
 def _wants_html(request: Request) -> bool:

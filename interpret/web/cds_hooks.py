@@ -23,6 +23,7 @@ from interpret.pipeline import Interpreter
 from interpret.units import format_number
 from interpret.validate import InputError
 from interpret.web.fhir import LAB_CRITICAL, LAB_FLAGS, Mapped, map_patient_view, resources
+from interpret.web.fhir_client import FhirServerAccess, fetch, fill
 
 router = APIRouter(tags=["cds-hooks"])
 
@@ -166,21 +167,46 @@ def call_service(service_id: str, body: HookRequest, request: Request) -> Any:
         return _operation_outcome(
             400, f"service {service_id!r} answers hook {SERVICES[service_id]!r}, not {body.hook!r}"
         )
-    prefetch = body.prefetch or {}
+    prefetch = dict(body.prefetch or {})
+    context = body.context
+    access: FhirServerAccess = request.app.state.fhir_access
+    templates = _prefetch(interpreter)
+    absent = [k for k in templates if k not in prefetch]
+    if absent and body.fhirServer and body.fhirAuthorization and access.permits(body.fhirServer):
+        for key in absent:
+            prefetch[key] = _fetched(body.fhirServer, body.fhirAuthorization, templates[key], context, access)
     missing = [k for k in ("patient", "labs") if k not in prefetch]
     if missing:
-        return _operation_outcome(
-            412,
-            f"prefetch {', '.join(missing)} missing: this service reads only prefetched data "
-            "and does not query FHIR servers",
+        how = (
+            "and this FHIR server is not one the site allowed (--fhir-server)"
+            if body.fhirServer and body.fhirAuthorization
+            else "and the call gives no fhirServer with fhirAuthorization to fetch it from"
         )
-    context = body.context
+        return _operation_outcome(412, f"prefetch {', '.join(missing)} missing, {how}")
     draft = _draft_orders(context) if body.hook in ORDER_HOOKS else None
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
     mapped = map_patient_view(prefetch, interpreter.ruleset, draft, patient_id)
     tally = request.app.state.cds_feedback
     cards = CardMaker(interpreter, str(request.base_url).rstrip("/"), mapped, body.hook, tally)
     return {"cards": [c.model_dump(exclude_none=True) for c in cards.make()]}
+
+
+def _fetched(
+    server: str, authorization: dict[str, Any], template: str, context: dict[str, Any], access: FhirServerAccess
+) -> Any:
+    """The prefetch value fetched from the FHIR server, or an OperationOutcome saying why not."""
+    query = fill(template, context)
+    found, error = (
+        (None, "the context lacks a value the query needs")
+        if query is None
+        else fetch(server, authorization, query, access)
+    )
+    if error is None:
+        return found
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception", "diagnostics": error}],
+    }
 
 
 def _draft_orders(context: dict[str, Any]) -> Any:
@@ -305,6 +331,9 @@ def md(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-!|~])", r"\\\1", text)
 
 
+# What a missing prefetch leaves unknown, as the core names it in not_assessed.
+NEEDS = {"medication list": ("medication",), "patient details": ("age", "sex", "eGFR", "egfr")}
+
 OVERRIDE_REASONS = [
     Coding(system="urn:interpret:override-reason", code="not-relevant", display="Not relevant to this patient"),
     Coding(system="urn:interpret:override-reason", code="already-addressed", display="Already addressed"),
@@ -416,14 +445,15 @@ class CardMaker:
     def _not_supplied_cards(self, result: Interpretation) -> list[Card]:
         cards = []
         for what, why in self.mapped.not_supplied.items():
-            rules = [n.title for n in result.not_assessed if any(m.startswith("medication") for m in n.missing)]
+            needs = NEEDS[what]
+            rules = [n.title for n in result.not_assessed if any(m.startswith(needs) for m in n.missing)]
             if what == "medication list" and self.mapped.draft_medications:
                 lines = [md(f"The active medication list: {why}. Only the drafted orders were read.")]
                 summary = "Active medication list not available: only drafted orders checked"
             else:
                 lines = [md(f"The {what}: {why}."), ""]
                 lines += ["Not assessed for want of it:", ""] + [f"- {md(t)}" for t in rules]
-                summary = f"{what.capitalize()} not available: {len(rules)} medication rules not assessed"
+                summary = f"{what.capitalize()} not available: {len(rules)} rules not assessed"
             cards.append(self._info(summary[:SUMMARY_LIMIT], lines))
         return cards
 

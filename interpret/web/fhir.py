@@ -317,6 +317,8 @@ def map_patient_view(
     patient = next(iter(resources(prefetch.get("patient"), "Patient")), None)
     patient_ids = {i for i in (patient_id, (patient or {}).get("id")) if isinstance(i, str) and i}
     mapped.patient_id = patient_id or next(iter(patient_ids), None)
+    if (why := failed_prefetch(prefetch.get("patient"))) is not None:
+        mapped.not_supplied["patient details"] = why
     labs = prefetch.get("labs")
     if (why := failed_prefetch(labs)) is not None:
         mapped.not_supplied["laboratory results"] = why

@@ -1,0 +1,104 @@
+"""Fetching a missing prefetch from the EHR's FHIR server (CDS Hooks 2.0 §"FHIR resource access").
+
+Used only when a prefetch key is absent, the call carries `fhirServer` and `fhirAuthorization`,
+and the server is one the site allowed (`interpret serve --fhir-server URL`, repeatable): the
+service never fetches from a URL that a caller alone chose. Each query has a timeout, follows
+`Bundle.link` "next" pages on the same server up to a page and size cap, and every failure is
+returned as words for a card, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+TEMPLATE_TOKENS = ("{{context.patientId}}", "{{context.userId}}", "{{context.encounterId}}")
+
+
+@dataclass(frozen=True)
+class FhirServerAccess:
+    """The FHIR servers this site lets the service query, and the caps on each fetch."""
+
+    allowed: tuple[str, ...] = ()
+    timeout_seconds: float = 5.0
+    max_pages: int = 5
+    max_bytes: int = 8 * 1024 * 1024
+
+    def permits(self, server: str) -> bool:
+        if not server.startswith(("https://", "http://")):
+            return False
+        server = server.rstrip("/") + "/"
+        return any(server.startswith(a.rstrip("/") + "/") for a in self.allowed)
+
+
+def fill(template: str, context: dict[str, Any]) -> str | None:
+    """The query with the context's values in place, or None when one is missing."""
+    query = template
+    for token in TEMPLATE_TOKENS:
+        if token in query:
+            value = context.get(token[len("{{context.") : -2])
+            if not isinstance(value, str) or not value:
+                return None
+            query = query.replace(token, urllib.parse.quote(value, safe=""))
+    return query
+
+
+def fetch(server: str, authorization: dict[str, Any], query: str, access: FhirServerAccess) -> tuple[Any, str | None]:
+    """GET `query` on `server` (with its next pages): a resource or one Bundle, or the failure."""
+    token = authorization.get("access_token")
+    if not isinstance(token, str) or not token:
+        return None, "fhirAuthorization has no access_token"
+    base = server.rstrip("/") + "/"
+    url: str | None = base + query.lstrip("/")
+    entries: list[Any] = []
+    first: Any = None
+    seen = 0
+    for _ in range(access.max_pages):
+        if url is None:
+            break
+        body, error = _get(url, token, access, access.max_bytes - seen)
+        if error:
+            return None, f"{query.split('?')[0]} from the FHIR server: {error}"
+        seen += len(body)
+        try:
+            page = json.loads(body)
+        except ValueError:
+            return None, f"{query.split('?')[0]} from the FHIR server: the answer is not JSON"
+        if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
+            return page, None
+        first = first or page
+        page_entries = page.get("entry")
+        entries += page_entries if isinstance(page_entries, list) else []
+        url = _next(page, base)
+    else:
+        if url is not None:
+            return None, f"{query.split('?')[0]} from the FHIR server: more than {access.max_pages} pages"
+    return {**(first or {"resourceType": "Bundle", "type": "searchset"}), "entry": entries, "link": []}, None
+
+
+def _next(page: dict[str, Any], base: str) -> str | None:
+    links = page.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"] if link["url"].startswith(base) else None  # never another server
+    return None
+
+
+def _get(url: str, token: str, access: FhirServerAccess, budget: int) -> tuple[bytes, str | None]:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http(s) servers the site allowed)
+    try:
+        with urllib.request.urlopen(request, timeout=access.timeout_seconds) as response:  # noqa: S310 (allowed servers only)
+            body = response.read(budget + 1)
+    except urllib.error.HTTPError as exc:
+        return b"", f"HTTP {exc.code}"
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return b"", f"not reachable ({type(reason).__name__})"
+    if len(body) > budget:
+        return b"", f"larger than {access.max_bytes} bytes"
+    return body, None

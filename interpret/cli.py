@@ -53,10 +53,17 @@ def _interpreter(rules: Path | None):  # type: ignore[no-untyped-def]
 def _read_json(path: str) -> object:
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8-sig")
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         _error(f"{path}: line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}")
         raise typer.Exit(2) from None
+    from interpret.models import duplicate_key
+
+    duplicate = duplicate_key(text)
+    if duplicate is not None:
+        _error(f"{path}: {duplicate[0]}: key {duplicate[1]!r} given twice")
+        raise typer.Exit(2)
+    return data
 
 
 @app.command()
@@ -148,6 +155,14 @@ def serve(
             help="A FHIR server (URL prefix) the CDS service may query for a missing prefetch.",
         ),
     ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="The service's public URL (https://host/base): CDS tokens' aud is checked against it."),
+    ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(help="Trust X-Forwarded-* headers from these proxy addresses (default: from none)."),
+    ] = None,
     rules: RulesOption = None,
 ) -> None:
     """Start the web form, JSON API and CDS Hooks service."""
@@ -156,7 +171,7 @@ def serve(
 
     import uvicorn
 
-    from interpret.web.app import CDS_TRUST_ENV, CORS_ENV, FHIR_SERVERS_ENV, RULES_ENV, create_app
+    from interpret.web.app import CDS_TRUST_ENV, CORS_ENV, FHIR_SERVERS_ENV, PUBLIC_URL_ENV, RULES_ENV, create_app
     from interpret.web.cds_auth import TrustedClient
 
     try:
@@ -165,13 +180,21 @@ def serve(
         _error(str(exc))
         raise typer.Exit(2) from None
     application = create_app(  # checks the rules
-        _interpreter(rules), cors_origins=cors_origin or [], cds_clients=trust, fhir_servers=fhir_server or []
+        _interpreter(rules),
+        cors_origins=cors_origin or [],
+        cds_clients=trust,
+        fhir_servers=fhir_server or [],
+        public_url=public_url,
     )
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving on http://{shown}:{port}/  (API docs /docs, CDS Hooks /cds-services)", flush=True)
     if not trust and host not in ("127.0.0.1", "localhost", "::1"):
         _error("warning: CDS Hooks calls are accepted unsigned; name the EHRs to trust with --cds-trust ISSUER=JWKS")
+    if trust and not public_url:
+        _error("warning: without --public-url, CDS tokens' aud is checked against the Host header the client sent")
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: only when told to here
+    options |= {"proxy_headers": bool(forwarded_allow_ips), "forwarded_allow_ips": forwarded_allow_ips or ""}
     if workers == 1:
         uvicorn.run(application, **options)
         return
@@ -180,6 +203,7 @@ def serve(
         os.environ[RULES_ENV] = str(rules.resolve())
     os.environ[CORS_ENV] = " ".join(cors_origin or [])
     os.environ[FHIR_SERVERS_ENV] = " ".join(fhir_server or [])
+    os.environ[PUBLIC_URL_ENV] = public_url or ""
     os.environ[CDS_TRUST_ENV] = json.dumps(cds_trust or [])
     uvicorn.run("interpret.web.app:app_from_environment", factory=True, workers=workers, **options)
 

@@ -7,14 +7,26 @@ errors in the same located form. Output models are plain dataclasses (see below)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 Severity = Literal["info", "advisory", "warning", "critical"]
 Status = Literal["critical_low", "low", "normal", "high", "critical_high"]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """`true` is not 1.0 mmol/L: JSON booleans are refused where a number belongs (pydantic's
+    lax mode would read them as 1 and 0, fabricating a critical result from a slip)."""
+    if isinstance(value, bool):
+        raise ValueError("a number is required, not true or false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
 class InputModel(BaseModel):
@@ -22,13 +34,13 @@ class InputModel(BaseModel):
 
 
 class ReferenceRangeIn(InputModel):
-    low: float | None = Field(default=None, description="Lower limit, in the result's unit")
-    high: float | None = Field(default=None, description="Upper limit, in the result's unit")
+    low: Number | None = Field(default=None, description="Lower limit, in the result's unit")
+    high: Number | None = Field(default=None, description="Upper limit, in the result's unit")
 
 
 class ResultIn(InputModel):
     analyte: str = Field(description="Analyte name (potassium, ...) or its LOINC code")
-    value: float
+    value: Number
     unit: str = Field(description="e.g. mmol/L, mEq/L, mg/dL, umol/L, g/dL, g/L")
     reference_range: ReferenceRangeIn | None = Field(
         default=None, description="The laboratory's own interval; decides low/high"
@@ -36,7 +48,7 @@ class ResultIn(InputModel):
 
 
 class PatientIn(InputModel):
-    age: float | None = Field(default=None, description="Years; adults only (18-120)")
+    age: Number | None = Field(default=None, description="Years; adults only (18-120)")
     sex: str | None = Field(default=None, description="female/male (F/M); other or unknown")
 
 
@@ -79,7 +91,7 @@ class IntervalOut:
 class ResultOut:
     analyte: str
     label: str
-    value: float
+    value: Number
     unit: str
     canonical_value: float
     canonical_unit: str
@@ -92,7 +104,7 @@ class ResultOut:
 class DerivedOut:
     name: str
     label: str
-    value: float
+    value: Number
     unit: str
     shown: str  # as the report's sentences show it: "29.5 mL/min/1.73 m²" (decided on `value`)
     formula: str
@@ -199,3 +211,38 @@ class LocatedErrors(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     detail: list[LocatedError]
+
+
+# --- raw JSON ----------------------------------------------------------------------------
+
+
+class _Object(dict[str, Any]):
+    duplicate: str | None = None
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    for key, value in pairs:
+        if key in obj and obj.duplicate is None:
+            obj.duplicate = key
+        obj[key] = value
+    return obj
+
+
+def duplicate_key(text: str) -> tuple[str, str] | None:
+    """(where, key) of the first key named twice in one JSON object, or None (also for
+    text that is not JSON: the app's own parser reports that)."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_pairs)
+    except ValueError:
+        return None
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, _Object):
+            if node.duplicate is not None:
+                return where or "(body)", node.duplicate
+            stack += [(f"{where}.{k}" if where else k, v) for k, v in reversed(node.items())]
+        elif isinstance(node, list):
+            stack += [(f"{where}[{i}]", v) for i, v in reversed(list(enumerate(node)))]
+    return None

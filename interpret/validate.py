@@ -182,6 +182,11 @@ def _result(raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str,
         rr = raw.reference_range
         low = None if rr.low is None else rr.low * factor
         high = None if rr.high is None else rr.high * factor
+        for name, converted in (("low", low), ("high", high)):
+            # 1e308 g/dL overflows when converted to g/L: a keying error, not a limit.
+            if converted is not None and not math.isfinite(converted):
+                errors.append((f"{where}.reference_range.{name}", "too large to be a limit for this analyte"))
+                return None
         if low is None and high is None:
             errors.append((f"{where}.reference_range", "give low, high or both"))
         elif low is not None and high is not None and low > high:

@@ -176,3 +176,53 @@ def test_the_memory_of_token_ids_stays_bounded(key, jwks_file, monkeypatch):
         verifier.verify(f"Bearer {token(key, iat=int(clock[0]))}", AUDIENCE)
         clock[0] += MAX_AGE_SECONDS  # each token is too old to be accepted by the next call
     assert len(verifier._seen) <= 3
+
+
+def _forged(key, header: dict, claims: dict) -> str:
+    """A token with the header and claims given, signed with `key` (ES384), header rewritten."""
+    good = token(key, **claims)
+    _head, body, signature = good.split(".")
+    raw = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    return f"{raw}.{body}.{signature}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "RS256", "kid": KID, "typ": "JWT"},  # alg that does not fit the EC key
+        {"alg": "PS512", "kid": KID},
+        {"alg": "ES256", "kid": KID},  # the wrong curve for this key
+        {"alg": "ES384", "kid": ["a", "b"]},  # unhashable kid
+        {"alg": "ES384", "kid": {"x": 1}},
+    ],
+)
+def test_a_header_that_does_not_fit_the_key_is_401_not_500(client, key, header):
+    response = call(client, _forged(key, header, {}))
+    assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize("claims", [{"iat": "0"}, {"iat": True}, {"jti": ["x"]}, {"exp": "soon"}])
+def test_malformed_claims_are_401_not_500(client, key, claims):
+    assert call(client, token(key, **claims)).status_code == 401
+
+
+def test_aud_is_the_configured_public_url_not_the_host_header(interpreter, key, jwks_file):
+    app = create_app(
+        interpreter,
+        cds_clients=[TrustedClient(ISSUER, str(jwks_file))],
+        public_url="https://cds.hospital.example/base",
+    )
+    client = TestClient(app)
+    other = "https://evil.example" + SERVICE
+    spoofed = client.post(
+        SERVICE,
+        json=REQUEST,
+        headers={
+            "Authorization": f"Bearer {token(key, aud=other)}",
+            "Host": "evil.example",
+            "X-Forwarded-Proto": "https",
+        },
+    )
+    assert spoofed.status_code == 401
+    ours = token(key, aud="https://cds.hospital.example/base" + SERVICE)
+    assert client.post(SERVICE, json=REQUEST, headers={"Authorization": f"Bearer {ours}"}).status_code == 200

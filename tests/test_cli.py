@@ -119,7 +119,10 @@ def test_serve_with_workers_uses_the_given_rules_origins_and_trust(tmp_path):
         answer = _wait_for(f"http://127.0.0.1:{port}/healthz", {"Origin": "https://ehr.example.org"})
         assert answer.headers["access-control-allow-origin"] == "https://ehr.example.org"
         unsigned = urllib.request.Request(
-            f"http://127.0.0.1:{port}/cds-services/electrolyte-panel", data=b"{}", method="POST"
+            f"http://127.0.0.1:{port}/cds-services/electrolyte-panel",
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json"},
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(unsigned, timeout=10)

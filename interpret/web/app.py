@@ -33,6 +33,7 @@ PANEL_REF = {"$ref": "#/components/schemas/PanelIn"}
 BODY_LIMIT = 64 * 1024  # a panel is a few hundred bytes; anything near this is not a panel
 UPLOAD_LIMIT = 50 * 1024 * 1024
 UPLOAD_PATHS = ("/batch",)
+JSON_PATHS = ("/api/v1/interpret", "/cds-services/")  # POSTs here take application/json only
 # A CDS Hooks prefetch of 50 Observations and 10 MedicationRequests is ~72 KB; a Synthea
 # patient's whole record is a few MB. INTERPRET_CDS_BODY_LIMIT (bytes) overrides it.
 CDS_BODY_LIMIT = 8 * 1024 * 1024
@@ -43,6 +44,7 @@ def create_app(
     cors_origins: list[str] | None = None,
     cds_clients: list[TrustedClient] | None = None,
     fhir_servers: list[str] | None = None,
+    public_url: str | None = None,
 ) -> FastAPI:
     """The web app. `cds_clients`: the EHRs whose signed calls the CDS Hooks services accept;
     none configured, calls are accepted unsigned (local development)."""
@@ -79,6 +81,7 @@ def create_app(
             },
             400: {"description": "Body could not be read (not UTF-8 JSON)"},
             413: {"description": "Body too large"},
+            415: {"description": "Body not sent as application/json"},
             422: {"model": LocatedErrors, "description": "Invalid panel; each error located by JSON path"},
         },
         tags=["api"],
@@ -165,7 +168,7 @@ def create_app(
 
     app.include_router(cds_router)
     if cds_clients:  # inside CORS, so that a browser client can read the refusal
-        app.add_middleware(TrustedClientsOnly, verifier=ClientVerifier(cds_clients))
+        app.add_middleware(TrustedClientsOnly, verifier=ClientVerifier(cds_clients), public_url=public_url)
 
     from interpret.web.batch_upload import router as batch_router
 
@@ -178,17 +181,18 @@ def create_app(
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    from interpret.web.security import BodyLimit, SecurityHeaders
+    from interpret.web.security import BodyLimit, JsonBodies, SecurityHeaders
 
     cds_limit = int(os.environ.get("INTERPRET_CDS_BODY_LIMIT") or CDS_BODY_LIMIT)
     limits = (("/cds-services", cds_limit), *((p, UPLOAD_LIMIT) for p in UPLOAD_PATHS))
+    app.add_middleware(JsonBodies, paths=JSON_PATHS)
     app.add_middleware(BodyLimit, default=BODY_LIMIT, limits=limits, streamed=UPLOAD_PATHS)
     app.add_middleware(SecurityHeaders)
     return app
 
 
 RULES_ENV, CORS_ENV, CDS_TRUST_ENV = "INTERPRET_RULES", "INTERPRET_CORS_ORIGINS", "INTERPRET_CDS_TRUST"
-FHIR_SERVERS_ENV = "INTERPRET_FHIR_SERVERS"
+FHIR_SERVERS_ENV, PUBLIC_URL_ENV = "INTERPRET_FHIR_SERVERS", "INTERPRET_PUBLIC_URL"
 
 
 def app_from_environment() -> FastAPI:
@@ -206,6 +210,7 @@ def app_from_environment() -> FastAPI:
         cors_origins=os.environ.get(CORS_ENV, "").split(),
         cds_clients=trust,
         fhir_servers=os.environ.get(FHIR_SERVERS_ENV, "").split(),
+        public_url=os.environ.get(PUBLIC_URL_ENV) or None,
     )
 
 

@@ -65,7 +65,19 @@ class ClientVerifier:
         self._lock = threading.Lock()
 
     def verify(self, authorization: str | None, audience: str) -> None:
-        """Raise `ClientNotTrusted` unless `authorization` is a valid bearer JWT for `audience`."""
+        """Raise `ClientNotTrusted` unless `authorization` is a valid bearer JWT for `audience`.
+
+        Anything a token can contain ends as `ClientNotTrusted` (a 401), never as a server
+        error: an `alg` that does not fit the key, a `kid` that is a list, an `iat` that is text.
+        """
+        try:
+            self._verify(authorization, audience)
+        except ClientNotTrusted:
+            raise
+        except (jwt.PyJWTError, TypeError, ValueError, KeyError, AttributeError):
+            raise ClientNotTrusted("the bearer token could not be checked (malformed header or claims)") from None
+
+    def _verify(self, authorization: str | None, audience: str) -> None:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ClientNotTrusted("a signed bearer token (JWT) from a trusted CDS client is required")
@@ -104,10 +116,14 @@ class ClientVerifier:
             raise ClientNotTrusted("the token is for another service (aud is not this service's URL)") from None
         except jwt.MissingRequiredClaimError as exc:
             raise ClientNotTrusted(f"the token has no {exc.claim} claim") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, TypeError, ValueError):  # e.g. an ES256 header with the RSA key
             raise ClientNotTrusted("the token's signature or claims are not valid") from None
 
     def _check_fresh(self, claims: dict[str, Any]) -> None:
+        if isinstance(claims["iat"], bool) or not isinstance(claims["iat"], int | float):
+            raise ClientNotTrusted("the token's iat is not a number")
+        if not isinstance(claims["jti"], str | int) or isinstance(claims["jti"], bool):
+            raise ClientNotTrusted("the token's jti is not a string")
         now = self._now()
         oldest = now - MAX_AGE_SECONDS - LEEWAY_SECONDS
         if claims["iat"] < oldest:
@@ -124,14 +140,19 @@ class TrustedClientsOnly:
     """ASGI middleware: a CDS service call (POST under /cds-services/) without a valid token
     from a trusted client gets 401 before anything reads its body. Discovery stays open."""
 
-    def __init__(self, app: ASGIApp, verifier: ClientVerifier) -> None:
+    def __init__(self, app: ASGIApp, verifier: ClientVerifier, public_url: str | None = None) -> None:
         self.app, self.verifier = app, verifier
+        self.public_url = public_url.rstrip("/") if public_url else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/cds-services/"):
             request = Request(scope)
+            # aud is checked against the service's configured public URL; without one, against
+            # the URL the request reached (its Host header; forwarded headers are not trusted
+            # unless the server is told to: `interpret serve --forwarded-allow-ips`).
+            audience = f"{self.public_url}{scope['path']}" if self.public_url else str(request.url.replace(query=""))
             try:
-                self.verifier.verify(request.headers.get("authorization"), str(request.url.replace(query="")))
+                self.verifier.verify(request.headers.get("authorization"), audience)
             except ClientNotTrusted as exc:
                 await _refusal(str(exc))(scope, receive, send)
                 return

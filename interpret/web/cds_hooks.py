@@ -136,6 +136,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such service (OperationOutcome)"},
     412: {"description": "Required prefetch missing (OperationOutcome)"},
     413: {"description": "Body too large"},
+    415: {"description": "Body not sent as application/json"},
     422: {"model": LocatedErrors, "description": "Not a CDS Hooks request; each error located"},
 }
 
@@ -238,7 +239,7 @@ class FeedbackRequest(BaseModel):
 
 @router.post(
     "/cds-services/{service_id}/feedback",
-    responses={k: ERRORS[k] for k in (400, 401, 404, 413, 422)},
+    responses={k: ERRORS[k] for k in (400, 401, 404, 413, 415, 422)},
 )
 def feedback(service_id: str, body: dict[str, Any], request: Request) -> Any:
     """Counted per card kind (rule code), outcome and override reason; nothing about the

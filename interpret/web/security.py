@@ -6,8 +6,13 @@ limit holds for chunked uploads too and nothing about a request reaches the logs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from interpret.models import duplicate_key
+
+log = logging.getLogger("interpret.web")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,7 +55,21 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            # One short line, never a value or a body; the client gets a 500 that carries the
+            # same headers as every other response.
+            log.error("internal error on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
+            if not started:
+                await _json_error(send_with_headers, 500, {"detail": "internal error"})
 
 
 class BodyLimit:
@@ -141,3 +160,66 @@ async def _too_large(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class JsonBodies:
+    """JSON endpoints take JSON only, and JSON that means one thing.
+
+    - `Content-Type` must be application/json (or application/fhir+json, or a `+json` type):
+      a cross-site HTML form can send only form encodings or text/plain, so it cannot make the
+      API render a report of its choosing on this origin (415 otherwise);
+    - the body must be UTF-8 (400 otherwise, as the OpenAPI document says);
+    - an object may not name a key twice (`"value": 3.0, "value": 7.0` would silently mean
+      7.0): 422 with the place, in the same form as every other input error.
+
+    Runs inside BodyLimit, which hands it the whole body at once.
+    """
+
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...]) -> None:
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.paths):
+            await self.app(scope, receive, send)
+            return
+        content_type = dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if not (content_type == b"application/json" or content_type.endswith(b"+json")):
+            await _json_error(send, 415, {"detail": "send the body as application/json"})
+            return
+        message = await receive()
+        body = message.get("body", b"")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            await _json_error(send, 400, {"detail": "the body is not UTF-8"})
+            return
+        duplicate = duplicate_key(text)
+        if duplicate is not None:
+            await _json_error(
+                send, 422, {"detail": [{"loc": duplicate[0], "msg": f"key {duplicate[1]!r} given twice"}]}
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return message
+
+        await self.app(scope, replay, send)
+
+
+async def _json_error(send: Send, status: int, body: dict[str, Any]) -> None:
+    import json
+
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})

@@ -3,6 +3,9 @@ failed before its fix."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
 from interpret.web.app import create_app
@@ -59,3 +62,109 @@ def test_an_internal_error_still_carries_the_security_headers_and_no_detail(inte
     assert response.status_code == 500
     assert "content-security-policy" in response.headers and "nosniff" in response.headers["x-content-type-options"]
     assert "3.0" not in response.text
+
+
+CSV = "id,potassium,potassium_unit\nr1,3.0,mmol/L\n"
+
+
+def test_an_upload_from_another_sites_form_is_refused(interpreter):
+    c = client(interpreter)
+    files = {"file": ("lab.csv", CSV, "text/csv")}
+    assert c.post("/batch", files=files, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert c.post("/batch", files=files, headers={"Origin": "null"}).status_code == 403
+    assert c.post("/batch", files=files, headers={"Origin": "http://testserver"}).status_code == 200
+
+
+def test_a_gzip_bomb_upload_is_refused_without_writing_it_out(interpreter, monkeypatch):
+    import gzip
+
+    from interpret.web import batch_upload
+
+    monkeypatch.setattr(batch_upload, "UPLOAD_DECOMPRESS_LIMIT", 10 * 2**20)
+    bomb = gzip.compress(b"id,potassium,potassium_unit\n" + b"0" * (64 * 2**20), compresslevel=9)
+    assert len(bomb) < 200_000
+    response = client(interpreter).post("/batch", files={"file": ("lab.csv.gz", bomb, "application/gzip")})
+    assert response.status_code == 422 and "expands to more than" in response.text
+
+
+def test_a_gzip_bomb_on_the_command_line_stops_with_a_message(tmp_path):
+    import gzip
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"id,potassium,potassium_unit\n" + b"0" * (32 * 2**20)))
+    done = subprocess.run(
+        [sys.executable, "-m", "interpret.cli", "batch", str(bomb), "-o", str(tmp_path / "out.csv")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"INTERPRET_MAX_UNCOMPRESSED_BYTES": str(8 * 2**20), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert done.returncode == 2 and "expands to more than" in done.stderr, done.stderr
+    assert not (tmp_path / "out.csv").exists()
+    leftovers = [
+        p for p in Path(tempfile.gettempdir()).glob("interpret-gunzip-*") if p.stat().st_mtime > bomb.stat().st_mtime
+    ]
+    assert leftovers == []
+
+
+def test_aborted_requests_and_internal_errors_log_one_short_line_and_no_values(interpreter, caplog, monkeypatch):
+    import asyncio
+    import logging
+
+    from interpret.web import batch_upload
+
+    app = create_app(interpreter)
+
+    async def aborted(path: str) -> list:
+        sent = []
+        messages = iter(
+            [
+                {
+                    "type": "http.request",
+                    "body": b'{"results": [{"analyte": "potassium", "value": 3.1',
+                    "more_body": True,
+                },
+                {"type": "http.disconnect"},
+            ]
+        )
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [(b"content-type", b"application/json")],
+            "query_string": b"",
+            "server": ("testserver", 80),
+            "scheme": "http",
+            "root_path": "",
+        }
+        await app(scope, receive, send)
+        return sent
+
+    caplog.set_level(logging.DEBUG)
+    for _ in range(50):
+        asyncio.run(aborted("/api/v1/interpret"))
+        asyncio.run(aborted("/cds-services/electrolyte-panel"))
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("row r1,3.0,mmol/L could not be read")
+
+    monkeypatch.setattr(batch_upload, "execute", failing)
+    c = TestClient(app, raise_server_exceptions=False)
+    response = c.post("/batch", files={"file": ("lab.csv", CSV, "text/csv")})
+    assert response.status_code == 500
+    logged = [r.getMessage() for r in caplog.records if r.name != "asyncio"]
+    assert len(logged) <= 2, logged  # the failed upload: one line
+    assert all(len(line) < 200 and "3.0" not in line and "3.1" not in line for line in logged)
+    assert not any(r.exc_info for r in caplog.records)

@@ -9,9 +9,11 @@ truncated; fully blank lines are counted and reported, not interpreted.
 from __future__ import annotations
 
 import codecs
+import contextvars
 import csv
 import gzip
 import io
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -125,15 +127,38 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
+# How much a compressed input may expand to: a 4 MB gzip file can hold 35 GB of zeros. The
+# command line's cap is INTERPRET_MAX_UNCOMPRESSED_BYTES (default 64 GiB); the web upload sets
+# a smaller one for its run. Free disk is checked as the copy grows (a margin is kept).
+DECOMPRESS_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "decompress_limit", default=int(os.environ.get("INTERPRET_MAX_UNCOMPRESSED_BYTES") or 64 * 2**30)
+)
+FREE_DISK_MARGIN = 256 * 2**20
+
+
 def _decompress(path: Path) -> Path:
-    """A decompressed temporary copy, read as any plain file (in chunks, streamed)."""
+    """A decompressed temporary copy, read as any plain file (in chunks, streamed), refused
+    when it would pass the limit or fill the disk."""
     out = Path(tempfile.mkstemp(suffix=".csv", prefix="interpret-gunzip-")[1])
+    limit, written = DECOMPRESS_LIMIT.get(), 0
     try:
         with gzip.open(path, "rb") as src, out.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 22)
+            while chunk := src.read(1 << 22):
+                written += len(chunk)
+                if written > limit:
+                    raise BatchInputError(
+                        f"{path}: expands to more than {limit:,} bytes uncompressed; refused "
+                        "(a larger export: raise INTERPRET_MAX_UNCOMPRESSED_BYTES)"
+                    )
+                if written % (1 << 28) < len(chunk) and shutil.disk_usage(out.parent).free < FREE_DISK_MARGIN:
+                    raise BatchInputError(f"{path}: not enough free disk to decompress it in {out.parent}")
+                dst.write(chunk)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off file, EOFError
         out.unlink(missing_ok=True)
         raise BatchInputError(f"{path}: not a readable gzip file ({exc})") from None
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     return out
 
 

@@ -159,6 +159,9 @@ def serve(
         str | None,
         typer.Option(help="The service's public URL (https://host/base): CDS tokens' aud is checked against it."),
     ] = None,
+    limit_concurrency: Annotated[
+        int, typer.Option(min=1, help="Connections and requests at once per process; more get 503.")
+    ] = 500,
     forwarded_allow_ips: Annotated[
         str | None,
         typer.Option(help="Trust X-Forwarded-* headers from these proxy addresses (default: from none)."),
@@ -195,6 +198,9 @@ def serve(
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default: only when told to here
     options |= {"proxy_headers": bool(forwarded_allow_ips), "forwarded_allow_ips": forwarded_allow_ips or ""}
+    from interpret.web.server import HeaderDeadlineH11
+
+    options |= {"http": HeaderDeadlineH11, "limit_concurrency": limit_concurrency, "timeout_keep_alive": 5}
     if workers == 1:
         uvicorn.run(application, **options)
         return

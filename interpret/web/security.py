@@ -6,7 +6,9 @@ limit holds for chunked uploads too and nothing about a request reaches the logs
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -98,19 +100,16 @@ class BodyLimit:
         if scope["path"] in self.streamed:
             await self._streamed(scope, receive, send, limit)
             return
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before the body was complete
-            body = message.get("body", b"")
-            seen += len(body)
-            if seen > limit:
-                await _too_large(send, limit)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
+        try:
+            chunks = await asyncio.wait_for(self._read(receive, limit), timeout=BODY_SECONDS)
+        except TimeoutError:  # a client that sends headers and stalls its body is not waited for
+            await _json_error(send, 408, {"detail": f"the request body did not arrive within {BODY_SECONDS:g} s"})
+            return
+        if chunks is None:
+            await _too_large(send, limit)
+            return
+        if chunks is DISCONNECTED:
+            return  # the client went away before the body was complete
         replayed = False
 
         async def replay() -> Message:
@@ -121,6 +120,22 @@ class BodyLimit:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _read(receive: Receive, limit: int) -> list[bytes] | None:
+        """The body's chunks; None when over `limit`; DISCONNECTED when the client left."""
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return DISCONNECTED
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > limit:
+                return None
+            chunks.append(body)
+            if not message.get("more_body", False):
+                return chunks
 
     async def _streamed(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         seen = 0
@@ -141,6 +156,12 @@ class BodyLimit:
         except BodyTooLarge:
             if refused:
                 await _too_large(send, limit)
+
+
+DISCONNECTED: list[bytes] = []  # a sentinel: compared by identity
+# How long a request body may take to arrive (INTERPRET_BODY_SECONDS; uploads stream and are
+# bounded by their size instead).
+BODY_SECONDS = float(os.environ.get("INTERPRET_BODY_SECONDS") or 30)
 
 
 class BodyTooLarge(Exception):

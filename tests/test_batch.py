@@ -356,8 +356,9 @@ def test_latin1_byte_past_the_first_megabyte_restarts_as_latin1(interpreter, tmp
     assert code == 0 and out.height == 60_001
     assert out["unrecognized_medications"][-1] == "Müller-Tabletten"
     side = json.loads((tmp_path / "out.csv.json").read_text())
-    assert side["input"]["encoding"] == "latin-1"
-    assert any("read again, as Latin-1" in note for note in side["notes"])
+    assert side["input"]["encoding"] == "mixed" and side["input"]["redecoded_lines"] == [60_002]
+    assert any("read again, line by line" in note for note in side["notes"])
+    assert any("lines 60002" in note for note in side["notes"])
 
 
 def test_lookup_answers_right_when_its_memory_is_cleared(monkeypatch):
@@ -708,7 +709,7 @@ def test_a_gzip_compressed_latin1_long_export_with_gzip_orders(interpreter, tmp_
     assert {"hypokalemia_with_hypomagnesemia", "diuretic_associated_losses"} <= findings(out, 0)
     assert "drug_associated_hyponatremia" in findings(out, 2)
     side = json.loads((tmp_path / "out.csv.json").read_text())["input"]
-    assert (side["compression"], side["encoding"]) == ("gzip", "latin-1")
+    assert (side["compression"], side["encoding"]) == ("gzip", "mixed")
     assert list(own_tempdir.iterdir()) == []
 
 
@@ -827,3 +828,17 @@ def test_an_age_that_cannot_be_shifted_to_the_panels_time_refuses_that_panel(int
     assert out["error"][0] is None
     assert "age at the panel's time cannot be worked out (age_year n/a" in out["error"][1]
     assert "'sixty' is not a number" in out["error"][2]
+
+
+def test_one_cp1252_byte_does_not_garble_every_utf8_line(interpreter, tmp_path):
+    """30,001 rows with valid UTF-8 µmol/L and one Windows-1252 line: every row interpreted,
+    the one line re-decoded (its € kept), and the sidecar names it."""
+    lines = ["creatinine,creatinine_unit,age,sex,medications"]
+    lines += ["90,µmol/L,60,female,furosemide"] * 30_000
+    body = ("\n".join(lines) + "\n").encode("utf-8") + "90,µmol/L,60,female,Preis 5 €\n".encode("cp1252")
+    code, out = batch(interpreter, tmp_path, body)
+    assert code == 0 and out.height == 30_001
+    assert out["error"].null_count() == 30_001, out.filter(out["error"].is_not_null())["error"][0]
+    assert out["unrecognized_medications"][-1] == "Preis 5 €"
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert side["input"]["redecoded_lines"] == [30_002]

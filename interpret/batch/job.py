@@ -79,7 +79,7 @@ def execute(
     except pl.exceptions.ComputeError as exc:
         if encoding is not None or not is_encoding_error(exc):
             raise
-    note = "the file is not UTF-8 past its first megabyte: it was read again, as Latin-1"
+    note = "the file is not UTF-8 past its first megabyte: it was read again, line by line"
     return _execute(rs, input_csv, output, options, "latin-1", note)
 
 
@@ -116,6 +116,13 @@ def _execute(
         stats = run.run(output, progress=options.progress, chunks=chunks())
         if note:
             stats.notes.append(note)
+        if source.redecoded:
+            shown = ", ".join(str(n) for n in source.redecoded[:20])
+            more = f" and {len(source.redecoded) - 20} more" if len(source.redecoded) > 20 else ""
+            stats.notes.append(
+                f"{len(source.redecoded)} lines are not UTF-8 and were read as Windows-1252 (cp1252): "
+                f"lines {shown}{more}; every other line as UTF-8"
+            )
         sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv)
         if options.summary is not None:
             from interpret.batch.summary import write_summary

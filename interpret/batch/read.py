@@ -14,11 +14,13 @@ import csv
 import gzip
 import io
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -36,9 +38,10 @@ class CsvSource:
     path: Path  # plain UTF-8: a temporary copy when the input was gzip-compressed or Latin-1
     headers: list[str]
     delimiter: str
-    encoding: str  # as found: "utf-8", "utf-8-sig" or "latin-1"
+    encoding: str  # as found: "utf-8", "utf-8-sig", or "mixed" (some lines not UTF-8)
     compression: str | None = None  # "gzip" when the input was compressed
     temporary: bool = False  # `path` is a copy of this run's own making
+    redecoded: tuple[int, ...] = ()  # "mixed": the file's lines (1-based) read as cp1252
 
     def release(self) -> None:
         """Delete the temporary copy, if the run made one."""
@@ -115,7 +118,8 @@ def open_csv(
         dupes = sorted({h for h in headers if headers.count(h) > 1})
         raise BatchInputError(f"{path}: header names repeated: {', '.join(dupes)}")
     if encoding == "latin-1":
-        return CsvSource(_transcode(path), headers, delimiter, encoding, temporary=True)
+        copy, lines = _transcode(path)
+        return CsvSource(copy, headers, delimiter, "mixed", temporary=True, redecoded=lines)
     return CsvSource(path, headers, delimiter, encoding)
 
 
@@ -172,12 +176,39 @@ def _count_outside_quotes(line: str, delimiter: str) -> int:
     return count
 
 
-def _transcode(path: Path) -> Path:
+def _transcode(path: Path) -> tuple[Path, tuple[int, ...]]:
+    """A UTF-8 copy, decided line by line: a line that is valid UTF-8 is kept as it is; any
+    other is read as Windows-1252 (what Windows exports are, more often than Latin-1; Latin-1
+    for the five bytes cp1252 leaves undefined). One stray byte no longer turns every valid
+    `µmol/L` of the file into mojibake. Returns the copy and the lines re-decoded."""
     out = Path(tempfile.mkstemp(suffix=".csv", prefix="interpret-utf8-")[1])
-    with path.open(encoding="latin-1", newline="") as src, out.open("w", encoding="utf-8", newline="") as dst:
-        while chunk := src.read(1 << 22):
-            dst.write(chunk)
-    return out
+    redecoded: list[int] = []
+    with path.open("rb") as src, out.open("wb") as dst:
+        for number, line in enumerate(_physical_lines(src), start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                redecoded.append(number)
+                try:
+                    line = line.decode("cp1252").encode("utf-8")
+                except UnicodeDecodeError:
+                    line = line.decode("latin-1").encode("utf-8")
+            dst.write(line)
+    return out, tuple(redecoded)
+
+
+def _physical_lines(f: Any) -> Iterator[bytes]:
+    r"""Lines ending in \n, \r\n or a lone \r, each with its ending (`readline` knows only \n)."""
+    rest = b""
+    while chunk := f.read(1 << 22):
+        data = rest + chunk
+        start = 0
+        for m in re.finditer(rb"\r\n|\n|\r(?!$)", data):
+            yield data[start : m.end()]
+            start = m.end()
+        rest = data[start:]
+    if rest:
+        yield rest
 
 
 def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:

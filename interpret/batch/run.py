@@ -394,6 +394,7 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
             "file": str(input_path),
             "compression": source.compression,
             "encoding": source.encoding,
+            "redecoded_lines": list(source.redecoded[:1000]),  # read as cp1252, not UTF-8
             "delimiter": source.delimiter,
         },
         "mapping": {h: what for h, what in plan.describe(source.headers)},

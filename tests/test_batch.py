@@ -842,3 +842,16 @@ def test_one_cp1252_byte_does_not_garble_every_utf8_line(interpreter, tmp_path):
     assert out["unrecognized_medications"][-1] == "Preis 5 €"
     side = json.loads((tmp_path / "out.csv.json").read_text())
     assert side["input"]["redecoded_lines"] == [30_002]
+
+
+def test_cr_only_line_endings_are_read(interpreter, tmp_path):
+    """Old Mac OS / some Excel exports end lines in a lone CR: polars saw 0 rows."""
+    code, out = batch(interpreter, tmp_path, b"potassium,potassium_unit\r3.1,mmol/L\r4.0,mmol/L\r")
+    assert code == 0 and out.height == 2 and out["line"].to_list() == ["2", "3"]
+    assert out["potassium_status"].to_list() == ["low", "normal"]
+
+
+def test_blank_lines_before_the_header_are_skipped_and_lines_still_counted(interpreter, tmp_path):
+    code, out = batch(interpreter, tmp_path, "\n\npotassium,potassium_unit\n3.1,mmol/L\n4.0,mmol/L\n")
+    assert code == 0 and out.height == 2 and out["error"].null_count() == 2
+    assert out["line"].to_list() == ["4", "5"]

@@ -42,6 +42,7 @@ class CsvSource:
     compression: str | None = None  # "gzip" when the input was compressed
     temporary: bool = False  # `path` is a copy of this run's own making
     redecoded: tuple[int, ...] = ()  # "mixed": the file's lines (1-based) read as cp1252
+    header_line: int = 1  # blank lines before the header are skipped, and lines still counted
 
     def release(self) -> None:
         """Delete the temporary copy, if the run made one."""
@@ -105,10 +106,19 @@ def open_csv(
             plain.unlink(missing_ok=True)
         return replace(source, compression="gzip", temporary=True)
     encoding = encoding or sniff_encoding(path, head_only)
+    if encoding != "latin-1" and _cr_only(path):  # polars reads no lone-CR lines: a copy with LF
+        copy, _ = _transcode(path, redecode=False)
+        try:
+            return replace(open_csv(copy, delimiter, encoding, head_only), temporary=True)
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
+    header_line = 0
     with path.open(encoding=encoding, newline="") as f:
         first = ""
         while not first.strip():
             first = f.readline()
+            header_line += 1
             if not first:
                 raise BatchInputError(f"{path}: the file is empty (no header line)")
     delimiter = delimiter or max((",", ";", "\t"), key=lambda d: _count_outside_quotes(first, d))
@@ -119,8 +129,15 @@ def open_csv(
         raise BatchInputError(f"{path}: header names repeated: {', '.join(dupes)}")
     if encoding == "latin-1":
         copy, lines = _transcode(path)
-        return CsvSource(copy, headers, delimiter, "mixed", temporary=True, redecoded=lines)
-    return CsvSource(path, headers, delimiter, encoding)
+        return CsvSource(copy, headers, delimiter, "mixed", temporary=True, redecoded=lines, header_line=header_line)
+    return CsvSource(path, headers, delimiter, encoding, header_line=header_line)
+
+
+def _cr_only(path: Path) -> bool:
+    """Lines end in a lone CR (old Mac OS, some Excel exports): seen in the file's head."""
+    with path.open("rb") as f:
+        head = f.read(HEAD_BYTES)
+    return b"\r" in head and b"\n" not in head
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -176,7 +193,7 @@ def _count_outside_quotes(line: str, delimiter: str) -> int:
     return count
 
 
-def _transcode(path: Path) -> tuple[Path, tuple[int, ...]]:
+def _transcode(path: Path, redecode: bool = True) -> tuple[Path, tuple[int, ...]]:
     """A UTF-8 copy, decided line by line: a line that is valid UTF-8 is kept as it is; any
     other is read as Windows-1252 (what Windows exports are, more often than Latin-1; Latin-1
     for the five bytes cp1252 leaves undefined). One stray byte no longer turns every valid
@@ -185,6 +202,11 @@ def _transcode(path: Path) -> tuple[Path, tuple[int, ...]]:
     redecoded: list[int] = []
     with path.open("rb") as src, out.open("wb") as dst:
         for number, line in enumerate(_physical_lines(src), start=1):
+            if line.endswith(b"\r"):
+                line = line[:-1] + b"\n"  # a lone CR ending: LF, so that polars sees the line
+            if not redecode:
+                dst.write(line)
+                continue
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError:
@@ -220,14 +242,14 @@ def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.
     frame = pl.scan_csv(
         source.path,
         has_header=False,
-        skip_rows=1,
+        skip_rows=source.header_line,
         separator=source.delimiter,
         schema={c: pl.String for c in columns},
         truncate_ragged_lines=True,
         missing_columns="insert",
         empty_string_is_null=False,
         row_index_name=ROW,
-        row_index_offset=2,
+        row_index_offset=source.header_line + 1,
         encoding="utf8",
         quote_char='"',
     )
@@ -250,7 +272,12 @@ class Prefetch:
     def start(cls, path: Path) -> Prefetch | None:
         """None where a run would read the file otherwise (a Latin-1 copy) or refuse it."""
         try:
-            if not path.is_file() or is_gzip(path) or sniff_encoding(path, head_only=True) == "latin-1":
+            if (
+                not path.is_file()
+                or is_gzip(path)
+                or _cr_only(path)
+                or sniff_encoding(path, head_only=True) == "latin-1"
+            ):
                 return None
             return cls(open_csv(path, head_only=True))
         except (OSError, BatchInputError):

@@ -855,3 +855,37 @@ def test_blank_lines_before_the_header_are_skipped_and_lines_still_counted(inter
     code, out = batch(interpreter, tmp_path, "\n\npotassium,potassium_unit\n3.1,mmol/L\n4.0,mmol/L\n")
     assert code == 0 and out.height == 2 and out["error"].null_count() == 2
     assert out["line"].to_list() == ["4", "5"]
+
+
+def test_an_unbalanced_or_stray_quote_refuses_its_row_and_the_rest_is_read(interpreter, tmp_path):
+    """It crashed the run with a polars traceback that carried every following row."""
+    text = (
+        "potassium,potassium_unit,medications\n"
+        "3.1,mmol/L,furosemide\n"
+        '3.2,mmol/L,"KCl 20\n'
+        "3.3,mmol/L,lasix\n"
+        '3.4,mmol/L,"KCl" 20\n'
+        '3.5,mmol/L,"multi\nline note"\n'
+        "3.6,mmol/L,x\n"
+    )
+    code, out = batch(interpreter, tmp_path, text)
+    assert code == 0 and out.height == 6
+    assert out["line"].to_list() == ["2", "3", "4", "5", "6", "8"]  # where each record starts
+    errors = out["error"].to_list()
+    assert "line 3" in errors[1] and "refused" in errors[1] and "lasix" not in errors[1]
+    assert "line 5" in errors[3] and "refused" in errors[3]
+    assert errors[0] is None and errors[2] is None and errors[4] is None and errors[5] is None
+    assert out["potassium_mmol_L"].to_list() == ["3.1", None, "3.3", None, "3.5", "3.6"]
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert any("stray or unbalanced quote" in note for note in side["notes"])
+
+
+def test_a_stray_quote_in_a_web_upload_is_not_a_server_error(interpreter):
+    from fastapi.testclient import TestClient
+
+    from interpret.web.app import create_app
+
+    client = TestClient(create_app(interpreter), raise_server_exceptions=False)
+    body = 'potassium,potassium_unit\n3.1,mmol/L\n"3.2,mmol/L\n3.3,mmol/L\n'
+    response = client.post("/batch", files={"file": ("lab.csv", body, "text/csv")})
+    assert response.status_code == 200

@@ -15,8 +15,10 @@ from interpret.batch.read import (
     BatchInputError,
     CsvSource,
     Prefetch,
+    careful_frame,
     frame_chunks,
     is_encoding_error,
+    is_quote_error,
     open_csv,
     read_chunks,
 )
@@ -77,6 +79,9 @@ def execute(
     try:
         return _execute(rs, input_csv, output, options, encoding)
     except pl.exceptions.ComputeError as exc:
+        if is_quote_error(exc):
+            note = "the file has a stray or unbalanced quote: it was read again record by record (slower)"
+            return _execute(rs, input_csv, output, options, encoding, note, careful=True)
         if encoding is not None or not is_encoding_error(exc):
             raise
     note = "the file is not UTF-8 past its first megabyte: it was read again, line by line"
@@ -84,7 +89,13 @@ def execute(
 
 
 def _execute(
-    rs: Ruleset, input_csv: Path, output: Path, options: BatchOptions, encoding: str | None, note: str | None = None
+    rs: Ruleset,
+    input_csv: Path,
+    output: Path,
+    options: BatchOptions,
+    encoding: str | None,
+    note: str | None = None,
+    careful: bool = False,
 ) -> BatchResult:
     mapping = load_mapping(options.mapping_path)
     source, plan = prepare(
@@ -104,6 +115,8 @@ def _execute(
             from interpret.batch.long import long_to_wide
 
             source, plan, wide = long_to_wide(source, plan, mapping, rs, options.medications, options.patients)
+        elif careful:
+            wide = careful_frame(source)
 
         run = BatchRun(rs, plan, source)
 

@@ -309,3 +309,63 @@ def blank_rows(chunk: pl.DataFrame, headers: list[str]) -> pl.Series:
         return first
     blank = chunk[candidates].select(pl.all_horizontal(empty)).to_series()
     return first.scatter(candidates, blank)
+
+
+QUOTE_ERROR = "__input_error"  # the column run.INPUT_ERROR reads: a problem found while reading
+MAX_RECORD_LINES = 50  # a quoted field may span lines; one still open after this many is broken
+
+
+def is_quote_error(exc: Exception) -> bool:
+    """Polars could not split the file into records (a stray or unbalanced quote)."""
+    text = str(exc).lower()
+    return isinstance(exc, pl.exceptions.ComputeError) and "csv" in text and not is_encoding_error(exc)
+
+
+def careful_frame(source: CsvSource) -> pl.DataFrame:
+    """The whole file as rows, read record by record in Python: the slow path for a file polars
+    cannot split (a stray or unbalanced quote). A record that cannot be read is kept as a row
+    with its reason in QUOTE_ERROR, named by the line where it starts, never with its text; the
+    rows after it are read as usual. Every row's line is the line where its record starts."""
+    width = len(source.headers)
+    columns: list[list[str]] = [[] for _ in range(width + len(OVERFLOW))]
+    lines: list[int] = []
+    errors: list[str | None] = []
+    with source.path.open("rb") as f:
+        physical = [line.decode("utf-8", errors="replace") for line in _physical_lines(f)]
+    number = source.header_line  # the header's line; records start after it
+    while number < len(physical):
+        start = number
+        cells, used, problem = _record(physical, start, source.delimiter)
+        number = start + used
+        if not "".join(physical[start : start + used]).strip():
+            continue  # a blank line: not a row (counted as the fast path does not: left out)
+        lines.append(start + 1)
+        errors.append(problem)
+        cells = [] if problem else cells
+        spill = cells[width + 1 :]
+        cells = cells[: width + 1] + ([source.delimiter.join(spill)] if spill else [])
+        for i, column in enumerate(columns):
+            column.append(cells[i] if i < len(cells) else "")
+    data: dict[str, Any] = {h: columns[i] for i, h in enumerate([*source.headers, *OVERFLOW])}
+    frame = pl.DataFrame(data, schema={c: pl.String for c in data})
+    return frame.with_columns(pl.Series(ROW, lines, dtype=pl.UInt32), pl.Series(QUOTE_ERROR, errors, dtype=pl.String))
+
+
+def _record(physical: list[str], start: int, delimiter: str) -> tuple[list[str], int, str | None]:
+    """(cells, lines used, problem) of the record starting at `physical[start]`."""
+    for used in range(1, MAX_RECORD_LINES + 1):
+        if start + used > len(physical):
+            break
+        text = "".join(physical[start : start + used])
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc) or "EOF" in str(exc):
+                continue  # a quoted field goes on in the next line
+            return [], 1, f"line {start + 1}: a quote in a field is not written as CSV quotes it ({exc}); row refused"
+        return (rows[0] if rows else []), used, None
+    return (
+        [],
+        1,
+        f"line {start + 1}: a quote opened in this line is never closed; row refused (the lines after it are read)",
+    )

@@ -104,6 +104,8 @@ class BatchRun:
         """One chunk of input rows in, the same rows out (blank lines aside), as output columns,
         with the chunk's own counts. Safe to run on several chunks at once (`run` does)."""
         blank = blank_rows(chunk, [*self.source.headers, *OVERFLOW])  # overflow text is not blank
+        if INPUT_ERROR in chunk.columns:  # a record that could not be read is a row, not a blank
+            blank = blank & chunk.get_column(INPUT_ERROR).is_null()
         blank_lines = int(blank.sum())
         frame, counts = self.evaluate(chunk.filter(~blank) if blank_lines else chunk)  # a filter copies
         return self._output(frame), self._tally(frame, counts, blank_lines)

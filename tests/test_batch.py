@@ -889,3 +889,13 @@ def test_a_stray_quote_in_a_web_upload_is_not_a_server_error(interpreter):
     body = 'potassium,potassium_unit\n3.1,mmol/L\n"3.2,mmol/L\n3.3,mmol/L\n'
     response = client.post("/batch", files={"file": ("lab.csv", body, "text/csv")})
     assert response.status_code == 200
+
+
+def test_extra_cells_are_never_dropped_silently(interpreter, tmp_path):
+    """`…,,,LOST` lost its last cell: extra cells past the spare columns were truncated."""
+    text = "potassium,potassium_unit\n3.1,mmol/L,,,,,,LOST\n3.2,mmol/L,\n3.3,mmol/L,,,LOST\n3.4,mmol/L\n"
+    code, out = batch(interpreter, tmp_path, text)
+    assert code == 0 and out.height == 4
+    errors = out["error"].to_list()
+    assert "more fields than the header" in errors[0] and "more fields than the header" in errors[2]
+    assert errors[1] is None and errors[3] is None  # a trailing empty cell is an export habit, not data

@@ -18,7 +18,7 @@ from interpret.batch.read import (
     careful_frame,
     frame_chunks,
     is_encoding_error,
-    is_quote_error,
+    needs_careful_reading,
     open_csv,
     read_chunks,
 )
@@ -78,9 +78,12 @@ def execute(
         raise BatchInputError(f"{output}: a file this run may not replace (read-only)")
     try:
         return _execute(rs, input_csv, output, options, encoding)
-    except pl.exceptions.ComputeError as exc:
-        if is_quote_error(exc):
-            note = "the file has a stray or unbalanced quote: it was read again record by record (slower)"
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
+        if needs_careful_reading(exc):
+            note = (
+                "rows the fast reader could not split (a stray or unbalanced quote, or many more fields "
+                "than the header): the file was read again record by record (slower)"
+            )
             return _execute(rs, input_csv, output, options, encoding, note, careful=True)
         if encoding is not None or not is_encoding_error(exc):
             raise

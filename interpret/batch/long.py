@@ -16,15 +16,43 @@ import polars as pl
 
 from interpret.batch.columns import join
 from interpret.batch.mapping import MappingFile, Plan
-from interpret.batch.read import OVERFLOW, ROW, BatchInputError, CsvSource, open_csv, read_chunks
+from interpret.batch.read import (
+    OVERFLOW,
+    QUOTE_ERROR,
+    ROW,
+    BatchInputError,
+    CsvSource,
+    careful_frame,
+    needs_careful_reading,
+    open_csv,
+    read_chunks,
+)
 from interpret.ruleset import Ruleset
 
 PANEL = "panel"
 INPUT_ERROR = "__input_error"
 
 
-def _read_all(source: CsvSource) -> pl.DataFrame:
-    return pl.concat(list(read_chunks(source)), how="vertical") if source.headers else pl.DataFrame()
+def _read_all(source: CsvSource, notes: list[str] | None = None) -> pl.DataFrame:
+    """Every row of the file; one polars cannot split is read record by record, and a record
+    that cannot be read is left out and named by its line in `notes` (a long export's row is
+    one result, not a panel: it has no output row of its own)."""
+    if not source.headers:
+        return pl.DataFrame()
+    try:
+        return pl.concat(list(read_chunks(source)), how="vertical")
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
+        if not needs_careful_reading(exc):
+            raise
+    frame = careful_frame(source)
+    broken = frame.filter(pl.col(QUOTE_ERROR).is_not_null())
+    if broken.height:
+        lines = ", ".join(str(n) for n in broken[ROW].head(20).to_list())
+        message = f"{source.path.name}: {broken.height} lines could not be read as CSV records (a stray or unbalanced quote) and were left out: lines {lines}"
+        if notes is None:
+            raise BatchInputError(message)
+        notes.append(message)
+    return frame.filter(pl.col(QUOTE_ERROR).is_null()).drop(QUOTE_ERROR)
 
 
 def long_to_wide(
@@ -38,7 +66,8 @@ def long_to_wide(
     """The panels as a wide frame (every cell text, with line numbers), and the plan for it."""
     spec = plan.long
     assert spec is not None
-    frame = _read_all(source)
+    notes: list[str] = []
+    frame = _read_all(source, notes)
     labels = frame.select(pl.col(spec.analyte).str.strip_chars().unique()).to_series().to_list()
     known = {label: plan.analyte_labels.get(label) or rs.analyte(label or "") for label in labels}
     frame = frame.with_columns(
@@ -49,7 +78,6 @@ def long_to_wide(
         pl.concat_str([pl.col(k).fill_null("") for k in spec.panel_key], separator="|").alias(PANEL),
     )
     ignored = frame.filter(pl.col("__analyte").is_null())
-    notes = []
     if ignored.height:
         top = ignored.group_by(spec.analyte).len().sort("len", descending=True).head(8)
         shown = ", ".join(f"{label!r} ({n})" for label, n in top.iter_rows())
@@ -97,6 +125,7 @@ def long_to_wide(
         new_roles.update({c.name: c.name for c in columns})
         notes += [note] if note else []
     wide = wide.sort(ROW).with_columns(pl.lit("").alias(OVERFLOW[0]), pl.lit("").alias(OVERFLOW[1]))
+    wide = wide.with_columns(pl.lit("").alias(OVERFLOW[2]))
     wide = wide.with_columns(
         pl.col(c).cast(pl.String).fill_null("") for c in wide.columns if c not in (ROW, INPUT_ERROR)
     )

@@ -25,7 +25,10 @@ from typing import Any
 import polars as pl
 
 ROW = "__line"  # the 1-based line number in the input file (header is line 1)
-OVERFLOW = ("__overflow_1", "__overflow_2")
+# Spare columns past the header's: a row's extra cells land here (a non-empty one refuses the
+# row). A row with more extra cells than these makes polars stop (ragged lines are not
+# truncated), and the file is then read record by record (careful_frame): no cell is dropped.
+OVERFLOW = ("__overflow_1", "__overflow_2", "__overflow_3")
 CHUNK_ROWS = 200_000
 
 
@@ -245,7 +248,7 @@ def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.
         skip_rows=source.header_line,
         separator=source.delimiter,
         schema={c: pl.String for c in columns},
-        truncate_ragged_lines=True,
+        truncate_ragged_lines=False,
         missing_columns="insert",
         empty_string_is_null=False,
         row_index_name=ROW,
@@ -315,9 +318,12 @@ QUOTE_ERROR = "__input_error"  # the column run.INPUT_ERROR reads: a problem fou
 MAX_RECORD_LINES = 50  # a quoted field may span lines; one still open after this many is broken
 
 
-def is_quote_error(exc: Exception) -> bool:
-    """Polars could not split the file into records (a stray or unbalanced quote)."""
+def needs_careful_reading(exc: Exception) -> bool:
+    """Polars could not split the file into rows: a stray or unbalanced quote, or a row with
+    more extra cells than the spare columns hold."""
     text = str(exc).lower()
+    if isinstance(exc, pl.exceptions.SchemaError):
+        return "csv" in text
     return isinstance(exc, pl.exceptions.ComputeError) and "csv" in text and not is_encoding_error(exc)
 
 
@@ -342,8 +348,9 @@ def careful_frame(source: CsvSource) -> pl.DataFrame:
         lines.append(start + 1)
         errors.append(problem)
         cells = [] if problem else cells
-        spill = cells[width + 1 :]
-        cells = cells[: width + 1] + ([source.delimiter.join(spill)] if spill else [])
+        spare = width + len(OVERFLOW) - 1
+        spill = cells[spare:]
+        cells = cells[:spare] + ([source.delimiter.join(spill)] if any(c.strip() for c in spill) else [])
         for i, column in enumerate(columns):
             column.append(cells[i] if i < len(cells) else "")
     data: dict[str, Any] = {h: columns[i] for i, h in enumerate([*source.headers, *OVERFLOW])}

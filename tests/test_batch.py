@@ -899,3 +899,54 @@ def test_extra_cells_are_never_dropped_silently(interpreter, tmp_path):
     errors = out["error"].to_list()
     assert "more fields than the header" in errors[0] and "more fields than the header" in errors[2]
     assert errors[1] is None and errors[3] is None  # a trailing empty cell is an export habit, not data
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "PatientName",
+        "FirstName",
+        "LastName",
+        "DateOfBirth",
+        "MedicalRecordNumber",
+        "NHSNumber",
+        "MRN1",
+        "D.O.B.",
+        "birth_dt",
+        "pt_name",
+        "Tel",
+        "UR number",
+        "Medicare number",
+        "ＭＲＮ",
+        "Surname",
+    ],
+)
+def test_identifier_headers_are_caught_however_written(interpreter, tmp_path, header):
+    """22 of 47 common identifier headers got through (rules/identifiers.yaml now)."""
+    text = f"{header},potassium,potassium_unit\nx,3.1,mmol/L\n"
+    source = tmp_path / "in.csv"
+    source.write_text(text, encoding="utf-8")
+    from interpret.batch.job import BatchOptions, execute
+    from interpret.batch.read import BatchInputError
+
+    with pytest.raises(BatchInputError, match="direct identifier"):
+        execute(interpreter.ruleset, source, tmp_path / "o.csv", BatchOptions())
+
+
+def test_ordinary_headers_are_not_taken_for_identifiers(interpreter, tmp_path):
+    text = "specimen_id,subject_id,charttime,telemetry,dobutamine_dose,potassium,potassium_unit\n1,2,3,4,5,3.1,mmol/L\n"
+    code, out = batch(interpreter, tmp_path, text)
+    assert code == 0 and out.height == 1
+
+
+def test_a_formula_header_and_full_width_formula_cells_are_neutralised(interpreter, tmp_path):
+    header = "=cmd|' /C calc'!A0"
+    text = f'"{header}",potassium,potassium_unit\n＝1+1,3.1,mmol/L\n@SUM(A1),3.2,mmol/L\n'
+    (tmp_path / "in.csv").write_text(text, encoding="utf-8")
+    from interpret.batch.job import BatchOptions, execute
+
+    execute(interpreter.ruleset, tmp_path / "in.csv", tmp_path / "o.csv", BatchOptions(id_column=header))
+    lines = (tmp_path / "o.csv").read_text(encoding="utf-8").splitlines()
+    first = lines[0].split(",")[1]
+    assert not first.lstrip('"').startswith("="), lines[0]
+    assert lines[1].split(",")[1].startswith("'＝") and lines[2].split(",")[1].startswith("'@")

@@ -8,6 +8,7 @@ unless explicitly allowed; a result column without a unit is an error before any
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,16 +20,6 @@ from interpret.batch.read import BatchInputError
 from interpret.resources import read_yaml
 from interpret.ruleset import Ruleset
 
-# Headers that look like direct identifiers (findings: never copied, run stops unless allowed).
-IDENTIFIER_PATTERNS = {
-    "name": r"^(patient )?(first |last |given |family |full |middle |sur|fore)?name$|^patient name\b",
-    "medical record number": r"\bmrn\b|medical record|hospital number|\bhosp(ital)? no\b",
-    "date of birth": r"\bdob\b|date of birth|birth ?date|\bbirthday\b",
-    "social security / NHS number": r"\bssn\b|social security|\bnhs\b|\bnin\b|insurance number",
-    "address": r"address|street|post ?code|zip ?code|\bzip\b",
-    "phone": r"phone|telephone|mobile|\bfax\b",
-    "e-mail": r"e ?mail",
-}
 ROLE_ALIASES = {
     "age": ["age", "age years", "age_years", "patient age"],
     "sex": ["sex", "gender"],
@@ -102,10 +93,21 @@ def _key(text: str) -> str:
     return " ".join(re.findall(r"[0-9a-z]+", text.casefold()))
 
 
-def identifier_kind(header: str) -> str | None:
-    key = _key(header)
-    for kind, pattern in IDENTIFIER_PATTERNS.items():
-        if re.search(pattern, key):
+def header_words(header: str) -> str:
+    """A header as plain lower-case words: Unicode compatibility forms folded (full-width
+    ＭＲＮ is MRN), camelCase split (PatientName, MRN1), punctuation read as spaces (D.O.B.)."""
+    text = unicodedata.normalize("NFKC", header)
+    text = re.sub(
+        r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[0-9])(?=[A-Za-z])|(?<=[A-Za-z])(?=[0-9])", " ", text
+    )
+    return " ".join(re.findall(r"[0-9a-z]+", text.casefold()))
+
+
+def identifier_kind(header: str, rs: Ruleset) -> str | None:
+    """The kind of direct identifier a header looks like (rules/identifiers.yaml), or None."""
+    words = header_words(header)
+    for kind, patterns in rs.identifier_patterns.items():
+        if any(p.search(words) for p in patterns):
             return kind
     return None
 
@@ -169,7 +171,7 @@ def make_plan(
     problems: list[str] = []
     if plan.id_column and plan.id_column not in known:
         problems.append(f"--id-column {plan.id_column!r} is not a column; columns: {', '.join(headers)}")
-    _guard_identifiers(headers, [*allow, *mapping.allow_identifiers], plan, problems)
+    _guard_identifiers(headers, [*allow, *mapping.allow_identifiers], plan, problems, rs)
     if plan.format == "long":
         _plan_long(headers, mapping, rs, plan, problems)
     else:
@@ -180,9 +182,9 @@ def make_plan(
     return plan
 
 
-def _guard_identifiers(headers: list[str], allowed: list[str], plan: Plan, problems: list[str]) -> None:
+def _guard_identifiers(headers: list[str], allowed: list[str], plan: Plan, problems: list[str], rs: Ruleset) -> None:
     for header in headers:
-        kind = identifier_kind(header)
+        kind = identifier_kind(header, rs)
         if kind is None:
             continue
         if header in allowed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -37,9 +38,19 @@ FACT_COLUMNS = ("age", "sex", "hemolyzed", "meds_known", "unrecognized", "unreco
 DECIMALS = 4  # written values only; every decision uses the unrounded value
 
 
+# What a spreadsheet may run as a formula when a cell starts with it (OWASP CSV injection),
+# full-width forms included (＝ ＋ － ＠: some spreadsheets fold them to = + - @).
+FORMULA_START = r"^[=+\-@\t\r\uff1d\uff0b\uff0d\uff20]"
+
+
 def spreadsheet_safe(column: pl.Expr) -> pl.Expr:
     """Neutralise cells a spreadsheet would run as a formula (OWASP CSV injection)."""
-    return pl.when(column.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + column).otherwise(column)
+    return pl.when(column.str.contains(FORMULA_START)).then(pl.lit("'") + column).otherwise(column)
+
+
+def spreadsheet_safe_text(text: str) -> str:
+    """The same for one text: an output header taken from the input (the id column's name)."""
+    return "'" + text if re.match(FORMULA_START, text) else text
 
 
 @dataclass
@@ -164,7 +175,7 @@ class BatchRun:
 
         out: list[pl.Expr] = [pl.col(ROW).alias("line")]
         if self.plan.id_column:
-            out.append(spreadsheet_safe(pl.col(self.plan.id_column)).alias(self.plan.id_column))
+            out.append(spreadsheet_safe(pl.col(self.plan.id_column)).alias(spreadsheet_safe_text(self.plan.id_column)))
         for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
             unit = self.rs.analytes[analyte].canonical_unit.replace("/", "_")

@@ -27,6 +27,7 @@ from interpret.ruleset.schema import (
     AnalytesFile,
     DerivationsFile,
     FindingsFile,
+    IdentifiersFile,
     MedicationsFile,
     ReferencesFile,
     RuleDef,
@@ -88,7 +89,11 @@ class Ruleset:
         self.derivations = self._read("derivations.yaml", DerivationsFile)
         meds = self._read("medications.yaml", MedicationsFile)
         refs = self._read("references.yaml", ReferencesFile)
+        identifiers = self._read("identifiers.yaml", IdentifiersFile)
         self._raise_if_problems()
+        self.identifier_patterns = {
+            kind: [re.compile(p) for p in patterns] for kind, patterns in identifiers.kinds.items()
+        }
         self.references = refs.references
         self.analytes: dict[str, AnalyteDef] = analytes.analytes
         try:

@@ -7,6 +7,7 @@ are checked afterwards in `load.py`, where the file and rule can be named.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -207,6 +208,23 @@ class Reference(Strict):
     citation: str
     url: str | None = None
     verified: bool
+
+
+class IdentifiersFile(Strict):
+    """Header patterns of direct identifiers (identifiers.yaml), by kind."""
+
+    kinds: dict[str, list[str]] = Field(min_length=1)
+
+    @field_validator("kinds")
+    @classmethod
+    def _compiles(cls, kinds: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, patterns in kinds.items():
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{kind}: {pattern!r} is not a regular expression ({exc})") from None
+        return kinds
 
 
 class ReferencesFile(Strict):

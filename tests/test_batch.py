@@ -803,7 +803,9 @@ def test_mimic_demo_long_export_agrees_with_the_wide_join(interpreter, tmp_path)
     counts = json.loads((tmp_path / "out.csv.json").read_text())["counts"]["findings"]
     assert sum(counts["hypokalemia"].values()) == 264  # K < 3.5 mEq/L, as the README counts it
     code, wide = batch(interpreter, tmp_path, MIMIC_WIDE.read_bytes(), id_column="specimen_id")
-    by_specimen = long.with_columns(pl.col("panel").str.split("|").list.get(1).alias("specimen_id"))
+    # only --id-column is copied: the specimen id, not the panel key joined with the subject id
+    assert "panel" not in long.columns and not long["specimen_id"].str.contains("|", literal=True).any()
+    by_specimen = long
     joined = wide.select("specimen_id", "egfr").join(
         by_specimen.select("specimen_id", pl.col("egfr").alias("egfr_long")), on="specimen_id", how="left"
     )

@@ -30,6 +30,7 @@ from interpret.batch.read import (
 from interpret.ruleset import Ruleset
 
 PANEL = "panel"
+ID_COLUMN = "__id"  # renamed to the --id-column's own name when written
 INPUT_ERROR = "__input_error"
 
 
@@ -110,6 +111,9 @@ def long_to_wide(
         *[pl.col(h).first().alias(role) for role, h in plan.roles.items() if role != "medications"],
         *([pl.col(spec.time).first().alias("__time")] if spec.time else []),
         *([pl.col(spec.patient_key).first().alias("__patient")] if spec.patient_key else []),
+        # --id-column: that column's own value (its first in the panel), not the panel key,
+        # which may join an allowed identifier (subject_id|specimen_id) that is never copied
+        *([pl.col(plan.id_column).first().alias(ID_COLUMN)] if plan.id_column else []),
     )
     wide = (
         first.join(values, on=PANEL, how="left").join(units, on=PANEL, how="left").join(conflicts, on=PANEL, how="left")
@@ -137,7 +141,8 @@ def long_to_wide(
         unit_columns={a: f"{a}_unit" for a in analytes if spec.unit},
         fixed_units={a: u for a, u in plan.fixed_units.items() if a in analytes},
         roles=new_roles,
-        id_column=PANEL if plan.id_column else None,
+        id_column=ID_COLUMN if plan.id_column else None,
+        id_label=plan.id_column,
         unmapped=plan.unmapped,
         notes=[*plan.notes, *notes],
     )

@@ -123,6 +123,7 @@ class Plan:
     range_columns: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # age/sex/medications/hemolyzed -> header
     id_column: str | None = None
+    id_label: str | None = None  # the id column's name in the output, where it differs (long format)
     identifiers: dict[str, str] = field(default_factory=dict)  # header -> kind (allowed ones)
     unmapped: list[str] = field(default_factory=list)
     long: LongSpec | None = None

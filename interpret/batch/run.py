@@ -175,7 +175,8 @@ class BatchRun:
 
         out: list[pl.Expr] = [pl.col(ROW).alias("line")]
         if self.plan.id_column:
-            out.append(spreadsheet_safe(pl.col(self.plan.id_column)).alias(spreadsheet_safe_text(self.plan.id_column)))
+            label = self.plan.id_label or self.plan.id_column
+            out.append(spreadsheet_safe(pl.col(self.plan.id_column)).alias(spreadsheet_safe_text(label)))
         for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
             unit = self.rs.analytes[analyte].canonical_unit.replace("/", "_")

@@ -110,8 +110,10 @@ def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
             errors.append(
                 (
                     f"results[{i}]",
-                    f"{result.analyte} is given twice with different values "
-                    f"(results[{first_seen[result.analyte]}] has {format_number(previous.value)})",
+                    DUPLICATE_ANALYTE.format(
+                        analyte=result.analyte,
+                        first=f"results[{first_seen[result.analyte]}] has {format_number(previous.value)}",
+                    ),
                 )
             )
     medications = _medications(panel_in, ruleset, errors)
@@ -149,6 +151,10 @@ def _patient(panel_in: PanelIn, ruleset: Ruleset, errors: list[tuple[str, str]])
                 )
             )
     return age, sex
+
+
+# One wording for every runner (the batch long format says where the first value is too).
+DUPLICATE_ANALYTE = "{analyte} is given twice with different values ({first})"
 
 
 def _result(raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str, str]]) -> Result | None:

@@ -283,7 +283,7 @@ def test_long_format_panels_and_medications_by_time(interpreter, tmp_path):
     code, out = batch(interpreter, tmp_path, LONG, mapping_path=mapping, medications=meds, id_column="specimen")
     assert code == 0 and out.height == 3
     assert {"hypokalemia_with_hypomagnesemia", "diuretic_associated_losses"} <= findings(out, 0)
-    assert "given more than once with different values" in out["error"][1]
+    assert "given twice with different values" in out["error"][1]
     assert "drug_associated_hyponatremia" in findings(out, 2)
     side = json.loads((tmp_path / "out.csv.json").read_text())
     assert any("'718-7' (1)" in note for note in side["notes"])
@@ -298,7 +298,7 @@ def test_details_follow_the_runs_rows_in_long_format(interpreter, tmp_path):
     assert code == 0 and [r["line"] for r in records] == [int(x) for x in out["line"]]
     first = {f["code"] for f in records[0]["interpretation"]["findings"]}
     assert "hypokalemia_with_hypomagnesemia" in first
-    assert "given more than once" in records[1]["error"]
+    assert "given twice with different values" in records[1]["error"]
 
 
 def test_details_skip_blank_lines_like_the_run(interpreter, tmp_path):
@@ -952,3 +952,23 @@ def test_a_formula_header_and_full_width_formula_cells_are_neutralised(interpret
     first = lines[0].split(",")[1]
     assert not first.lstrip('"').startswith("="), lines[0]
     assert lines[1].split(",")[1].startswith("'＝") and lines[2].split(",")[1].startswith("'@")
+
+
+def test_long_format_duplicates_are_compared_in_canonical_units(interpreter, tmp_path):
+    """2.0 mg/dL and 2.0 mmol/L of Mg are a conflict (the first won, and read normal); 3.0
+    and 3.00 of K are the same result (they were refused as a conflict)."""
+    text = (
+        "specimen,subject,code,value,unit,time\n"
+        "s1,p1,19123-9,2.0,mg/dL,2026-01-02 08:00\n"
+        "s1,p1,19123-9,2.0,mmol/L,2026-01-02 08:00\n"
+        "s2,p1,2823-3,3.0,mmol/L,2026-01-03 08:00\n"
+        "s2,p1,2823-3,3.00,mEq/L,2026-01-03 08:00\n"
+    )
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "long: {panel_key: [specimen], analyte: code, value: value, unit: unit, time: time}\n"
+    )
+    code, out = batch(interpreter, tmp_path, text, mapping_path=mapping)
+    assert code == 0 and out.height == 2
+    assert "magnesium is given twice with different values (first at line 2: 2.0 mg/dL)" in out["error"][0]
+    assert out["error"][1] is None and out["potassium_status"][1] == "low"

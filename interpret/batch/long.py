@@ -28,6 +28,7 @@ from interpret.batch.read import (
     read_chunks,
 )
 from interpret.ruleset import Ruleset
+from interpret.validate import DUPLICATE_ANALYTE
 
 PANEL = "panel"
 ID_COLUMN = "__id"  # renamed to the --id-column's own name when written
@@ -54,6 +55,24 @@ def _read_all(source: CsvSource, notes: list[str] | None = None) -> pl.DataFrame
             raise BatchInputError(message)
         notes.append(message)
     return frame.filter(pl.col(QUOTE_ERROR).is_null()).drop(QUOTE_ERROR)
+
+
+def _same_value_key(per: pl.DataFrame, rs: Ruleset, fixed_units: dict[str, str]) -> pl.Expr:
+    """What two results of one analyte must share to be the same result: the value in the
+    analyte's canonical unit (2.0 mg/dL and 2.0 mmol/L of Mg differ; 3.0 and 3.00 do not),
+    or, where the value is no number or the unit unknown, the text as written."""
+    pairs = per.select("__analyte", "__unit").unique().iter_rows()
+    factors = {}
+    for analyte, unit in pairs:
+        key = rs.units.resolve(unit) if unit else fixed_units.get(analyte)
+        if key is not None and key in rs.units.accepted(analyte):
+            factors[f"{analyte}|{unit}"] = rs.units.factor(analyte, key)
+    factor = pl.concat_str([pl.col("__analyte"), pl.col("__unit")], separator="|").replace_strict(
+        factors, default=None, return_dtype=pl.Float64
+    )
+    canonical = (pl.col("__value").cast(pl.Float64, strict=False) * factor).round(9)
+    written = pl.concat_str([pl.col("__value"), pl.col("__unit")], separator=" ")
+    return pl.when(canonical.is_not_null()).then(canonical.cast(pl.String)).otherwise(written)
 
 
 def long_to_wide(
@@ -89,17 +108,24 @@ def long_to_wide(
     per = results.with_columns(
         pl.col(spec.value).fill_null("").str.strip_chars().alias("__value"), unit.alias("__unit")
     )
+    per = per.with_columns(_same_value_key(per, rs, plan.fixed_units).alias("__key"))
     grouped = per.group_by([PANEL, "__analyte"], maintain_order=True).agg(
         pl.col("__value").first(),
         pl.col("__unit").first(),
-        pl.col("__value").n_unique().alias("__distinct"),
+        pl.col("__key").n_unique().alias("__distinct"),
         pl.col(ROW).min().alias("__first_line"),
     )
     conflicts = (
         grouped.filter(pl.col("__distinct") > 1)
         .group_by(PANEL)
         .agg(
-            pl.format("{} given more than once with different values", pl.col("__analyte"))
+            pl.format(
+                DUPLICATE_ANALYTE.replace("{analyte}", "{}").replace("{first}", "first at line {}: {} {}"),
+                pl.col("__analyte"),
+                pl.col("__first_line"),
+                pl.col("__value"),
+                pl.col("__unit"),
+            )
             .str.join("; ")
             .alias(INPUT_ERROR)
         )

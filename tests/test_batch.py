@@ -965,10 +965,32 @@ def test_long_format_duplicates_are_compared_in_canonical_units(interpreter, tmp
         "s2,p1,2823-3,3.00,mEq/L,2026-01-03 08:00\n"
     )
     mapping = tmp_path / "map.yaml"
-    mapping.write_text(
-        "long: {panel_key: [specimen], analyte: code, value: value, unit: unit, time: time}\n"
-    )
+    mapping.write_text("long: {panel_key: [specimen], analyte: code, value: value, unit: unit, time: time}\n")
     code, out = batch(interpreter, tmp_path, text, mapping_path=mapping)
     assert code == 0 and out.height == 2
     assert "magnesium is given twice with different values (first at line 2: 2.0 mg/dL)" in out["error"][0]
     assert out["error"][1] is None and out["potassium_status"][1] == "low"
+
+
+def test_orders_with_an_empty_stop_are_running_and_unplaceable_ones_are_said(interpreter, tmp_path):
+    """An order with no stop yet was never active (K low on furosemide read as 'no diuretic');
+    orders with an unreadable or reversed date were dropped without a word."""
+    results = "specimen,subject,code,value,unit,time\ns1,p1,2823-3,3.0,mmol/L,2026-01-02 08:00\ns2,p2,2823-3,3.1,mmol/L,2026-01-02 08:00\n"
+    orders = (
+        "subject,drug,start,stop\n"
+        "p1,Furosemide,2026-01-01 00:00,\n"
+        "p2,Hydrochlorothiazide,2026-01-01 00:00,2025-12-01 00:00\n"
+        "p2,Omeprazole,yesterday,2026-02-01 00:00\n"
+    )
+    (tmp_path / "orders.csv").write_text(orders)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "long: {panel_key: [specimen], patient_key: subject, analyte: code, value: value, unit: unit, time: time}\n"
+        "medications_file: {patient_key: subject, name: drug, start: start, stop: stop}\n"
+    )
+    code, out = batch(interpreter, tmp_path, results, mapping_path=mapping, medications=tmp_path / "orders.csv")
+    assert code == 0 and out.height == 2
+    assert "diuretic_associated_losses" in out["findings"][0]
+    assert "2 medication orders of this patient" in out["notes"][1]
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert any("orders.csv: 2 medication orders" in n and "lines 3, 4" in n for n in side["notes"])

@@ -17,8 +17,9 @@ import polars as pl
 from interpret.batch.columns import join
 from interpret.batch.mapping import MappingFile, Plan
 from interpret.batch.read import (
+    INPUT_ERROR,
+    INPUT_NOTE,
     OVERFLOW,
-    QUOTE_ERROR,
     ROW,
     BatchInputError,
     CsvSource,
@@ -32,7 +33,6 @@ from interpret.validate import DUPLICATE_ANALYTE
 
 PANEL = "panel"
 ID_COLUMN = "__id"  # renamed to the --id-column's own name when written
-INPUT_ERROR = "__input_error"
 
 
 def _read_all(source: CsvSource, notes: list[str] | None = None) -> pl.DataFrame:
@@ -47,14 +47,14 @@ def _read_all(source: CsvSource, notes: list[str] | None = None) -> pl.DataFrame
         if not needs_careful_reading(exc):
             raise
     frame = careful_frame(source)
-    broken = frame.filter(pl.col(QUOTE_ERROR).is_not_null())
+    broken = frame.filter(pl.col(INPUT_ERROR).is_not_null())
     if broken.height:
         lines = ", ".join(str(n) for n in broken[ROW].head(20).to_list())
         message = f"{source.path.name}: {broken.height} lines could not be read as CSV records (a stray or unbalanced quote) and were left out: lines {lines}"
         if notes is None:
             raise BatchInputError(message)
         notes.append(message)
-    return frame.filter(pl.col(QUOTE_ERROR).is_null()).drop(QUOTE_ERROR)
+    return frame.filter(pl.col(INPUT_ERROR).is_null()).drop(INPUT_ERROR)
 
 
 def _same_value_key(per: pl.DataFrame, rs: Ruleset, fixed_units: dict[str, str]) -> pl.Expr:
@@ -146,7 +146,9 @@ def long_to_wide(
     )
     new_roles = {role: role for role in plan.roles if role != "medications"}
     if medications is not None:
-        wide = wide.with_columns(_medications(wide, mapping, medications, spec.time).alias("medications"))
+        listed, order_notes, order_note = _medications(wide, mapping, medications, spec.time)
+        wide = wide.with_columns(listed.alias("medications"), order_notes.alias(INPUT_NOTE))
+        notes += [order_note] if order_note else []
         new_roles["medications"] = "medications"
     if patients is not None:
         columns, errors, note = _patients(wide, mapping, patients, spec.time, plan.roles)
@@ -157,9 +159,9 @@ def long_to_wide(
     wide = wide.sort(ROW).with_columns(pl.lit("").alias(OVERFLOW[0]), pl.lit("").alias(OVERFLOW[1]))
     wide = wide.with_columns(pl.lit("").alias(OVERFLOW[2]))
     wide = wide.with_columns(
-        pl.col(c).cast(pl.String).fill_null("") for c in wide.columns if c not in (ROW, INPUT_ERROR)
+        pl.col(c).cast(pl.String).fill_null("") for c in wide.columns if c not in (ROW, INPUT_ERROR, INPUT_NOTE)
     )
-    headers = [c for c in wide.columns if c not in (ROW, INPUT_ERROR, *OVERFLOW, "__time", "__patient")]
+    headers = [c for c in wide.columns if c not in (ROW, INPUT_ERROR, INPUT_NOTE, *OVERFLOW, "__time", "__patient")]
     new_plan = replace(
         plan,
         format="wide",
@@ -242,7 +244,11 @@ def _side_table(path: Path, columns: list[str], section: str) -> pl.DataFrame:
     return table
 
 
-def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None) -> pl.Series:
+def _medications(
+    wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None
+) -> tuple[pl.Series, pl.Series, str | None]:
+    """Each panel's active orders, each panel's note on orders that could not be placed in
+    time, and the run's note on them."""
     spec = mapping.medications_file
     if spec is None or time_column is None or "__patient" not in wide.columns:
         raise BatchInputError(
@@ -250,17 +256,46 @@ def _medications(wide: pl.DataFrame, mapping: MappingFile, path: Path, time_colu
             "and long.time and long.patient_key to match orders to panels by time"
         )
     orders = _side_table(path, [spec.patient_key, spec.name, spec.start, spec.stop], "medications_file")
+    stop_text = pl.col(spec.stop).fill_null("").str.strip_chars()
     orders = orders.select(
+        pl.col(ROW),
         pl.col(spec.patient_key).alias("__patient"),
         pl.col(spec.name).str.strip_chars().alias("__drug"),
         pl.col(spec.start).str.to_datetime(strict=False).alias("__start"),
         pl.col(spec.stop).str.to_datetime(strict=False).alias("__stop"),
+        (stop_text == "").alias("__ongoing"),  # no stop yet: the order is still running
+        (pl.col(spec.start).fill_null("").str.strip_chars() == "").alias("__no_start"),
+        (stop_text != "").alias("__has_stop"),
     )
+    # An order that cannot be placed in time is not silently "not active": counted, named by
+    # line in the sidecar, and said on every panel of its patient (their list may be short).
+    unplaced = orders.filter(
+        pl.col("__start").is_null()
+        | (pl.col("__has_stop") & pl.col("__stop").is_null())
+        | (pl.col("__stop") < pl.col("__start"))
+    )
+    orders = orders.join(unplaced.select(ROW), on=ROW, how="anti")
     panels = wide.select(PANEL, "__patient", pl.col("__time").str.to_datetime(strict=False).alias("__at"))
     active = (
         panels.join(orders, on="__patient", how="inner")
-        .filter((pl.col("__start") <= pl.col("__at")) & (pl.col("__at") <= pl.col("__stop")))
+        .filter((pl.col("__start") <= pl.col("__at")) & (pl.col("__ongoing") | (pl.col("__at") <= pl.col("__stop"))))
         .group_by(PANEL)
         .agg(pl.col("__drug").unique().sort().str.join(";").alias("medications"))
     )
-    return panels.join(active, on=PANEL, how="left").select(pl.col("medications").fill_null(""))["medications"]
+    per_patient = unplaced.group_by("__patient").agg(pl.len().alias("__unplaced"))
+    listed = panels.join(active, on=PANEL, how="left").join(per_patient, on="__patient", how="left")
+    note_text = pl.when(pl.col("__unplaced").is_not_null()).then(
+        pl.format(
+            "{} medication orders of this patient have a missing, unreadable or reversed start/stop and were not used: the list may be incomplete",
+            pl.col("__unplaced"),
+        )
+    )
+    result = listed.select(pl.col("medications").fill_null(""), note_text.alias("note"))
+    summary = None
+    if unplaced.height:
+        lines = ", ".join(str(n) for n in unplaced[ROW].head(20).to_list())
+        summary = (
+            f"{path.name}: {unplaced.height} medication orders have a missing, unreadable or reversed "
+            f"start/stop and were not used (lines {lines}); the panels of their patients say so"
+        )
+    return result["medications"], result["note"], summary

@@ -24,7 +24,11 @@ from typing import Any
 
 import polars as pl
 
-ROW = "__line"  # the 1-based line number in the input file (header is line 1)
+ROW = "__line"
+# Columns a reader may add before the rows reach the column steps: a reason the row is refused
+# (a record that could not be read, a long-format conflict) and a note (orders not placed in time).
+INPUT_ERROR = "__input_error"
+INPUT_NOTE = "__input_note"  # the 1-based line number in the input file (header is line 1)
 # Spare columns past the header's: a row's extra cells land here (a non-empty one refuses the
 # row). A row with more extra cells than these makes polars stop (ragged lines are not
 # truncated), and the file is then read record by record (careful_frame): no cell is dropped.
@@ -314,7 +318,6 @@ def blank_rows(chunk: pl.DataFrame, headers: list[str]) -> pl.Series:
     return first.scatter(candidates, blank)
 
 
-QUOTE_ERROR = "__input_error"  # the column run.INPUT_ERROR reads: a problem found while reading
 MAX_RECORD_LINES = 50  # a quoted field may span lines; one still open after this many is broken
 
 
@@ -330,7 +333,7 @@ def needs_careful_reading(exc: Exception) -> bool:
 def careful_frame(source: CsvSource) -> pl.DataFrame:
     """The whole file as rows, read record by record in Python: the slow path for a file polars
     cannot split (a stray or unbalanced quote). A record that cannot be read is kept as a row
-    with its reason in QUOTE_ERROR, named by the line where it starts, never with its text; the
+    with its reason in INPUT_ERROR, named by the line where it starts, never with its text; the
     rows after it are read as usual. Every row's line is the line where its record starts."""
     width = len(source.headers)
     columns: list[list[str]] = [[] for _ in range(width + len(OVERFLOW))]
@@ -355,7 +358,7 @@ def careful_frame(source: CsvSource) -> pl.DataFrame:
             column.append(cells[i] if i < len(cells) else "")
     data: dict[str, Any] = {h: columns[i] for i, h in enumerate([*source.headers, *OVERFLOW])}
     frame = pl.DataFrame(data, schema={c: pl.String for c in data})
-    return frame.with_columns(pl.Series(ROW, lines, dtype=pl.UInt32), pl.Series(QUOTE_ERROR, errors, dtype=pl.String))
+    return frame.with_columns(pl.Series(ROW, lines, dtype=pl.UInt32), pl.Series(INPUT_ERROR, errors, dtype=pl.String))
 
 
 def _record(physical: list[str], start: int, delimiter: str) -> tuple[list[str], int, str | None]:

@@ -25,11 +25,10 @@ import polars as pl
 from interpret.batch.columns import Columns, ensure_quantities, join
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
-from interpret.batch.read import OVERFLOW, ROW, CsvSource, blank_rows
+from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows
 from interpret.facts import ANALYTE_FACT
 from interpret.ruleset import Ruleset
 
-INPUT_ERROR = "__input_error"  # a problem found before the row reached us (e.g. long-format conflicts)
 SAMPLE_PER_CHUNK = 5_000
 IN_FLIGHT = 2  # chunks processed at once
 # The facts frame the rules read (columns.py): all else is dropped once the chunk is parsed.
@@ -127,6 +126,8 @@ class BatchRun:
         spilled = [c for c in OVERFLOW if chunk.get_column(c).null_count() < chunk.height]
         overflow = pl.any_horizontal([pl.col(c).fill_null("").str.strip_chars() != "" for c in spilled] or [False])
         frame = self.columns.results(chunk)
+        if INPUT_NOTE in frame.columns:
+            frame = frame.with_columns(join([pl.col("notes"), pl.col(INPUT_NOTE)]).alias("notes"))
         frame = self.columns.patient(frame)
         frame = self.columns.medications(frame, self.plan.roles.get("medications"))
         frame = self.columns.messages(frame)

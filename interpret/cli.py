@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -282,13 +284,33 @@ def batch(
             progress=_progress(),
             prefetch=prefetch,
         )
-        result = execute(rs, input_csv, output, options)
+        with _stopped_cleanly():
+            result = execute(rs, input_csv, output, options)
     except BatchInputError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
     if result.plan.unmapped:
         _error("unmapped columns (reported, not used): " + ", ".join(result.plan.unmapped))
     print(result.stats.line())
+
+
+@contextlib.contextmanager
+def _stopped_cleanly() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, `kill`) ends the run as Ctrl-C does: by an exception in the
+    main thread, so that the hidden output and temporary copies are removed on the way out and
+    an earlier output of the same name is left as it was. Exit status 128 + 15, as by the signal."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _error("stopped (Ctrl-C): nothing written under the output's name")
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress() -> Callable[[int], None] | None:

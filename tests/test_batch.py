@@ -533,7 +533,9 @@ def test_the_output_takes_its_name_only_when_complete(interpreter, tmp_path, mon
     monkeypatch.setattr(batch_run.OutputFile, "write", fails_after_writing)
     failed = batch(interpreter, tmp_path, text)
     assert failed.code != 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # no out.csv, nothing hidden
+    # the earlier output is as it was, nothing half-written, nothing hidden left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+    assert (tmp_path / "out.csv").read_text() == "an earlier run's output\n"
 
     monkeypatch.setattr(batch_run.OutputFile, "write", original)
     done = batch(interpreter, tmp_path, text)
@@ -642,23 +644,67 @@ def test_an_output_the_run_may_not_replace_is_refused_before_any_row(interpreter
     assert output.read_text() == "keep me\n"
 
 
-def test_an_earlier_output_that_cannot_be_deleted_fails_the_run_cleanly(interpreter, tmp_path, monkeypatch):
-    """If the earlier file cannot be deleted (another owner's file in a sticky folder), the run
-    says why and leaves nothing of its own behind."""
+def test_an_earlier_output_that_cannot_be_moved_fails_the_run_cleanly(interpreter, tmp_path, monkeypatch):
+    """If the earlier file cannot be replaced (another owner's file in a sticky folder), the run
+    says why, leaves it as it was, and nothing of its own behind."""
+    import os
+
     output = tmp_path / "out.csv"
     output.write_text("not mine\n")
-    real_unlink = Path.unlink
+    real_rename = os.rename
 
-    def unlink(self, missing_ok=False):
-        if self == output:
-            raise PermissionError(13, "Operation not permitted", str(self))
-        real_unlink(self, missing_ok=missing_ok)
+    def rename(src, dst, *args, **kwargs):
+        if Path(src) == output:
+            raise PermissionError(13, "Operation not permitted", str(src))
+        return real_rename(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr(os, "rename", rename)
     run = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.1,mmol/L\n")
     assert run.code != 0
     assert output.read_text() == "not mine\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_a_killed_run_keeps_the_earlier_output_and_the_next_run_removes_its_leftovers(tmp_path):
+    """SIGTERM: the hidden output and the decompressed copy are removed, the earlier output
+    kept (it was gone in 5 of 6 kills); a SIGKILLed run's hidden file goes at the next run."""
+    import gzip
+    import os
+    import signal
+    import time
+
+    rows = "\n".join(f"{3 + (i % 30) / 10},mmol/L,furosemide" for i in range(600_000))
+    source = tmp_path / "big.csv.gz"
+    source.write_bytes(gzip.compress(("potassium,potassium_unit,medications\n" + rows + "\n").encode(), 1))
+    output = tmp_path / "out.csv"
+    output.write_text("earlier\n")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    command = [sys.executable, "-m", "interpret.cli", "batch", str(source), "-o", str(output)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p.name.startswith(".out.csv.") for p in tmp_path.iterdir()):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert output.read_text() == "earlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv.gz", "out.csv", "tmp"]
+    assert list(scratch.iterdir()) == []
+    # a leftover of a process that no longer exists (as after SIGKILL) is removed by the next run
+    dead = tmp_path / ".out.csv.999999999-abcd.tmp"
+    dead.write_text("half")
+    small = tmp_path / "small.csv"
+    small.write_text("potassium,potassium_unit\n3.1,mmol/L\n")
+    subprocess.run(
+        [sys.executable, "-m", "interpret.cli", "batch", str(small), "-o", str(output)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    assert not dead.exists()
 
 
 @pytest.fixture

@@ -147,6 +147,37 @@ def _cr_only(path: Path) -> bool:
     return b"\r" in head and b"\n" not in head
 
 
+def remove_leftovers(folder: Path, prefix: str, suffix: str = ".tmp") -> None:
+    """Delete `<prefix><pid>-*<suffix>` files of this program whose process is gone (a run
+    killed with SIGKILL, or a machine that stopped, cannot clean up after itself)."""
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
+    except OSError:
+        return
+    for path in candidates:
+        pid = path.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temporary_copy(kind: str) -> Path:
+    """A private temporary file named with this process's id, so that a later run can tell a
+    killed run's leftover (its process gone) from another live run's copy."""
+    folder = Path(tempfile.gettempdir())
+    remove_leftovers(folder, f"interpret-{kind}-", ".csv")
+    return Path(tempfile.mkstemp(suffix=".csv", prefix=f"interpret-{kind}-{os.getpid()}-")[1])
+
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -167,7 +198,7 @@ FREE_DISK_MARGIN = 256 * 2**20
 def _decompress(path: Path) -> Path:
     """A decompressed temporary copy, read as any plain file (in chunks, streamed), refused
     when it would pass the limit or fill the disk."""
-    out = Path(tempfile.mkstemp(suffix=".csv", prefix="interpret-gunzip-")[1])
+    out = _temporary_copy("gunzip")
     limit, written = DECOMPRESS_LIMIT.get(), 0
     try:
         with gzip.open(path, "rb") as src, out.open("wb") as dst:
@@ -205,7 +236,7 @@ def _transcode(path: Path, redecode: bool = True) -> tuple[Path, tuple[int, ...]
     other is read as Windows-1252 (what Windows exports are, more often than Latin-1; Latin-1
     for the five bytes cp1252 leaves undefined). One stray byte no longer turns every valid
     `µmol/L` of the file into mojibake. Returns the copy and the lines re-decoded."""
-    out = Path(tempfile.mkstemp(suffix=".csv", prefix="interpret-utf8-")[1])
+    out = _temporary_copy("utf8")
     redecoded: list[int] = []
     with path.open("rb") as src, out.open("wb") as dst:
         for number, line in enumerate(_physical_lines(src), start=1):

@@ -25,7 +25,7 @@ import polars as pl
 from interpret.batch.columns import Columns, ensure_quantities, join
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
-from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows
+from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows, remove_leftovers
 from interpret.facts import ANALYTE_FACT
 from interpret.ruleset import Ruleset
 
@@ -328,37 +328,27 @@ class OutputFile:
 
     Chunks are written by the workers that processed them, each in its turn (input order),
     straight into the file: no part files to copy and delete. A file already under the
-    output's name is deleted at the start, in the background: freeing a large file's blocks
-    takes a tenth of a second or more (ext4 with discard: 0.17 s for 212 MB), and truncating
-    it in place instead would also make closing the new file wait for its data to be
-    allocated on disk (ext4's "replace via truncate" heuristic). Both were in the run's wall
-    time; now the deletion overlaps the reading of the first chunks.
+    output's name is kept until the new one is complete (a run that is stopped leaves it as it
+    was); it is then moved aside and the new file renamed into place, and the old one deleted
+    in a background thread (freeing a large file's blocks takes a tenth of a second or more:
+    ext4 with discard, 0.17 s for 212 MB). Hidden files of runs that were killed (their
+    process is gone) are removed when the next run starts.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        self._previous: threading.Thread | None = None
-        self._previous_error: OSError | None = None
         self._file: BinaryIO | None = None
         self._turn = threading.Condition()
         self._written = 0  # chunks written so far
         self._abandoned = False
 
     def __enter__(self) -> OutputFile:
-        if self.path.is_file():
-            self._previous = threading.Thread(target=self._delete_previous, daemon=True)
-            self._previous.start()
+        remove_leftovers(self.path.parent, f".{self.path.name}.")
         # created as open() would create it (mode 0666 less the umask), never over another file
         fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self._file = os.fdopen(fd, "wb")
         return self
-
-    def _delete_previous(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:  # said when the run ends (the new file cannot take the name either)
-            self._previous_error = exc
 
     def write(self, frame: pl.DataFrame, n: int) -> None:
         """Write the n-th chunk's rows once the chunks before it are written."""
@@ -388,14 +378,20 @@ class OutputFile:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if self._file is not None:
             self._file.close()
-        if self._previous is not None:
-            self._previous.join()  # renaming over the old file would free its blocks here
-        if exc_type is None and self._previous_error is None:
-            os.replace(self.temporary, self.path)
+        if exc_type is not None:
+            self.temporary.unlink(missing_ok=True)
             return
-        self.temporary.unlink(missing_ok=True)
-        if exc_type is None and self._previous_error is not None:
-            raise self._previous_error
+        old = self.path.with_name(f".{self.path.name}.{os.getpid()}-old-{secrets.token_hex(4)}.tmp")
+        try:
+            os.rename(self.path, old)  # fast; freeing its blocks is left to a thread
+        except FileNotFoundError:
+            old = None  # type: ignore[assignment]
+        except OSError:
+            self.temporary.unlink(missing_ok=True)
+            raise
+        os.replace(self.temporary, self.path)
+        if old is not None:  # not a daemon: the process waits for it before it exits
+            threading.Thread(target=old.unlink, kwargs={"missing_ok": True}).start()
 
 
 def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource, input_path: Path) -> dict[str, Any]:

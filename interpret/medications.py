@@ -8,12 +8,13 @@ potassium supplement. Anything that matches nothing is returned unrecognised, ne
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the ruleset loader imports this module: no import back at run time
-    from interpret.ruleset.schema import DrugDef, MedicationsFile
+    from interpret.ruleset.schema import DrugDef, LocalForms, MedicationsFile
 
 _SPLIT = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
 
@@ -48,6 +49,20 @@ class CatalogueError(ValueError):
     pass
 
 
+# The class of entries that are no drug ("Bag", "Vial", "Soln": order-set items); beside a drug
+# in the same entry such a word is that drug's container, not a second entry.
+NOT_A_MEDICATION = frozenset({"not_a_medication"})
+
+
+def _names_any(tokens: tuple[str, ...], phrases: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether the entry's words contain one of the phrases (runs of whole words): an eye,
+    ear or skin preparation (`local_forms`: ciprofloxacin eye drops are no QT-prolonging drug),
+    or an entry written as not current (`not_current`: "held", "discontinued")."""
+    return any(
+        tokens[i : i + len(phrase)] == phrase for phrase in phrases for i in range(len(tokens) - len(phrase) + 1)
+    )
+
+
 class MedicationCatalogue:
     """An index of every name, brand and synonym, built once per ruleset."""
 
@@ -72,19 +87,25 @@ class MedicationCatalogue:
         for entries in self._index.values():
             entries.sort(key=lambda e: -len(e[0]))
         self._rxnorm = {code: self.drugs[d.name] for d in data.drugs for code in d.rxnorm}
-        self._local_words, self._local_class = self._local_forms(data)
+        # Words that change what an entry's drugs are taken as, first match wins: an entry
+        # written as not current ("furosemide (discontinued)") before a local preparation.
+        overrides = (("not_current", data.not_current), ("local_forms", data.local_forms))
+        self._overrides = [o for name, forms in overrides if (o := self._override(name, forms, data)) is not None]
         self._cache: dict[tuple[str, str | None], MedicationMatch] = {}
+        self._spellings: dict[str, str] | None = None  # built when a suggestion is first asked for
 
     @staticmethod
-    def _local_forms(data: MedicationsFile) -> tuple[tuple[tuple[str, ...], ...], frozenset[str]]:
-        if data.local_forms is None:
-            return (), frozenset()
-        phrases = tuple(words(w) for w in data.local_forms.words)
+    def _override(
+        name: str, forms: LocalForms | None, data: MedicationsFile
+    ) -> tuple[tuple[tuple[str, ...], ...], frozenset[str]] | None:
+        if forms is None:
+            return None
+        phrases = tuple(words(w) for w in forms.words)
         if not all(phrases):
-            raise CatalogueError(f"local_forms: {data.local_forms.words!r} has an entry without words")
-        if data.local_forms.becomes not in data.classes:
-            raise CatalogueError(f"local_forms: unknown class {data.local_forms.becomes!r}")
-        return phrases, frozenset({data.local_forms.becomes})
+            raise CatalogueError(f"{name}: {forms.words!r} has an entry without words")
+        if forms.becomes not in data.classes:
+            raise CatalogueError(f"{name}: unknown class {forms.becomes!r}")
+        return phrases, frozenset({forms.becomes})
 
     def _classes(self, drug: DrugDef, by_name: dict[str, DrugDef], seen: tuple[str, ...]) -> frozenset[str]:
         if drug.name in seen:
@@ -101,6 +122,19 @@ class MedicationCatalogue:
             raise CatalogueError(f"drug {drug.name!r}: has neither classes nor ingredients")
         return frozenset(classes)
 
+    def suggestion(self, text: str) -> str | None:
+        """The catalogue name closest to a misspelt word of an unrecognised entry ("furosemde"
+        -> furosemide), by difflib's ratio (at least 0.85, words of 5 letters or more); only
+        ever shown as a question, never used as a match."""
+        if self._spellings is None:
+            self._spellings = {" ".join(key): d.name for entries in self._index.values() for key, d in entries}
+        for word in words(text):
+            if len(word) >= 5 and not word.isdigit():
+                close = difflib.get_close_matches(word, self._spellings, n=1, cutoff=0.85)
+                if close:
+                    return self._spellings[close[0]]
+        return None
+
     def match(self, text: str, rxnorm: str | None = None) -> MedicationMatch:
         key = (text, rxnorm)
         found = self._cache.get(key)
@@ -116,19 +150,14 @@ class MedicationCatalogue:
             drugs: tuple[MatchedDrug, ...] = (self._rxnorm[rxnorm.strip()],)
         else:
             drugs = self._drugs_in(tokens)
-        if drugs and self._local_words and self._names_local_form(tokens):
-            drugs = tuple(dict.fromkeys(MatchedDrug(d.name, self._local_class) for d in drugs))
+        if len(drugs) > 1 and any(d.classes == NOT_A_MEDICATION for d in drugs):
+            # "Albuterol Neb Soln", "KCl 20 mEq Bag": the vehicle belongs to the drug beside it
+            drugs = tuple(d for d in drugs if d.classes != NOT_A_MEDICATION) or drugs
+        for phrases, becomes in self._overrides if drugs else ():
+            if _names_any(tokens, phrases):
+                drugs = tuple(dict.fromkeys(MatchedDrug(d.name, becomes) for d in drugs))
+                break
         return MedicationMatch.of(text, drugs)
-
-    def _names_local_form(self, tokens: tuple[str, ...]) -> bool:
-        """The entry is a preparation for the eye, ear or skin (`local_forms`): its drugs'
-        systemic effects are not what these rules assess (ciprofloxacin eye drops are no
-        QT-prolonging drug; hydrocortisone cream no mineralocorticoid)."""
-        return any(
-            tokens[i : i + len(phrase)] == phrase
-            for phrase in self._local_words
-            for i in range(len(tokens) - len(phrase) + 1)
-        )
 
     def _drugs_in(self, tokens: tuple[str, ...]) -> tuple[MatchedDrug, ...]:
         found: list[MatchedDrug] = []

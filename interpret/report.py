@@ -240,12 +240,21 @@ class Reporter:
             case c.SexIs():
                 return f"Sex: {f.sex}" if f.sex else missing_words("sex", f)
             case c.UnrecognizedMedications():
-                return "Not recognised: " + ", ".join(repr(t) for t in f.unrecognized)
+                return "Not recognised: " + self._unrecognized(f)
             case c.SettingOn(name):
                 return f"Site setting {name} is {'on' if f.settings[name] else 'off'}"
         return ""
 
     # --- wording --------------------------------------------------------------------------
+
+    def _unrecognized(self, f: Facts) -> str:
+        """Each unrecognised entry as written, with a spelling suggestion where one is close:
+        a suggestion for the clinician to check, never a match the rules act on."""
+        shown = []
+        for text in f.unrecognized:
+            near = self.rs.medications.suggestion(text)
+            shown.append(f"{text!r} (did you mean {near}?)" if near else repr(text))
+        return ", ".join(shown)
 
     def _fill(self, template: str, f: Facts, drugs: list[str]) -> str:
         if "{" not in template:
@@ -256,7 +265,7 @@ class Reporter:
             if name == "drugs":
                 return ", ".join(drugs) or "no listed drug"
             if name == "unrecognized_medications":
-                return ", ".join(repr(t) for t in f.unrecognized)
+                return self._unrecognized(f)
             if name == "verification":
                 return "; ".join(q.verify for q in f.quantities.values() if q.verify)
             if attr == "missing":

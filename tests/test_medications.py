@@ -27,7 +27,7 @@ CATALOGUE = default_ruleset().medications
         ("Lansoprazole Oral Disintegrating Tab", {"ppi"}),
         ("Magnesium Citrate", {"magnesium_containing"}),
         ("Magnesium Sulfate", {"magnesium_containing"}),
-        ("Aluminum-Magnesium Hydrox.-Simethicone", {"magnesium_containing"}),
+        ("Aluminum-Magnesium Hydrox.-Simethicone", {"magnesium_containing", "no_rule_applies"}),
         ("Chlorothiazide Sodium", {"thiazide_diuretic"}),
         ("Bactrim DS 1 tab BID", {"trimethoprim"}),
         ("co-trimoxazole 960 mg", {"trimethoprim"}),
@@ -135,3 +135,64 @@ def test_unrecognised_entries_are_kept_and_reported(interpreter):
     assert [m.text for m in result.medications] == ["zzqx 5 mg", "Lasix"]
     assert [m.recognized for m in result.medications] == [False, True]
     assert any(f.code == "unrecognized_medication" and "zzqx" in f.message for f in result.findings)
+
+
+# Clinical review (issue 12, medications): each failed before its entry.
+COMBINATIONS = {
+    "Benicar HCT 40/25 mg": {"arb", "thiazide_diuretic"},
+    "Micardis HCT": {"arb", "thiazide_diuretic"},
+    "Atacand HCT 16-12.5": {"arb", "thiazide_diuretic"},
+    "Lotensin HCT": {"ace_inhibitor", "thiazide_diuretic"},
+    "Avalide": {"arb", "thiazide_diuretic"},
+    "Vaseretic": {"ace_inhibitor", "thiazide_diuretic"},
+    "Accuretic": {"ace_inhibitor", "thiazide_diuretic"},
+    "Exforge HCT": {"arb", "thiazide_diuretic"},
+    "Tribenzor": {"arb", "thiazide_diuretic"},
+    "DuoNeb neb q6h": {"beta2_agonist"},
+    "Combivent Respimat": {"beta2_agonist"},
+    "Symbicort 160/4.5": {"beta2_agonist"},
+    "Advair Diskus": {"beta2_agonist"},
+    "Eskalith 300 mg": {"lithium"},
+    "Priadel": {"lithium"},
+    "Semglee 20 units": {"insulin"},
+    "Mg oxide 400 mg": {"magnesium_containing"},
+    "Mag citrate": {"magnesium_containing"},
+    "Potassium 20 mEq PO BID": {"potassium_supplement"},
+    "fluconazole 200 mg": {"qt_prolonging"},
+    "droperidol": {"qt_prolonging"},
+    "chlorpromazine 25 mg": {"qt_prolonging"},
+    "Calcium Gluconate": {"calcium_or_vitamin_d"},
+    "Bag": {"not_a_medication"},
+}
+
+
+@pytest.mark.parametrize(("text", "classes"), COMBINATIONS.items())
+def test_real_list_entries_carry_every_ingredients_classes(text, classes):
+    match = default_ruleset().medications.match(text)
+    assert set().union(*(d.classes for d in match.drugs)) == classes, match
+
+
+@pytest.mark.parametrize("text", ["furosemide (discontinued)", "Lasix - held", "KCl d/c'd", "furosemide stopped"])
+def test_an_entry_written_as_not_current_is_not_taken(text):
+    match = default_ruleset().medications.match(text)
+    assert match.recognized and all(d.classes == {"not_current"} for d in match.drugs)
+
+
+def test_a_hold_parameter_is_not_a_stopped_drug():
+    match = default_ruleset().medications.match("furosemide 40 mg daily, hold if SBP < 90")
+    assert {c for d in match.drugs for c in d.classes} == {"loop_diuretic"}
+
+
+def test_losartan_potassium_is_still_an_arb_not_a_supplement():
+    match = default_ruleset().medications.match("Losartan Potassium 50 mg")
+    assert {c for d in match.drugs for c in d.classes} == {"arb"}
+
+
+def test_a_misspelling_gets_a_question_not_a_match(interpreter):
+    result = interpreter.interpret(
+        {"results": [{"analyte": "potassium", "value": 3.0, "unit": "mmol/L"}], "medications": ["furosemde 40mg"]}
+    )
+    codes = {f.code for f in result.findings}
+    assert "diuretic_associated_losses" not in codes  # never an automatic match
+    unrecognized = next(f for f in result.findings if f.code == "unrecognized_medication")
+    assert "did you mean furosemide?" in unrecognized.message

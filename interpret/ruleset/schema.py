@@ -200,6 +200,7 @@ class LocalForms(Strict):
 class MedicationsFile(Strict):
     salt_words: list[str]
     local_forms: LocalForms | None = None
+    not_current: LocalForms | None = None  # words that say an entry is not taken now
     classes: dict[str, MedicationClass]
     drugs: list[DrugDef]
 

@@ -1040,3 +1040,10 @@ def test_orders_with_an_empty_stop_are_running_and_unplaceable_ones_are_said(int
     assert "2 medication orders of this patient" in out["notes"][1]
     side = json.loads((tmp_path / "out.csv.json").read_text())
     assert any("orders.csv: 2 medication orders" in n and "lines 3, 4" in n for n in side["notes"])
+
+
+def test_line_is_where_the_record_starts_when_quoted_fields_hold_newlines(interpreter, tmp_path):
+    text = 'potassium,potassium_unit,medications\n3.1,mmol/L,"furosemide\n40 mg daily"\n3.2,mmol/L,x\n'
+    code, out = batch(interpreter, tmp_path, text)
+    assert code == 0 and out["line"].to_list() == ["2", "4"]
+    assert out["potassium_mmol_L"].to_list() == ["3.1", "3.2"]

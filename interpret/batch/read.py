@@ -352,6 +352,16 @@ def blank_rows(chunk: pl.DataFrame, headers: list[str]) -> pl.Series:
 MAX_RECORD_LINES = 50  # a quoted field may span lines; one still open after this many is broken
 
 
+def line_count(path: Path) -> int:
+    """The file's physical lines (a last line without its newline counted too)."""
+    count, last = 0, b""
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (1 if last not in (b"", b"\n") else 0)
+
+
 def needs_careful_reading(exc: Exception) -> bool:
     """Polars could not split the file into rows: a stray or unbalanced quote, or a row with
     more extra cells than the spare columns hold."""

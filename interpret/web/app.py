@@ -153,6 +153,9 @@ def create_app(
             panel = PanelIn.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(panel.pop("$defs", {}))
+            from interpret.web.openapi import apply
+
+            apply(rs, components, panel)
             components["PanelIn"] = panel
             app.openapi_schema = schema
         return app.openapi_schema

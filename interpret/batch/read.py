@@ -239,11 +239,9 @@ def _transcode(path: Path, redecode: bool = True) -> tuple[Path, tuple[int, ...]
     out = _temporary_copy("utf8")
     redecoded: list[int] = []
     with path.open("rb") as src, out.open("wb") as dst:
-        for number, line in enumerate(_physical_lines(src), start=1):
-            if line.endswith(b"\r"):
-                line = line[:-1] + b"\n"  # a lone CR ending: LF, so that polars sees the line
-            if not redecode:
-                dst.write(line)
+        for number, line in enumerate(_physical_lines(src, cr_ends_lines=not redecode), start=1):
+            if not redecode:  # a lone-CR file: each line ends in LF, so that polars sees it
+                dst.write(line[:-1] + b"\n" if line.endswith(b"\r") else line)
                 continue
             try:
                 line.decode("utf-8")
@@ -257,13 +255,15 @@ def _transcode(path: Path, redecode: bool = True) -> tuple[Path, tuple[int, ...]
     return out, tuple(redecoded)
 
 
-def _physical_lines(f: Any) -> Iterator[bytes]:
-    r"""Lines ending in \n, \r\n or a lone \r, each with its ending (`readline` knows only \n)."""
+def _physical_lines(f: Any, cr_ends_lines: bool = False) -> Iterator[bytes]:
+    """Lines with their endings: LF (and CRLF); a lone CR too where `cr_ends_lines` (a file
+    with no LF at all). Elsewhere a lone CR is a byte inside a line, as polars reads it."""
+    ending = re.compile(rb"\r\n|\n|\r(?!$)" if cr_ends_lines else rb"\n")
     rest = b""
     while chunk := f.read(1 << 22):
         data = rest + chunk
         start = 0
-        for m in re.finditer(rb"\r\n|\n|\r(?!$)", data):
+        for m in ending.finditer(data):
             yield data[start : m.end()]
             start = m.end()
         rest = data[start:]
@@ -366,9 +366,10 @@ def needs_careful_reading(exc: Exception) -> bool:
     """Polars could not split the file into rows: a stray or unbalanced quote, or a row with
     more extra cells than the spare columns hold."""
     text = str(exc).lower()
+    said = any(word in text for word in ("csv", "fields", "escaped", "schema"))
     if isinstance(exc, pl.exceptions.SchemaError):
-        return "csv" in text
-    return isinstance(exc, pl.exceptions.ComputeError) and "csv" in text and not is_encoding_error(exc)
+        return said
+    return isinstance(exc, pl.exceptions.ComputeError) and said and not is_encoding_error(exc)
 
 
 def careful_frame(source: CsvSource) -> pl.DataFrame:

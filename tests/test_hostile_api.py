@@ -168,3 +168,40 @@ def test_aborted_requests_and_internal_errors_log_one_short_line_and_no_values(i
     assert len(logged) <= 2, logged  # the failed upload: one line
     assert all(len(line) < 200 and "3.0" not in line and "3.1" not in line for line in logged)
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_run_without_room_for_its_output_is_refused_before_any_row(interpreter, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from interpret.batch import job
+    from interpret.batch.job import BatchOptions, execute
+    from interpret.batch.read import BatchInputError
+
+    source = tmp_path / "in.csv"
+    source.write_text(CSV * 1)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(job.shutil, "disk_usage", lambda _: usage(10**9, 10**9 - 10, 10))
+    try:
+        execute(interpreter.ruleset, source, tmp_path / "out.csv", BatchOptions())
+    except BatchInputError as exc:
+        assert "bytes free" in str(exc)
+    else:
+        raise AssertionError("not refused")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_compressed_input_is_read_as_a_stream_without_a_copy(interpreter, tmp_path, monkeypatch):
+    import gzip
+
+    from interpret.batch.job import BatchOptions, execute
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    source = tmp_path / "in.csv.gz"
+    source.write_bytes(gzip.compress(CSV.encode()))
+    created = []
+    real = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: created.append(1) or real(*a, **k))
+    result = execute(interpreter.ruleset, source, tmp_path / "out.csv", BatchOptions())
+    assert result.stats.rows == 1 and created == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -128,6 +129,13 @@ def _execute(
         encoding=encoding,
         head_only=True,
     )
+    free = shutil.disk_usage(output.parent).free
+    if free < 2 * source.size:  # the output is about 1.6 times the input, its .json beside it
+        source.release()
+        raise BatchInputError(
+            f"{output.parent}: {free:,} bytes free, and the output of {source.size:,} bytes of input "
+            "needs about twice that"
+        )
     try:
         wide = None
         if plan.format == "long":

@@ -15,12 +15,11 @@ import gzip
 import io
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -50,6 +49,7 @@ class CsvSource:
     temporary: bool = False  # `path` is a copy of this run's own making
     redecoded: tuple[int, ...] = ()  # "mixed": the file's lines (1-based) read as cp1252
     header_line: int = 1  # blank lines before the header are skipped, and lines still counted
+    size: int = 0  # bytes of text (uncompressed): what the output's free-disk check starts from
 
     def release(self) -> None:
         """Delete the temporary copy, if the run made one."""
@@ -71,7 +71,7 @@ def sniff_encoding(path: Path, head_only: bool = False) -> str:
     `head_only` checks the first megabyte: for a file that polars reads next, which refuses
     invalid UTF-8 itself (`is_encoding_error`), so the run can start again as Latin-1.
     """
-    with path.open("rb") as f:
+    with open_bytes(path) as f:
         head = f.read(3)
         if head == codecs.BOM_UTF8:
             return "utf-8-sig"
@@ -103,15 +103,12 @@ def open_csv(
     if not path.is_file():
         raise BatchInputError(f"{path}: no such file")
     if is_gzip(path):  # exports are often shipped compressed (MIMIC-IV: labevents.csv.gz)
-        plain = _decompress(path)
-        try:
-            source = open_csv(plain, delimiter, encoding, head_only)
-        except BaseException:
-            plain.unlink(missing_ok=True)
-            raise
-        if source.path != plain:  # transcoded from Latin-1: the decompressed copy is spent
-            plain.unlink(missing_ok=True)
-        return replace(source, compression="gzip", temporary=True)
+        expanded = _check_expansion(path)  # then read as a stream: every reader decompresses as it goes
+        return replace(_open_plain(path, delimiter, encoding, head_only), compression="gzip", size=expanded)
+    return replace(_open_plain(path, delimiter, encoding, head_only), size=path.stat().st_size)
+
+
+def _open_plain(path: Path, delimiter: str | None, encoding: str | None, head_only: bool) -> CsvSource:
     encoding = encoding or sniff_encoding(path, head_only)
     if encoding != "latin-1" and _cr_only(path):  # polars reads no lone-CR lines: a copy with LF
         copy, _ = _transcode(path, redecode=False)
@@ -121,7 +118,7 @@ def open_csv(
             copy.unlink(missing_ok=True)
             raise
     header_line = 0
-    with path.open(encoding=encoding, newline="") as f:
+    with io.TextIOWrapper(open_bytes(path), encoding=encoding, newline="") as f:
         first = ""
         while not first.strip():
             first = f.readline()
@@ -142,7 +139,7 @@ def open_csv(
 
 def _cr_only(path: Path) -> bool:
     """Lines end in a lone CR (old Mac OS, some Excel exports): seen in the file's head."""
-    with path.open("rb") as f:
+    with open_bytes(path) as f:
         head = f.read(HEAD_BYTES)
     return b"\r" in head and b"\n" not in head
 
@@ -188,37 +185,33 @@ def is_gzip(path: Path) -> bool:
 
 # How much a compressed input may expand to: a 4 MB gzip file can hold 35 GB of zeros. The
 # command line's cap is INTERPRET_MAX_UNCOMPRESSED_BYTES (default 64 GiB); the web upload sets
-# a smaller one for its run. Free disk is checked as the copy grows (a margin is kept).
+# a smaller one for its run.
 DECOMPRESS_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
     "decompress_limit", default=int(os.environ.get("INTERPRET_MAX_UNCOMPRESSED_BYTES") or 64 * 2**30)
 )
-FREE_DISK_MARGIN = 256 * 2**20
 
 
-def _decompress(path: Path) -> Path:
-    """A decompressed temporary copy, read as any plain file (in chunks, streamed), refused
-    when it would pass the limit or fill the disk."""
-    out = _temporary_copy("gunzip")
-    limit, written = DECOMPRESS_LIMIT.get(), 0
+def _check_expansion(path: Path) -> int:
+    """Refuse a compressed file that expands past the limit, or is no readable gzip, before any
+    row is read: decompressed as a stream and counted, nothing written."""
+    limit, expanded = DECOMPRESS_LIMIT.get(), 0
     try:
-        with gzip.open(path, "rb") as src, out.open("wb") as dst:
+        with gzip.open(path, "rb") as src:
             while chunk := src.read(1 << 22):
-                written += len(chunk)
-                if written > limit:
+                expanded += len(chunk)
+                if expanded > limit:
                     raise BatchInputError(
                         f"{path}: expands to more than {limit:,} bytes uncompressed; refused "
                         "(a larger export: raise INTERPRET_MAX_UNCOMPRESSED_BYTES)"
                     )
-                if written % (1 << 28) < len(chunk) and shutil.disk_usage(out.parent).free < FREE_DISK_MARGIN:
-                    raise BatchInputError(f"{path}: not enough free disk to decompress it in {out.parent}")
-                dst.write(chunk)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off file, EOFError
-        out.unlink(missing_ok=True)
         raise BatchInputError(f"{path}: not a readable gzip file ({exc})") from None
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
-    return out
+    return expanded
+
+
+def open_bytes(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed as they are read when it is gzip-compressed."""
+    return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")  # type: ignore[return-value]
 
 
 def _count_outside_quotes(line: str, delimiter: str) -> int:
@@ -238,7 +231,7 @@ def _transcode(path: Path, redecode: bool = True) -> tuple[Path, tuple[int, ...]
     `µmol/L` of the file into mojibake. Returns the copy and the lines re-decoded."""
     out = _temporary_copy("utf8")
     redecoded: list[int] = []
-    with path.open("rb") as src, out.open("wb") as dst:
+    with open_bytes(path) as src, out.open("wb") as dst:
         for number, line in enumerate(_physical_lines(src, cr_ends_lines=not redecode), start=1):
             if not redecode:  # a lone-CR file: each line ends in LF, so that polars sees it
                 dst.write(line[:-1] + b"\n" if line.endswith(b"\r") else line)
@@ -355,7 +348,7 @@ MAX_RECORD_LINES = 50  # a quoted field may span lines; one still open after thi
 def line_count(path: Path) -> int:
     """The file's physical lines (a last line without its newline counted too)."""
     count, last = 0, b""
-    with path.open("rb") as f:
+    with open_bytes(path) as f:
         while chunk := f.read(1 << 24):
             count += chunk.count(b"\n")
             last = chunk[-1:]
@@ -381,7 +374,7 @@ def careful_frame(source: CsvSource) -> pl.DataFrame:
     columns: list[list[str]] = [[] for _ in range(width + len(OVERFLOW))]
     lines: list[int] = []
     errors: list[str | None] = []
-    with source.path.open("rb") as f:
+    with open_bytes(source.path) as f:
         physical = [line.decode("utf-8", errors="replace") for line in _physical_lines(f)]
     number = source.header_line  # the header's line; records start after it
     while number < len(physical):

@@ -143,6 +143,7 @@ class FindingOut:
     rule: Annotated[str, Field(description="Where the rule is defined, e.g. findings/20-patterns.yaml#code")]
     logic: Annotated[str, Field(description="The rule's condition in words")]
     critical_note: str | None = None
+    caveat: str | None = None  # a data-quality finding of the same panel puts this one in doubt
 
 
 @dataclass(slots=True)

@@ -83,7 +83,9 @@ class Reporter:
     def build(self, panel: Panel, facts: Facts, outcomes: list[Outcome]) -> Interpretation:
         rank = self.rs.severity_rank
         findings = [self._finding(o, facts) for o in outcomes if o.fired]
-        findings.sort(key=lambda fo: -rank[fo.severity])
+        qualifying = self._qualify(findings)
+        # what puts the others in doubt is read first; then the most severe first
+        findings.sort(key=lambda fo: (fo.code not in qualifying, -rank[fo.severity]))
         return Interpretation(
             patient=PatientOut(age=panel.age, sex=panel.sex),
             results=[self._result(panel, facts, a) for a in panel.results],
@@ -166,6 +168,17 @@ class Reporter:
             logic=self.logic[d.code],
             critical_note=self.rs.meta.critical_wording if self._beyond_critical_limit(o, facts) else None,
         )
+
+    def _qualify(self, findings: list[FindingOut]) -> set[str]:
+        """Give each finding the caveats of the data-quality findings (`qualifies` in rules/)
+        that concern a quantity it reads; returns the codes of those data-quality findings."""
+        qualifying = {f.code: q for f in findings if (q := self.rs.rule(f.code).definition.qualifies)}
+        for f in findings:
+            rule = self.rs.rule(f.code)
+            reads = set(inputs_that_can_be_unknown(rule.condition))
+            notes = [q.note for code, q in qualifying.items() if code != f.code and reads & set(q.quantities)]
+            f.caveat = " ".join(dict.fromkeys(notes)) or None
+        return set(qualifying)
 
     def _beyond_critical_limit(self, o: Outcome, f: Facts) -> bool:
         """Whether a value this finding reads is beyond its critical limit.

@@ -168,3 +168,18 @@ def test_critical_wording_only_where_a_value_is_beyond_a_critical_limit(interpre
     )
     assert "critical limit" in notes["digoxin_electrolyte_risk"]
     assert "critical limit" in notes["hypokalemia"]
+
+
+def test_a_data_quality_finding_comes_first_and_qualifies_what_it_puts_in_doubt(interpreter):
+    """The EDTA triad was listed last, under three critical findings, one recommending to
+    correct magnesium for what is probably an artefact."""
+    from interpret.compact import expand
+
+    result = interpreter.interpret(expand({"potassium": "7.2 mmol/L", "calcium": "1.2 mmol/L"}))
+    assert result.findings[0].code == "possible_edta_contamination"
+    by_code = {f.code: f for f in result.findings}
+    assert "K-EDTA contamination" in by_code["hyperkalemia"].caveat
+    assert "K-EDTA contamination" in by_code["hypocalcemia"].caveat
+    assert by_code["possible_edta_contamination"].caveat is None
+    text = interpreter.interpret(expand({"potassium": "4.0 mmol/L"})).findings
+    assert all(f.caveat is None for f in text)

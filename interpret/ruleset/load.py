@@ -285,6 +285,9 @@ class Ruleset:
             if code not in earlier:
                 problem(f"at_least_as_severe_as: {code!r} is not a rule defined before this one")
         self._check_refs(f"{source}: rule {d.code!r}: references", d.references)
+        for name in d.qualifies.quantities if d.qualifies else []:
+            if name not in QUANTITIES:
+                problem(f"qualifies: {name!r} is not a quantity; known: {', '.join(QUANTITIES)}")
         for field in ("message", "recommendation"):
             for name, attr in PLACEHOLDER.findall(getattr(d, field)):
                 ok = (name in QUANTITIES and (not attr or attr in QUANTITY_ATTRIBUTES)) or (

@@ -256,6 +256,15 @@ class OrderSuggestion(Strict):
     display: str
 
 
+class Qualifies(Strict):
+    """A data-quality finding that puts other findings in doubt: shown above them, and each
+    finding that reads one of these quantities carries the note (possible EDTA contamination
+    of the sample: the low calcium and high potassium findings may be artefacts)."""
+
+    quantities: list[str] = Field(min_length=1)
+    note: str
+
+
 class RuleDef(Strict):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str
@@ -267,6 +276,7 @@ class RuleDef(Strict):
     recommendation: str
     references: list[str] = Field(min_length=1)
     order_suggestion: OrderSuggestion | None = None
+    qualifies: Qualifies | None = None
     examples: Examples
 
 

@@ -399,6 +399,8 @@ class CardMaker:
     def _card(self, finding: FindingOut, result: Interpretation) -> Card:
         indicator = {s.name: s.cds_indicator for s in self.rs.meta.severities}[finding.severity]
         lines = [f"**{md(finding.severity.capitalize())}.** {md(finding.message)}", ""]
+        if finding.caveat:
+            lines += [f"**May be an artefact:** {md(finding.caveat)}", ""]
         if finding.critical_note:
             lines += [f"**{md(finding.critical_note)}**", ""]
         lines += [f"**To consider:** {md(finding.recommendation)}", "", "**Evidence**", ""]

@@ -110,16 +110,8 @@ class BodyLimit:
             return
         if chunks is DISCONNECTED:
             return  # the client went away before the body was complete
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
+        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, replaying(whole, receive), send)
 
     @staticmethod
     async def _read(receive: Receive, limit: int) -> list[bytes] | None:
@@ -162,6 +154,21 @@ DISCONNECTED: list[bytes] = []  # a sentinel: compared by identity
 # How long a request body may take to arrive (INTERPRET_BODY_SECONDS; uploads stream and are
 # bounded by their size instead).
 BODY_SECONDS = float(os.environ.get("INTERPRET_BODY_SECONDS") or 30)
+
+
+def replaying(message: Message, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read (`message`), then the rest of the
+    connection's messages (a disconnect) as they come."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return message
+
+    return replay
 
 
 class BodyTooLarge(Exception):
@@ -220,16 +227,7 @@ class JsonBodies:
                 send, 422, {"detail": [{"loc": duplicate[0], "msg": f"key {duplicate[1]!r} given twice"}]}
             )
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return message
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(message, receive), send)
 
 
 async def _json_error(send: Send, status: int, body: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ QUANTITIES: dict[str, QuantityInfo] = {
     "albumin": QuantityInfo("albumin", False, "serum albumin"),
     "glucose": QuantityInfo("glucose", False, "serum or plasma glucose"),
     "creatinine": QuantityInfo("creatinine", False, "serum creatinine"),
+    "bicarbonate": QuantityInfo("bicarbonate", False, "serum bicarbonate or total CO2"),
+    "phosphate": QuantityInfo("phosphate", False, "serum inorganic phosphate (phosphorus)"),
     "egfr_reported": QuantityInfo("egfr", False, "eGFR as reported by the laboratory"),
     "egfr_calculated": QuantityInfo("egfr", True, "eGFR calculated here by CKD-EPI 2021 from creatinine, age and sex"),
     "egfr": QuantityInfo("egfr", True, "eGFR used by the rules: calculated when possible, else lab-reported"),

@@ -14,6 +14,8 @@ RANGES = {
     "glucose": [("mmol/L", 1.5, 45.0), ("mg/dL", 30.0, 900.0)],
     "creatinine": [("umol/L", 30.0, 1200.0), ("mg/dL", 0.3, 12.0)],
     "egfr": [("mL/min/1.73m2", 5.0, 130.0)],
+    "bicarbonate": [("mmol/L", 4.0, 55.0), ("mEq/L", 8.0, 45.0)],
+    "phosphate": [("mg/dL", 0.5, 12.0), ("mmol/L", 0.2, 3.5)],
 }
 MEDICATIONS = [
     "furosemide 40 mg",
@@ -91,6 +93,8 @@ EDGES = {
         (11.1, "mmol/L"),
         (25, "mmol/L"),
     ],
+    "bicarbonate": [(10, "mmol/L"), (22, "mmol/L"), (29, "mmol/L"), (40, "mmol/L")],
+    "phosphate": [(1.0, "mg/dL"), (2.0, "mg/dL"), (2.5, "mg/dL"), (4.5, "mg/dL")],
     "egfr": [
         (15, "mL/min/1.73m2"),
         (30, "mL/min/1.73m2"),

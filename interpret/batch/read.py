@@ -342,6 +342,7 @@ def blank_rows(chunk: pl.DataFrame, headers: list[str]) -> pl.Series:
     return first.scatter(candidates, blank)
 
 
+LONE_CR = "\ufffc"  # stands for a lone CR while the csv module splits a record
 MAX_RECORD_LINES = 50  # a quoted field may span lines; one still open after this many is broken
 
 
@@ -401,14 +402,15 @@ def _record(physical: list[str], start: int, delimiter: str) -> tuple[list[str],
     for used in range(1, MAX_RECORD_LINES + 1):
         if start + used > len(physical):
             break
-        text = "".join(physical[start : start + used])
+        # a lone CR is a byte inside the line (as polars reads it), not the record's end
+        text = "".join(physical[start : start + used]).replace("\r\n", "\n").replace("\r", LONE_CR)
         try:
             rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
         except csv.Error as exc:
             if "unexpected end of data" in str(exc) or "EOF" in str(exc):
                 continue  # a quoted field goes on in the next line
             return [], 1, f"line {start + 1}: a quote in a field is not written as CSV quotes it ({exc}); row refused"
-        return (rows[0] if rows else []), used, None
+        return ([c.replace(LONE_CR, "\r") for c in rows[0]] if rows else []), used, None
     return (
         [],
         1,

@@ -205,3 +205,26 @@ def test_a_compressed_input_is_read_as_a_stream_without_a_copy(interpreter, tmp_
     monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: created.append(1) or real(*a, **k))
     result = execute(interpreter.ruleset, source, tmp_path / "out.csv", BatchOptions())
     assert result.stats.rows == 1 and created == []
+
+
+def test_a_basic_metabolic_panel_is_interpreted_not_refused(interpreter):
+    """Chloride, total CO2 and BUN were 'unknown analytes': a routine BMP was refused whole."""
+    bmp = {
+        "patient": {"age": 60, "sex": "male"},
+        "results": [
+            {"analyte": "sodium", "value": 140, "unit": "mmol/L"},
+            {"analyte": "potassium", "value": 4.1, "unit": "mmol/L"},
+            {"analyte": "2075-0", "value": 101, "unit": "mmol/L"},
+            {"analyte": "CO2", "value": 24, "unit": "mEq/L"},
+            {"analyte": "BUN", "value": 30, "unit": "mg/dL"},
+            {"analyte": "creatinine", "value": 1.0, "unit": "mg/dL"},
+            {"analyte": "glucose", "value": 100, "unit": "mg/dL"},
+            {"analyte": "calcium", "value": 9.5, "unit": "mg/dL"},
+        ],
+    }
+    response = client(interpreter).post("/api/v1/interpret", json=bmp)
+    assert response.status_code == 200, response.text
+    results = {r["analyte"]: r for r in response.json()["results"]}
+    assert results["chloride"]["status"] == "normal" and results["bicarbonate"]["status"] == "normal"
+    assert abs(results["bun"]["canonical_value"] - 30 * 0.357) < 0.01  # BUN mg/dL -> urea mmol/L
+    assert results["bun"]["status"] == "high"  # above Mayo's 8-24 mg/dL for men

@@ -84,6 +84,10 @@ def test_fill_submit_and_read_the_findings(page, base_url):
     assert any("Low potassium with low magnesium" in f for f in findings)
     assert any("loop or thiazide diuretic" in f for f in findings)
     assert "decision support" in page.locator(".disclaimer").first.inner_text().lower()
+    assert page.locator(".disclaimer").count() == 1  # once, not above the form and the report
+    # the report is what the eye lands on: the first finding is on the first screen
+    assert page.locator("article.finding").first.bounding_box()["y"] < 900
+    page.get_by_text("Edit the panel and interpret again").click()
     assert page.get_by_label("Potassium", exact=True).input_value() == "3.0"  # kept for correction
 
 

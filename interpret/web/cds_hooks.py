@@ -220,9 +220,6 @@ def _draft_orders(context: dict[str, Any]) -> Any:
     return [r for r in resources(draft, "MedicationRequest") if f"MedicationRequest/{r.get('id')}" in chosen]
 
 
-FEEDBACK_OUTCOMES = ("accepted", "overridden")
-
-
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="allow")
     card: str = Field(min_length=1)
@@ -273,7 +270,7 @@ class FeedbackTally:
 
     def count(self, service_id: str, item: FeedbackItem) -> None:
         code = self.cards.get(item.card, "unknown card")
-        reason = _dict_code(item.overrideReason)
+        reason = _override_code(item.overrideReason)
         key = (service_id, code, item.outcome, reason)
         self.counts[key] = self.counts.get(key, 0) + 1
 
@@ -285,11 +282,12 @@ class FeedbackTally:
         return {"feedback": rows}
 
 
-def _dict_code(reason: dict[str, Any] | None) -> str:
-    if not reason:
-        return ""
-    code = reason.get("code")
-    return str(code)[:60] if isinstance(code, str) else ""
+def _override_code(override: dict[str, Any] | None) -> str:
+    """The code of `overrideReason.reason` (a Coding, per the spec); the user's comment, which
+    may identify the patient, is never kept."""
+    reason = (override or {}).get("reason")
+    code = reason.get("code") if isinstance(reason, dict) else None
+    return code[:60] if isinstance(code, str) else ""
 
 
 def _interpret(

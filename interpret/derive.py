@@ -81,6 +81,16 @@ def corrected_calcium(
     return ops.round(calcium_mmol + factor * (reference_albumin - albumin_g_l), EXACT_DECIMALS)
 
 
+def anion_gap(sodium: Any, chloride: Any, bicarbonate: Any, albumin_correction: Any, ops: Ops = FLOAT_OPS) -> Any:
+    """Na − (Cl + HCO3) + the albumin correction (0 without albumin), all mmol/L."""
+    return ops.round(sodium - (chloride + bicarbonate) + albumin_correction, EXACT_DECIMALS)
+
+
+def osmolality(sodium: Any, glucose_mmol: Any, urea_mmol: Any, ops: Ops = FLOAT_OPS) -> Any:
+    """Calculated serum osmolality in mOsm/kg: 2 × Na + glucose + urea, all mmol/L."""
+    return ops.round(2 * sodium + glucose_mmol + urea_mmol, EXACT_DECIMALS)
+
+
 def corrected_sodium(sodium: Any, glucose_mg_dl: Any, factor: float, baseline: float, ops: Ops = FLOAT_OPS) -> Any:
     """Glucose-corrected sodium: Na + factor × (glucose mg/dL − baseline) / 100."""
     return ops.round(sodium + factor * (glucose_mg_dl - baseline) / 100.0, EXACT_DECIMALS)

@@ -39,6 +39,9 @@ QUANTITIES: dict[str, QuantityInfo] = {
         True,
         "calcium used by the rules: albumin-corrected when albumin is low, else as measured",
     ),
+    "anion_gap": QuantityInfo(
+        "anion_gap", True, "anion gap calculated here: Na − (Cl + HCO3), albumin-corrected when albumin is given"
+    ),
     "corrected_sodium": QuantityInfo("sodium", True, "glucose-corrected sodium (only when glucose is high)"),
 }
 

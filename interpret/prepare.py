@@ -107,6 +107,8 @@ def build_facts(panel: Panel, rs: Ruleset) -> Facts:
     _egfr(facts, rs)
     _calcium(panel, facts, rs)
     _sodium(panel, facts, rs)
+    _anion_gap(panel, facts, rs)
+    _osmolality(facts, rs)
     return facts
 
 
@@ -307,6 +309,57 @@ def _corrected_calcium(calcium: float, unit: str, albumin: float, rs: Ruleset) -
         return reported * to_ca, formula
     value = derive.corrected_calcium(calcium, albumin, d.factor_mmol_per_g, d.reference_albumin_g_per_l)
     return value, f"Ca + {d.factor_mmol_per_g:g} × ({d.reference_albumin_g_per_l:g} − albumin g/L)"
+
+
+def _anion_gap(panel: Panel, facts: Facts, rs: Ruleset) -> None:
+    q = facts.quantities
+    sodium, chloride, bicarbonate = q.get("sodium"), q.get("chloride"), q.get("bicarbonate")
+    if sodium is None or chloride is None or bicarbonate is None:
+        facts.missing_reason["anion_gap"] = "needs sodium, chloride and bicarbonate"
+        return
+    d = rs.derivations.anion_gap
+    albumin = q.get("albumin")
+    correction = 0.0 if albumin is None else d.albumin_factor * (d.reference_albumin_g_per_l - albumin.value)
+    value = derive.anion_gap(sodium.value, chloride.value, bicarbonate.value, correction)
+    how = (
+        f"albumin-corrected: + {d.albumin_factor:g} × ({d.reference_albumin_g_per_l:g} − albumin g/L)"
+        if albumin is not None
+        else "not albumin-corrected (no albumin result)"
+    )
+    gap = Quantity("anion_gap", value, "mmol/L", value, display_units("anion_gap", "mmol/L", rs), note=how)
+    _set_status(gap, "anion_gap", panel.sex, rs, None, None)
+    q["anion_gap"] = gap
+    inputs = {"sodium": sodium, "chloride": chloride, "bicarbonate": bicarbonate}
+    facts.derived["anion_gap"] = {
+        "label": "Anion gap",
+        "value": value,
+        "unit": "mmol/L",
+        "shown": gap.shown,
+        "formula": f"Na − (Cl + HCO3), {how}",
+        "inputs": {**inputs, **({"albumin": albumin} if albumin is not None else {})},
+        "status": gap.status,
+        "note": how,
+        "references": list(d.references),
+    }
+
+
+def _osmolality(facts: Facts, rs: Ruleset) -> None:
+    """Calculated osmolality (no rule reads it: shown with its formula and inputs)."""
+    q = facts.quantities
+    sodium, glucose = q.get("sodium"), q.get("glucose")
+    urea = q.get("urea") or q.get("bun")
+    if sodium is None or glucose is None or urea is None:
+        return
+    value = derive.osmolality(sodium.value, glucose.value, urea.value)
+    facts.derived["osmolality"] = {
+        "label": "Calculated osmolality",
+        "value": value,
+        "unit": "mOsm/kg",
+        "shown": f"{format_number(round(value, 1))} mOsm/kg",
+        "formula": "2 × Na + glucose + urea, all mmol/L",
+        "inputs": {"sodium": sodium, "glucose": glucose, ("urea" if "urea" in q else "bun"): urea},
+        "references": list(rs.derivations.osmolality.references),
+    }
 
 
 def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:

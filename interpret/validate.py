@@ -163,7 +163,8 @@ def _result(raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str,
         errors.append(
             (
                 f"{where}.analyte",
-                f"{raw.analyte!r} is not a known analyte or LOINC code; accepted: " + ", ".join(ruleset.analytes),
+                f"{raw.analyte!r} is not a known analyte or LOINC code; accepted: "
+                + ", ".join(name for name, a in ruleset.analytes.items() if not a.calculated),
             )
         )
         return None

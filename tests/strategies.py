@@ -15,6 +15,9 @@ RANGES = {
     "creatinine": [("umol/L", 30.0, 1200.0), ("mg/dL", 0.3, 12.0)],
     "egfr": [("mL/min/1.73m2", 5.0, 130.0)],
     "bicarbonate": [("mmol/L", 4.0, 55.0), ("mEq/L", 8.0, 45.0)],
+    "chloride": [("mmol/L", 80.0, 125.0), ("mEq/L", 90.0, 115.0)],
+    "bun": [("mg/dL", 3.0, 120.0)],
+    "urea": [("mmol/L", 1.0, 40.0)],
     "phosphate": [("mg/dL", 0.5, 12.0), ("mmol/L", 0.2, 3.5)],
 }
 MEDICATIONS = [

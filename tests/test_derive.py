@@ -148,3 +148,34 @@ def test_mg_dl_corrections_decide_as_the_decimal_formula_does_over_a_grid(interp
             if result.derived["corrected_calcium"].status != expected:
                 wrong.append((ca / 10, alb / 10, float(exact)))
     assert wrong == []
+
+
+def test_anion_gap_and_osmolality_against_the_worked_examples(interpreter):
+    """clinical-reference.md §3.6: Na 140, glucose 90 mg/dL, BUN 14 mg/dL -> 290.0 mOsm/kg
+    (MedCalc-Bench's sOsm uses /18 and /2.8; our exact molar masses give 289.99). Anion gap
+    by hand: 140 − (100 + 20) = 20, + 0.25 × (40 − 20 g/L) = 25."""
+    panel = {
+        "results": [
+            {"analyte": "sodium", "value": 140, "unit": "mmol/L"},
+            {"analyte": "chloride", "value": 100, "unit": "mmol/L"},
+            {"analyte": "bicarbonate", "value": 20, "unit": "mmol/L"},
+            {"analyte": "albumin", "value": 20, "unit": "g/L"},
+            {"analyte": "glucose", "value": 90, "unit": "mg/dL"},
+            {"analyte": "BUN", "value": 14, "unit": "mg/dL"},
+        ]
+    }
+    derived = interpreter.interpret(panel).derived
+    assert abs(derived["osmolality"].value - 290.0) < 0.05
+    assert derived["anion_gap"].value == 25.0 and derived["anion_gap"].status == "high"
+    del panel["results"][3]  # no albumin: not corrected
+    assert interpreter.interpret(panel).derived["anion_gap"].value == 20.0
+
+
+def test_a_calculated_value_is_never_an_input(interpreter):
+    import pytest
+
+    from interpret.validate import InputError
+
+    with pytest.raises(InputError) as refused:
+        interpreter.interpret({"results": [{"analyte": "anion_gap", "value": 12, "unit": "mmol/L"}]})
+    assert "not a known analyte" in str(refused.value.errors)

@@ -474,7 +474,7 @@ class Columns:
             self._verify(a) for a in self.plan.analyte_columns
         ]
         second: list[pl.Expr] = []
-        for values, statuses in (self._egfr(), self._calcium(), self._sodium()):
+        for values, statuses in (self._egfr(), self._calcium(), self._sodium(), self._anion_gap()):
             first += values
             second += statuses
         return first, second
@@ -612,6 +612,38 @@ class Columns:
             pl.when(pl.col("q__sodium").is_not_null() & (glucose >= trigger)).then(value).alias("q__corrected_sodium"),
             pl.col("u__sodium").alias("u__corrected_sodium"),
         ], [status.alias("s__corrected_sodium")]
+
+    def _anion_gap(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
+        """Na − (Cl + HCO3), + the albumin correction where albumin is given (prepare's twin
+        on columns; the formula is derive.anion_gap for both)."""
+        if not {"sodium", "chloride", "bicarbonate"} <= set(self.plan.analyte_columns):
+            return [
+                pl.lit(None, dtype=pl.Float64).alias("q__anion_gap"),
+                pl.lit(None, dtype=pl.String).alias("u__anion_gap"),
+            ], [pl.lit(None, dtype=STATUS_DTYPE).alias("s__anion_gap")]
+        d = self.rs.derivations.anion_gap
+        correction = pl.lit(0.0)
+        if "albumin" in self.plan.analyte_columns:
+            albumin = pl.col("q__albumin")
+            correction = (
+                pl.when(albumin.is_not_null())
+                .then(d.albumin_factor * (d.reference_albumin_g_per_l - albumin))
+                .otherwise(0.0)
+            )
+        value = derive.anion_gap(
+            pl.col("q__sodium"), pl.col("q__chloride"), pl.col("q__bicarbonate"), correction, PolarsOps()
+        )
+        status = self._status("anion_gap", pl.col("q__anion_gap"), pl.col("u__anion_gap"), "anion_gap")
+        return [value.alias("q__anion_gap"), pl.lit("mmol/L").alias("u__anion_gap")], [status.alias("s__anion_gap")]
+
+    def osmolality(self) -> pl.Expr | None:
+        """Calculated osmolality (mOsm/kg) where the file has sodium, glucose and urea or BUN."""
+        columns = set(self.plan.analyte_columns)
+        urea = [f"q__{u}" for u in ("urea", "bun") if u in columns]
+        if not {"sodium", "glucose"} <= columns or not urea:
+            return None
+        value: pl.Expr = derive.osmolality(pl.col("q__sodium"), pl.col("q__glucose"), pl.coalesce(urea), PolarsOps())
+        return value
 
 
 def ensure_quantities(frame: pl.DataFrame) -> pl.DataFrame:

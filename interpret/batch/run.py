@@ -196,6 +196,14 @@ class BatchRun:
             ]
         if {"sodium", "glucose"} <= set(self.plan.analyte_columns):
             out.append(when_ok(pl.col("q__corrected_sodium").round(1)).alias("corrected_sodium_mmol_L"))
+        if {"sodium", "chloride", "bicarbonate"} <= set(self.plan.analyte_columns):
+            out += [
+                when_ok(pl.col("q__anion_gap").round(1)).alias("anion_gap_mmol_L"),
+                when_ok(pl.col("s__anion_gap")).alias("anion_gap_status"),
+            ]
+        osmolality = self.columns.osmolality()
+        if osmolality is not None:
+            out.append(when_ok(osmolality.round(1)).alias("osmolality_mOsm_kg"))
         out += [
             pl.col("findings").fill_null(""),
             pl.col("max_severity"),

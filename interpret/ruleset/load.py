@@ -145,7 +145,7 @@ class Ruleset:
         self.critical: dict[str, tuple[c.Threshold | None, c.Threshold | None]] = {}
         self.plausibility: dict[str, dict[str, c.Threshold]] = {}
         for name, a in self.analytes.items():
-            for alias in (name, a.label, *a.aliases, *a.loinc):
+            for alias in (name, a.label, *a.aliases, *a.loinc) if not a.calculated else ():
                 self.analyte_names[analyte_key(alias)] = name
             where = f"analytes.yaml: {name}"
             self.critical[name] = (
@@ -231,6 +231,8 @@ class Ruleset:
                         f"derivations.yaml: corrected_calcium.conventional: {unit!r} is not a unit of {analyte}"
                     )
         self._check_refs("derivations.yaml: corrected_sodium", d.corrected_sodium.references)
+        self._check_refs("derivations.yaml: anion_gap", d.anion_gap.references)
+        self._check_refs("derivations.yaml: osmolality", d.osmolality.references)
         self.sodium_trigger = self.threshold(
             "glucose", d.corrected_sodium.trigger_glucose, "derivations.yaml: trigger_glucose"
         )

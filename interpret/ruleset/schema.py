@@ -110,6 +110,9 @@ class AnalyteDef(Strict):
     # A censored cell in a batch file ("<2.0", ">60"): `refuse` the row, or read the result as
     # `not_measured` (with a note) and interpret the rest of the row.
     censored: Literal["refuse", "not_measured"] = "refuse"
+    # A value this service calculates from others (the anion gap): its interval and limits are
+    # here, but it is never accepted as an input result.
+    calculated: bool = False
 
 
 class AnalytesFile(Strict):
@@ -168,10 +171,24 @@ class CorrectedSodiumDef(Strict):
         return parse_limit(v)
 
 
+class AnionGapDef(Strict):
+    formula: str
+    albumin_factor: float  # mmol/L per g/L below the reference albumin
+    reference_albumin_g_per_l: float
+    references: list[str]
+
+
+class OsmolalityDef(Strict):
+    formula: str
+    references: list[str]
+
+
 class DerivationsFile(Strict):
     egfr: EgfrDef
     corrected_calcium: CorrectedCalciumDef
     corrected_sodium: CorrectedSodiumDef
+    anion_gap: AnionGapDef
+    osmolality: OsmolalityDef
 
 
 class MedicationClass(Strict):

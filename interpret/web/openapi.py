@@ -23,6 +23,8 @@ def result_schema(rs: Ruleset) -> dict[str, Any]:
     """One alternative per analyte and unit: its spellings, its unit spellings, its values."""
     options = []
     for name, analyte in rs.analytes.items():
+        if analyte.calculated:
+            continue
         spellings = sorted({name, analyte.label, *analyte.aliases, *analyte.loinc})
         for unit in analyte.units:
             options.append(_option(rs, name, spellings, unit))

@@ -23,6 +23,7 @@ QUANTITIES: dict[str, QuantityInfo] = {
     "sodium": QuantityInfo("sodium", False, "serum sodium"),
     "magnesium": QuantityInfo("magnesium", False, "serum magnesium (total)"),
     "calcium": QuantityInfo("calcium", False, "serum total calcium as measured"),
+    "ionized_calcium": QuantityInfo("ionized_calcium", False, "ionised (free) calcium"),
     "albumin": QuantityInfo("albumin", False, "serum albumin"),
     "glucose": QuantityInfo("glucose", False, "serum or plasma glucose"),
     "creatinine": QuantityInfo("creatinine", False, "serum creatinine"),
@@ -37,7 +38,7 @@ QUANTITIES: dict[str, QuantityInfo] = {
     "calcium_assessed": QuantityInfo(
         "calcium",
         True,
-        "calcium used by the rules: albumin-corrected when albumin is low, else as measured",
+        "calcium used by the rules: ionised calcium when measured, else total calcium, albumin-corrected when albumin is low",
     ),
     "anion_gap": QuantityInfo(
         "anion_gap", True, "anion gap calculated here: Na − (Cl + HCO3), albumin-corrected when albumin is given"

@@ -10,6 +10,7 @@ RANGES = {
     "sodium": [("mmol/L", 95.0, 190.0), ("mEq/L", 110.0, 160.0)],
     "magnesium": [("mmol/L", 0.2, 2.5), ("mg/dL", 0.5, 6.0), ("mEq/L", 0.5, 4.0)],
     "calcium": [("mmol/L", 1.0, 3.8), ("mg/dL", 5.0, 15.0)],
+    "ionized_calcium": [("mmol/L", 0.5, 2.0), ("mg/dL", 2.5, 7.5)],
     "albumin": [("g/L", 10.0, 60.0), ("g/dL", 1.0, 6.0)],
     "glucose": [("mmol/L", 1.5, 45.0), ("mg/dL", 30.0, 900.0)],
     "creatinine": [("umol/L", 30.0, 1200.0), ("mg/dL", 0.3, 12.0)],

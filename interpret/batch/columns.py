@@ -560,6 +560,30 @@ class Columns:
         ]
 
     def _calcium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
+        """The calcium the rules read: ionised calcium where measured (prepare._calcium's
+        twin), else total calcium, albumin-corrected when albumin is low."""
+        values, statuses = self._total_calcium()
+        if "ionized_calcium" not in self.plan.analyte_columns:
+            return values, statuses
+        ionized = pl.col("q__ionized_calcium").is_not_null()
+        if "calcium" in self.plan.analyte_columns:
+            total_value, total_unit = values
+        else:
+            total_value, total_unit = pl.lit(None, dtype=pl.Float64), pl.lit(None, dtype=pl.String)
+        value = pl.when(ionized).then(pl.col("q__ionized_calcium")).otherwise(total_value)
+        unit = pl.when(ionized).then(pl.col("u__ionized_calcium")).otherwise(total_unit)
+        assessed, assessed_unit = pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed")
+        total_status = statuses[0] if statuses else pl.lit(None, dtype=STATUS_DTYPE)
+        status = (
+            pl.when(pl.col("q__ionized_calcium").is_not_null())
+            .then(self._status("ionized_calcium", assessed, assessed_unit, "ionized_calcium"))
+            .otherwise(total_status)
+        )
+        return [value.alias("q__calcium_assessed"), unit.alias("u__calcium_assessed")], [
+            status.alias("s__calcium_assessed")
+        ]
+
+    def _total_calcium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
         if "calcium" not in self.plan.analyte_columns:
             return [
                 pl.lit(None, dtype=pl.Float64).alias("q__calcium_assessed"),

@@ -189,7 +189,7 @@ class BatchRun:
             when_ok(category).alias("egfr_category"),
             when_ok(pl.col("egfr_source")).alias("egfr_source"),
         ]
-        if "calcium" in self.plan.analyte_columns:
+        if {"calcium", "ionized_calcium"} & set(self.plan.analyte_columns):
             out += [
                 when_ok(pl.col("q__calcium_assessed").round(DECIMALS)).alias("calcium_assessed_mmol_L"),
                 when_ok(pl.col("s__calcium_assessed")).alias("calcium_assessed_status"),

@@ -179,3 +179,41 @@ def test_a_calculated_value_is_never_an_input(interpreter):
     with pytest.raises(InputError) as refused:
         interpreter.interpret({"results": [{"analyte": "anion_gap", "value": 12, "unit": "mmol/L"}]})
     assert "not a known analyte" in str(refused.value.errors)
+
+
+@pytest.mark.parametrize("sodium", [118, 132, 140, 158])
+@pytest.mark.parametrize("glucose_mg_dl", [45, 90, 250, 900])
+@pytest.mark.parametrize("bun_mg_dl", [4, 14, 60, 140])
+def test_osmolality_agrees_with_medcalc_bench_verified(interpreter, sodium, glucose_mg_dl, bun_mg_dl):
+    """MedCalc-Bench-Verified calculator_implementations/sOsm.py: 2 × Na + BUN/2.8 + glucose/18
+    (mg/dL). Ours converts by molar masses (28.014, 180.156), so the two agree within their
+    rounding of those constants: under 0.1 mOsm/kg over this grid."""
+    panel = {
+        "results": [
+            {"analyte": "sodium", "value": sodium, "unit": "mmol/L"},
+            {"analyte": "glucose", "value": glucose_mg_dl, "unit": "mg/dL"},
+            {"analyte": "BUN", "value": bun_mg_dl, "unit": "mg/dL"},
+        ]
+    }
+    ours = interpreter.interpret(panel).derived["osmolality"].value
+    medcalc = 2 * sodium + bun_mg_dl / 2.8 + glucose_mg_dl / 18
+    assert ours == pytest.approx(medcalc, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("sodium", "chloride", "bicarbonate", "albumin_g_dl"),
+    [(140, 104, 24, 4.0), (136, 98, 12, 2.1), (150, 120, 30, 3.3)],
+)
+def test_anion_gap_agrees_with_medcalc_bench_verified(interpreter, sodium, chloride, bicarbonate, albumin_g_dl):
+    """MedCalc-Bench-Verified anion_gap.py (Na − (Cl + HCO3)) and albumin_corrected_anion.py
+    (+ 2.5 × (4 − albumin g/dL)), which is our + 0.25 × (40 − albumin g/L)."""
+    panel = {
+        "results": [
+            {"analyte": "sodium", "value": sodium, "unit": "mmol/L"},
+            {"analyte": "chloride", "value": chloride, "unit": "mmol/L"},
+            {"analyte": "bicarbonate", "value": bicarbonate, "unit": "mmol/L"},
+            {"analyte": "albumin", "value": albumin_g_dl, "unit": "g/dL"},
+        ]
+    }
+    ours = interpreter.interpret(panel).derived["anion_gap"].value
+    assert ours == pytest.approx(sodium - (chloride + bicarbonate) + 2.5 * (4 - albumin_g_dl), abs=1e-6)

@@ -188,6 +188,7 @@ class Interpretation:
     ruleset: RulesetOut
     intended_use: str
     disclaimer: str
+    short_disclaimer: str  # the one line that opens a report; `disclaimer` closes it, once
 
 
 INTERPRETATION = TypeAdapter(Interpretation)

@@ -72,6 +72,7 @@ class Reporter:
         self.engine = engine
         self.ruleset_out = RulesetOut(name=ruleset.meta.name, version=ruleset.version, sha256=ruleset.sha256)
         self.disclaimer = ruleset.disclaimer()
+        self.short_disclaimer = " ".join(ruleset.meta.short_disclaimer.split())
         self.references = {
             k: ReferenceOut(key=k, citation=r.citation, url=r.url, verified=r.verified)
             for k, r in ruleset.references.items()
@@ -106,6 +107,7 @@ class Reporter:
             ruleset=self.ruleset_out,
             intended_use=self.rs.meta.intended_use,
             disclaimer=self.disclaimer,
+            short_disclaimer=self.short_disclaimer,
         )
 
     def _medication(self, m: MedicationMatch) -> MedicationOut:

@@ -83,3 +83,16 @@ def test_medication_classes_are_shown_by_their_labels(interpreter):
     assert result.medications[0].class_labels == ["loop diuretic"]
     table = render_html(result).split('id="medications"')[1].split("</table>")[0]
     assert "<td>Lasix 40 mg</td>" in table and "loop diuretic" in table and "loop_diuretic" not in table
+
+
+def test_the_full_disclaimer_closes_the_report_once_and_a_short_one_opens_it(interpreter):
+    """It was ~150 words twice in the text report (and twice more on the results page)."""
+    from interpret.compact import expand
+    from interpret.render import render
+
+    result = interpreter.interpret(expand({"potassium": "3.0 mmol/L", "magnesium": "1.3 mg/dL"}))
+    full = result.disclaimer[:60]
+    for fmt in ("text", "html"):
+        out = render(result, fmt)
+        assert out.count(full) == 1, fmt
+        assert out.index(result.short_disclaimer[:40]) < out.index("Low potassium with low magnesium"), fmt

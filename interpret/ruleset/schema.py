@@ -39,6 +39,7 @@ class RulesetMeta(Strict):
     version: str
     title: str
     intended_use: str
+    short_disclaimer: str
     disclaimer: str
     critical_wording: str
     patient_age: AgeLimits

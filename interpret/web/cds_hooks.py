@@ -349,10 +349,8 @@ class CardMaker:
         self.interpreter, self.rs, self.base, self.mapped = interpreter, interpreter.ruleset, base, mapped
         self.hook, self.tally = hook, tally
         self.source_label = f"Electrolyte rules v{self.rs.version}"
-        self.short_disclaimer = (
-            f"Decision support only, not a diagnosis or an order: read with the whole clinical "
-            f"picture. Full disclaimer and rule set v{self.rs.version}: {base}/rules"
-        )
+        short = " ".join(self.rs.meta.short_disclaimer.split())
+        self.short_disclaimer = f"{short} Full disclaimer and rule set v{self.rs.version}: {base}/rules"
 
     def make(self) -> list[Card]:
         if self.mapped.refusal:

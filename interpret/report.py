@@ -78,6 +78,15 @@ class Reporter:
             for k, r in ruleset.references.items()
         }
         self.logic = {r.code: r.condition.words() for r in ruleset.rules}
+        # What each rule reads (its condition; with its escalations), walked once, not per panel
+        self.reads = {r.code: frozenset(inputs_that_can_be_unknown(r.condition)) for r in ruleset.rules}
+        self.reads_escalated = {
+            r.code: frozenset(
+                n for node in (r.condition, *(e for _, e in r.escalations)) for n in inputs_that_can_be_unknown(node)
+            )
+            for r in ruleset.rules
+        }
+        self.qualifies = {r.code: q for r in ruleset.rules if (q := r.definition.qualifies) is not None}
         self.labels = {name: a.label for name, a in ruleset.analytes.items()}
         self.class_labels = {code: c.label for code, c in ruleset.medications.data.classes.items()}
 
@@ -174,10 +183,9 @@ class Reporter:
     def _qualify(self, findings: list[FindingOut]) -> set[str]:
         """Give each finding the caveats of the data-quality findings (`qualifies` in rules/)
         that concern a quantity it reads; returns the codes of those data-quality findings."""
-        qualifying = {f.code: q for f in findings if (q := self.rs.rule(f.code).definition.qualifies)}
-        for f in findings:
-            rule = self.rs.rule(f.code)
-            reads = set(inputs_that_can_be_unknown(rule.condition))
+        qualifying = {f.code: self.qualifies[f.code] for f in findings if f.code in self.qualifies}
+        for f in findings if qualifying else ():
+            reads = self.reads[f.code]
             notes = [q.note for code, q in qualifying.items() if code != f.code and reads & set(q.quantities)]
             f.caveat = " ".join(dict.fromkeys(notes)) or None
         return set(qualifying)
@@ -191,11 +199,9 @@ class Reporter:
         """
         if o.severity != "critical":
             return False
-        nodes = [o.rule.condition, *(node for _, node in o.rule.escalations)]
-        names = {name for node in nodes for name in inputs_that_can_be_unknown(node)}
         return any(
             (q := f.quantities.get(name)) is not None and q.status in ("critical_low", "critical_high")
-            for name in names
+            for name in self.reads_escalated[o.rule.code]
         )
 
     def _holds(self, node: c.Node, f: Facts) -> bool:

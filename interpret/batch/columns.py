@@ -575,7 +575,7 @@ class Columns:
         assessed, assessed_unit = pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed")
         total_status = statuses[0] if statuses else pl.lit(None, dtype=STATUS_DTYPE)
         status = (
-            pl.when(pl.col("q__ionized_calcium").is_not_null())
+            pl.when(ionized)
             .then(self._status("ionized_calcium", assessed, assessed_unit, "ionized_calcium"))
             .otherwise(total_status)
         )

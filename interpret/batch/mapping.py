@@ -100,7 +100,7 @@ def header_words(header: str) -> str:
     text = re.sub(
         r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[0-9])(?=[A-Za-z])|(?<=[A-Za-z])(?=[0-9])", " ", text
     )
-    return " ".join(re.findall(r"[0-9a-z]+", text.casefold()))
+    return _key(text)
 
 
 def identifier_kind(header: str, rs: Ruleset) -> str | None:

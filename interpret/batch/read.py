@@ -23,11 +23,11 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-ROW = "__line"
+ROW = "__line"  # the 1-based line number in the input file where the row's record starts
 # Columns a reader may add before the rows reach the column steps: a reason the row is refused
 # (a record that could not be read, a long-format conflict) and a note (orders not placed in time).
 INPUT_ERROR = "__input_error"
-INPUT_NOTE = "__input_note"  # the 1-based line number in the input file (header is line 1)
+INPUT_NOTE = "__input_note"
 # Spare columns past the header's: a row's extra cells land here (a non-empty one refuses the
 # row). A row with more extra cells than these makes polars stop (ragged lines are not
 # truncated), and the file is then read record by record (careful_frame): no cell is dropped.
@@ -41,7 +41,7 @@ class BatchInputError(ValueError):
 
 @dataclass(frozen=True)
 class CsvSource:
-    path: Path  # plain UTF-8: a temporary copy when the input was gzip-compressed or Latin-1
+    path: Path  # the input (gzip is read as a stream), or a UTF-8 copy: mixed encodings, lone CRs
     headers: list[str]
     delimiter: str
     encoding: str  # as found: "utf-8", "utf-8-sig", or "mixed" (some lines not UTF-8)
@@ -50,6 +50,7 @@ class CsvSource:
     redecoded: tuple[int, ...] = ()  # "mixed": the file's lines (1-based) read as cp1252
     header_line: int = 1  # blank lines before the header are skipped, and lines still counted
     size: int = 0  # bytes of text (uncompressed): what the output's free-disk check starts from
+    line_total: int | None = None  # the file's lines, where a pass over it already counted them
 
     def release(self) -> None:
         """Delete the temporary copy, if the run made one."""
@@ -103,8 +104,10 @@ def open_csv(
     if not path.is_file():
         raise BatchInputError(f"{path}: no such file")
     if is_gzip(path):  # exports are often shipped compressed (MIMIC-IV: labevents.csv.gz)
-        expanded = _check_expansion(path)  # then read as a stream: every reader decompresses as it goes
-        return replace(_open_plain(path, delimiter, encoding, head_only), compression="gzip", size=expanded)
+        expanded, lines = _check_expansion(path)  # then read as a stream: every reader decompresses as it goes
+        source = _open_plain(path, delimiter, encoding, head_only)
+        counted = lines if source.path == path else None  # a copy (lone CRs) has lines of its own
+        return replace(source, compression="gzip", size=expanded, line_total=counted)
     return replace(_open_plain(path, delimiter, encoding, head_only), size=path.stat().st_size)
 
 
@@ -191,22 +194,29 @@ DECOMPRESS_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
 )
 
 
-def _check_expansion(path: Path) -> int:
+def _check_expansion(path: Path) -> tuple[int, int]:
     """Refuse a compressed file that expands past the limit, or is no readable gzip, before any
-    row is read: decompressed as a stream and counted, nothing written."""
+    row is read: decompressed as a stream and counted, nothing written. Returns the bytes and
+    the lines it expands to (so the run need not decompress it once more to count them)."""
     limit, expanded = DECOMPRESS_LIMIT.get(), 0
+
+    def counted(src: Any) -> Iterator[bytes]:
+        nonlocal expanded
+        for chunk in _chunks(src, 1 << 22):
+            expanded += len(chunk)
+            if expanded > limit:
+                raise BatchInputError(
+                    f"{path}: expands to more than {limit:,} bytes uncompressed; refused "
+                    "(a larger export: raise INTERPRET_MAX_UNCOMPRESSED_BYTES)"
+                )
+            yield chunk
+
     try:
         with gzip.open(path, "rb") as src:
-            while chunk := src.read(1 << 22):
-                expanded += len(chunk)
-                if expanded > limit:
-                    raise BatchInputError(
-                        f"{path}: expands to more than {limit:,} bytes uncompressed; refused "
-                        "(a larger export: raise INTERPRET_MAX_UNCOMPRESSED_BYTES)"
-                    )
+            lines = _lines_in(counted(src))
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off file, EOFError
         raise BatchInputError(f"{path}: not a readable gzip file ({exc})") from None
-    return expanded
+    return expanded, lines
 
 
 def open_bytes(path: Path) -> BinaryIO:
@@ -348,11 +358,20 @@ MAX_RECORD_LINES = 50  # a quoted field may span lines; one still open after thi
 
 def line_count(path: Path) -> int:
     """The file's physical lines (a last line without its newline counted too)."""
-    count, last = 0, b""
     with open_bytes(path) as f:
-        while chunk := f.read(1 << 24):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
+        return _lines_in(_chunks(f, 1 << 24))
+
+
+def _chunks(f: Any, size: int) -> Iterator[bytes]:
+    while chunk := f.read(size):
+        yield chunk
+
+
+def _lines_in(chunks: Iterator[bytes]) -> int:
+    count, last = 0, b""
+    for chunk in chunks:
+        count += chunk.count(b"\n")
+        last = chunk[-1:]
     return count + (1 if last not in (b"", b"\n") else 0)
 
 
@@ -383,7 +402,7 @@ def careful_frame(source: CsvSource) -> pl.DataFrame:
         cells, used, problem = _record(physical, start, source.delimiter)
         number = start + used
         if not "".join(physical[start : start + used]).strip():
-            continue  # a blank line: not a row (counted as the fast path does not: left out)
+            continue  # a blank line: not a row (unlike the fast path, not counted as skipped)
         lines.append(start + 1)
         errors.append(problem)
         cells = [] if problem else cells

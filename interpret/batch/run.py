@@ -392,14 +392,15 @@ class OutputFile:
         old = self.path.with_name(f".{self.path.name}.{os.getpid()}-old-{secrets.token_hex(4)}.tmp")
         try:
             os.rename(self.path, old)  # fast; freeing its blocks is left to a thread
-        except FileNotFoundError:
-            old = None  # type: ignore[assignment]
+        except FileNotFoundError:  # no earlier output
+            os.replace(self.temporary, self.path)
+            return
         except OSError:
             self.temporary.unlink(missing_ok=True)
             raise
         os.replace(self.temporary, self.path)
-        if old is not None:  # not a daemon: the process waits for it before it exits
-            threading.Thread(target=old.unlink, kwargs={"missing_ok": True}).start()
+        # not a daemon: the process waits for it before it exits
+        threading.Thread(target=old.unlink, kwargs={"missing_ok": True}).start()
 
 
 def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource, input_path: Path) -> dict[str, Any]:

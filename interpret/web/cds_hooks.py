@@ -22,7 +22,7 @@ from interpret.models import FindingOut, Interpretation, LocatedErrors
 from interpret.pipeline import Interpreter
 from interpret.units import format_number
 from interpret.validate import InputError
-from interpret.web.fhir import LAB_CRITICAL, LAB_FLAGS, Mapped, map_patient_view, resources
+from interpret.web.fhir import LAB_CRITICAL, LAB_FLAG_STATUS, LAB_FLAGS, Mapped, map_patient_view, resources
 from interpret.web.fhir_client import FhirServerAccess, fetch, fill
 
 router = APIRouter(tags=["cds-hooks"])
@@ -500,7 +500,7 @@ class CardMaker:
         notes = []
         for label, analyte, flag in self.mapped.lab_flags:
             status = ours.get(analyte)
-            agrees = {"LL": "critical_low", "HH": "critical_high", "L": "low", "H": "high", "N": "normal"}.get(flag)
+            agrees = LAB_FLAG_STATUS.get(flag)
             if flag in LAB_CRITICAL and status != agrees:
                 notes.append(
                     f"{label}: the laboratory flags it {LAB_FLAGS[flag]} ({flag}); this service reads it as "

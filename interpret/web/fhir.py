@@ -53,6 +53,8 @@ LAB_FLAGS = {
     "AA": "critically abnormal",
 }
 LAB_CRITICAL = {"LL", "HH", "AA"}
+# The status of ours that each of the laboratory's flags agrees with ("A"/"AA" name no direction).
+LAB_FLAG_STATUS = {"LL": "critical_low", "HH": "critical_high", "L": "low", "H": "high", "N": "normal"}
 NOT_OURS = "not an analyte this service interprets"
 
 

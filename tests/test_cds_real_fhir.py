@@ -442,3 +442,9 @@ def test_low_potassium_without_magnesium_suggests_ordering_it(client):
         "display": "Magnesium [Mass/volume] in Serum or Plasma",
     }
     assert action["resource"]["subject"] == {"reference": "Patient/example"}
+
+
+def test_every_card_names_the_ruleset_version_and_hash(client, interpreter):
+    found = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")]))
+    rs = interpreter.ruleset
+    assert found and all(f"v{rs.version}" in c["detail"] and rs.sha256[:12] in c["detail"] for c in found)

@@ -350,7 +350,9 @@ class CardMaker:
         self.hook, self.tally = hook, tally
         self.source_label = f"Electrolyte rules v{self.rs.version}"
         short = " ".join(self.rs.meta.short_disclaimer.split())
-        self.short_disclaimer = f"{short} Full disclaimer and rule set v{self.rs.version}: {base}/rules"
+        self.short_disclaimer = (
+            f"{short} Rule set v{self.rs.version} (sha256 {self.rs.sha256[:12]}); full disclaimer: {base}/rules"
+        )
 
     def make(self) -> list[Card]:
         if self.mapped.refusal:

@@ -66,8 +66,11 @@ def _names_any(tokens: tuple[str, ...], phrases: tuple[tuple[str, ...], ...]) ->
 class MedicationCatalogue:
     """An index of every name, brand and synonym, built once per ruleset."""
 
-    def __init__(self, data: MedicationsFile) -> None:
+    def __init__(self, data: MedicationsFile, clinical_drugs: dict[str, str] | None = None) -> None:
         self.data = data
+        # RxNorm clinical-drug codes (rxnorm.yaml) with their names: such a code is read as
+        # its name, so a combination tablet gives each of its ingredients
+        self.clinical_drugs = clinical_drugs or {}
         self.salts = frozenset(words(" ".join(data.salt_words)))
         by_name = {d.name: d for d in data.drugs}
         self.drugs: dict[str, MatchedDrug] = {
@@ -145,11 +148,19 @@ class MedicationCatalogue:
         return found
 
     def _match(self, text: str, rxnorm: str | None) -> MedicationMatch:
+        """By the RxNorm code when it is an ingredient's; by the code's RxNorm name when it is
+        a clinical drug's (with the text's words for the route and the status); else by the
+        text."""
         tokens = words(text)
-        if rxnorm and rxnorm.strip() in self._rxnorm:
-            drugs: tuple[MatchedDrug, ...] = (self._rxnorm[rxnorm.strip()],)
-        else:
-            drugs = self._drugs_in(tokens)
+        code = rxnorm.strip() if rxnorm else ""
+        drugs: tuple[MatchedDrug, ...] = ()
+        if code in self._rxnorm:
+            drugs = (self._rxnorm[code],)
+        elif code in self.clinical_drugs:
+            named = words(self.clinical_drugs[code])
+            drugs = self._drugs_in(named)
+            tokens = (*named, *tokens)
+        drugs = drugs or self._drugs_in(tokens)
         if len(drugs) > 1 and any(d.classes == NOT_A_MEDICATION for d in drugs):
             # "Albuterol Neb Soln", "KCl 20 mEq Bag": the vehicle belongs to the drug beside it
             drugs = tuple(d for d in drugs if d.classes != NOT_A_MEDICATION) or drugs

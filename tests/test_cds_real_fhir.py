@@ -270,6 +270,31 @@ def test_a_blank_medication_text_falls_back_to_the_coding(client):
     assert "diuretic_associated_losses" in codes(found) and "hypokalemia" in codes(found)
 
 
+# 8. RxNorm clinical-drug codes
+
+
+def coded_order(code: str) -> dict:
+    """US Core's coded MedicationRequest with its coding replaced by a bare RxNorm code."""
+    order = us_core("medicationrequest-coded-oral-axid")
+    order["medicationCodeableConcept"] = {
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}]
+    }
+    return order
+
+
+def test_a_code_only_clinical_drug_order_is_recognised(client):
+    """RxNorm 197770 (Hydrochlorothiazide 50 MG Oral Tablet) was 'Medication not recognised'."""
+    found = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")], meds=[coded_order("197770")]))
+    assert "diuretic_associated_losses" in codes(found)
+    assert "RxNorm 197770" not in data_card(found)
+
+
+def test_an_unmapped_clinical_drug_code_is_named_as_not_recognised(client):
+    found = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")], meds=[coded_order("99999999")]))
+    assert "diuretic_associated_losses" not in codes(found)
+    assert "RxNorm 99999999" in "\n".join(c["detail"] for c in found)
+
+
 # 9. LOINC codes real systems use
 
 

@@ -32,6 +32,7 @@ from interpret.ruleset.schema import (
     ReferencesFile,
     RuleDef,
     RulesetMeta,
+    RxnormFile,
     UnitsFile,
 )
 from interpret.units import UnitError, UnitTable, format_number
@@ -88,6 +89,7 @@ class Ruleset:
         analytes = self._read("analytes.yaml", AnalytesFile)
         self.derivations = self._read("derivations.yaml", DerivationsFile)
         meds = self._read("medications.yaml", MedicationsFile)
+        self.rxnorm = self._read("rxnorm.yaml", RxnormFile)
         refs = self._read("references.yaml", ReferencesFile)
         identifiers = self._read("identifiers.yaml", IdentifiersFile)
         self._raise_if_problems()
@@ -98,7 +100,7 @@ class Ruleset:
         self.analytes: dict[str, AnalyteDef] = analytes.analytes
         try:
             self.units = UnitTable(units.units, self.analytes)
-            self.medications = MedicationCatalogue(meds)
+            self.medications = MedicationCatalogue(meds, self._clinical_drugs())
         except (UnitError, CatalogueError) as exc:
             raise RulesetError([str(exc)]) from None
         self.severity_rank: dict[str, int] = {s.name: i for i, s in enumerate(self.meta.severities)}
@@ -131,6 +133,18 @@ class Ruleset:
         except (OSError, yaml.YAMLError) as exc:
             self._problems.append(f"{path.relative_to(self.directory)}: {exc}")
             return {}
+
+    def _clinical_drugs(self) -> dict[str, str]:
+        """rxnorm.yaml's codes, one table; a code listed by two sources is a mistake."""
+        table: dict[str, str] = {}
+        for source, codes in self.rxnorm.clinical_drugs.items():
+            if source not in self.rxnorm.sources:
+                self._problems.append(f"rxnorm.yaml: clinical_drugs.{source}: not a listed source")
+            for code, name in codes.items():
+                if code in table:
+                    self._problems.append(f"rxnorm.yaml: clinical_drugs.{source}: code {code} listed twice")
+                table[code] = name
+        return table
 
     def _raise_if_problems(self) -> None:
         if self._problems:

@@ -90,8 +90,8 @@ def panel(
     try:
         result = interpreter.interpret(data)
     except InputError as exc:
-        for loc, msg in exc.errors:
-            _error(f"{file}: {loc}: {msg}")
+        for error in exc.errors:
+            _error(f"{file}: {error.location}: {error.message}")
         raise typer.Exit(2) from None
     sys.stdout.write(render(result, fmt).rstrip("\n") + "\n")
 

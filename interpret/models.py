@@ -205,6 +205,7 @@ def to_dict(interpretation: Interpretation) -> dict[str, Any]:
 class LocatedError(BaseModel):
     model_config = ConfigDict(extra="forbid")
     loc: str = Field(description='Where, as a JSON path: "results[1].unit", "patient.age"')
+    code: str = Field(description="What kind of refusal (stable): implausible, unit, age, not_a_number, ...")
     msg: str
 
 

@@ -8,8 +8,9 @@ analyte; the same analyte twice with different values; age under 18 or over 120.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -19,12 +20,56 @@ from interpret.models import MedicationIn, PanelIn, ResultIn
 from interpret.ruleset import Ruleset
 from interpret.units import format_number, is_censored
 
+# Every refusal's words, by a stable code: the single panel, the web form, CDS Hooks and every
+# batch runner say these and no others (a runner adds only where: a JSON path, a column).
+REFUSALS = {
+    "not_a_number": "{text!r} is not a number",
+    "decimal_comma": "{text!r} has a decimal comma where a comma separates the cells (ambiguous)",
+    "censored": "{text!r} is a bound (a censored value), not a result: give the number, or leave it out",
+    "negative": "{value} is negative",
+    "implausible": "{value} is outside the plausible range for {analyte} ({bounds}): check the value and its unit",
+    "unknown_analyte": "{text!r} is not a known analyte or LOINC code; accepted: {accepted}",
+    "unit": "{text!r} is not a unit for {analyte}; accepted: {accepted}",
+    "duplicate_analyte": "{analyte} is given twice with different values ({first})",
+    "age": "{age} is outside {min}-{max}: only adult reference intervals are available",
+    "sex": "{text!r} is not accepted; use female, male, other or unknown",
+    "not_yes_no": "{text!r} is not yes/no",
+    "range_overflow": "too large to be a limit for this analyte",
+    "range_empty": "give low, high or both",
+    "range_reversed": "low is above high",
+    "empty_medication": "empty medication entry",
+    "input": "{text}",  # the input schema's own words (a missing field, a wrong type)
+}
+
+
+class Refusal(NamedTuple):
+    """A located refusal as a value: where (JSON path parts), a stable code, the words.
+    Callers place it by `path` (a form field, a FHIR resource, a CSV column), never by
+    reading the text back."""
+
+    path: tuple[str | int, ...]
+    code: str
+    message: str
+
+    @property
+    def location(self) -> str:
+        return location(self.path)
+
+    @property
+    def result(self) -> int | None:
+        """The index of the result it concerns, if it concerns one."""
+        return self.path[1] if len(self.path) > 1 and self.path[0] == "results" else None  # type: ignore[return-value]
+
+
+def refusal(path: tuple[str | int, ...], code: str, **values: Any) -> Refusal:
+    return Refusal(path, code, REFUSALS[code].format(**values))
+
 
 class InputError(ValueError):
-    """Invalid input; `errors` is a list of (location, message), e.g. ("results[1].unit", ...)."""
+    """Invalid input: every refusal found, each located (`Refusal`)."""
 
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{loc}: {msg}" for loc, msg in errors))
+    def __init__(self, errors: list[Refusal]) -> None:
+        super().__init__("; ".join(f"{e.location}: {e.message}" for e in errors))
         self.errors = errors
 
 
@@ -60,7 +105,7 @@ def read_number(text: str, decimal_comma: bool = True) -> float | str:
 
 
 def location(loc: tuple[Any, ...]) -> str:
-    """("results", 1, "unit") -> "results[1].unit"; pydantic's union branch names dropped."""
+    """("results", 1, "unit") -> "results[1].unit"."""
     text = ""
     for part in loc:
         if isinstance(part, int):
@@ -81,25 +126,39 @@ def parse_input(data: Any) -> PanelIn:
             return PanelIn.model_validate_json(data)
         return PanelIn.model_validate(data)
     except ValidationError as exc:
-        raise InputError([(location(e["loc"]), _message(e)) for e in exc.errors()]) from None
+        raise InputError([schema_refusal(e) for e in exc.errors()]) from None
 
 
-def _message(error: Any) -> str:
-    """pydantic's message, but a censored value ("<2.0", ">60") is named as such."""
-    given = error.get("input")
-    if isinstance(given, str) and is_censored(given) and error["loc"][-1:] == ("value",):
-        return f"{given.strip()!r} is a bound (a censored value), not a result: give the number, or leave it out"
-    return str(error["msg"])
+def schema_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """pydantic's location without its union branch names ("str", "MedicationIn")."""
+    return tuple(p for p in loc if isinstance(p, int) or (p not in ("str", "MedicationIn") and "[" not in str(p)))
+
+
+def schema_refusal(error: Any) -> Refusal:
+    """A schema error in the words a clinician uses: a number that is not one, a censored
+    value ("<2.0", ">60") or a decimal comma named as such; otherwise pydantic's words."""
+    path, given = schema_path(tuple(error["loc"])), error.get("input")
+    if isinstance(given, str) and error["type"] == "float_parsing":
+        text = given.strip()
+        if is_censored(text):
+            return refusal(path, "censored", text=text)
+        if DECIMAL_COMMA.match(text):
+            return refusal(path, "decimal_comma", text=text)
+        return refusal(path, "not_a_number", text=text)
+    return refusal(path, "input", text=str(error["msg"]))
+
+
+DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+$")
 
 
 def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
     panel_in = parse_input(data)
-    errors: list[tuple[str, str]] = []
+    errors: list[Refusal] = []
     age, sex = _patient(panel_in, ruleset, errors)
     results: dict[str, Result] = {}
     first_seen: dict[str, int] = {}
     for i, raw in enumerate(panel_in.results):
-        result = _result(raw, f"results[{i}]", ruleset, errors)
+        result = _result(raw, ("results", i), ruleset, errors)
         if result is None:
             continue
         previous = results.get(result.analyte)
@@ -107,15 +166,8 @@ def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
             results[result.analyte] = result
             first_seen[result.analyte] = i
         elif not math.isclose(previous.canonical, result.canonical, rel_tol=1e-9):
-            errors.append(
-                (
-                    f"results[{i}]",
-                    DUPLICATE_ANALYTE.format(
-                        analyte=result.analyte,
-                        first=f"results[{first_seen[result.analyte]}] has {format_number(previous.value)}",
-                    ),
-                )
-            )
+            first = f"results[{first_seen[result.analyte]}] has {format_number(previous.value)}"
+            errors.append(refusal(("results", i), "duplicate_analyte", analyte=result.analyte, first=first))
     medications = _medications(panel_in, ruleset, errors)
     if errors:
         raise InputError(errors)
@@ -123,66 +175,55 @@ def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
     return Panel(age, sex, results, medications, hemolyzed)
 
 
-def age_problem(age: float, ruleset: Ruleset) -> str:
-    """Why an age is refused (adults only, limits in rules/ruleset.yaml), or ""."""
+def age_refusal(age: float, ruleset: Ruleset) -> Refusal | None:
+    """Adults only (limits in rules/ruleset.yaml)."""
     limits = ruleset.meta.patient_age
     if limits.min <= age <= limits.max:
-        return ""
-    return (
-        f"{format_number(age)} is outside {format_number(limits.min)}-{format_number(limits.max)}: "
-        "only adult reference intervals are available"
-    )
+        return None
+    shown = (format_number(x) for x in (age, limits.min, limits.max))
+    return refusal(("patient", "age"), "age", **dict(zip(("age", "min", "max"), shown, strict=True)))
 
 
-def _patient(panel_in: PanelIn, ruleset: Ruleset, errors: list[tuple[str, str]]) -> tuple[float | None, str | None]:
+def sex_refusal(text: str) -> tuple[str | None, Refusal | None]:
+    """The sex a spelling means (`facts.SEXES`), or why it is refused; blank is unknown."""
+    if not text.strip():
+        return None, None
+    sex = SEXES.get(text.strip().casefold())
+    return sex, None if sex is not None else refusal(("patient", "sex"), "sex", text=text)
+
+
+def _patient(panel_in: PanelIn, ruleset: Ruleset, errors: list[Refusal]) -> tuple[float | None, str | None]:
     patient = panel_in.patient
     if patient is None:
         return None, None
     age, sex = patient.age, None
-    if age is not None and (problem := age_problem(age, ruleset)):
-        errors.append(("patient.age", problem))
-    if patient.sex is not None and patient.sex.strip():
-        sex = SEXES.get(patient.sex.strip().casefold())
-        if sex is None:
-            errors.append(
-                (
-                    "patient.sex",
-                    f"{patient.sex!r} is not accepted; use female, male, other or unknown",
-                )
-            )
+    if age is not None and (problem := age_refusal(age, ruleset)):
+        errors.append(problem)
+    if patient.sex is not None:
+        sex, refused = sex_refusal(patient.sex)
+        if refused:
+            errors.append(refused)
     return age, sex
 
 
-# One wording for every runner (the batch long format says where the first value is too).
-DUPLICATE_ANALYTE = "{analyte} is given twice with different values ({first})"
-
-
-def _result(raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str, str]]) -> Result | None:
+def _result(raw: ResultIn, where: tuple[str | int, ...], ruleset: Ruleset, errors: list[Refusal]) -> Result | None:
     analyte = ruleset.analyte(raw.analyte)
     if analyte is None:
-        errors.append(
-            (
-                f"{where}.analyte",
-                f"{raw.analyte!r} is not a known analyte or LOINC code; accepted: "
-                + ", ".join(name for name, a in ruleset.analytes.items() if not a.calculated),
-            )
-        )
+        accepted = ", ".join(name for name, a in ruleset.analytes.items() if not a.calculated)
+        errors.append(refusal((*where, "analyte"), "unknown_analyte", text=raw.analyte, accepted=accepted))
         return None
     unit = ruleset.units.resolve(raw.unit)
-    accepted = ruleset.units.accepted(analyte)
-    if unit is None or unit not in accepted:
+    accepted_units = ruleset.units.accepted(analyte)
+    if unit is None or unit not in accepted_units:
         errors.append(
-            (
-                f"{where}.unit",
-                f"{raw.unit!r} is not a unit for {analyte}; accepted: " + ", ".join(accepted),
-            )
+            refusal((*where, "unit"), "unit", text=raw.unit, analyte=analyte, accepted=", ".join(accepted_units))
         )
         return None
     factor = ruleset.units.factor(analyte, unit)
     canonical = raw.value * factor
-    problem = _implausible(raw.value, canonical, analyte, unit, ruleset)
+    problem = value_refusal(raw.value, canonical, analyte, unit, ruleset, (*where, "value"))
     if problem:
-        errors.append((f"{where}.value", problem))
+        errors.append(problem)
         return None
     low = high = None
     if raw.reference_range is not None:
@@ -192,39 +233,40 @@ def _result(raw: ResultIn, where: str, ruleset: Ruleset, errors: list[tuple[str,
         for name, converted in (("low", low), ("high", high)):
             # 1e308 g/dL overflows when converted to g/L: a keying error, not a limit.
             if converted is not None and not math.isfinite(converted):
-                errors.append((f"{where}.reference_range.{name}", "too large to be a limit for this analyte"))
+                errors.append(refusal((*where, "reference_range", name), "range_overflow"))
                 return None
         if low is None and high is None:
-            errors.append((f"{where}.reference_range", "give low, high or both"))
+            errors.append(refusal((*where, "reference_range"), "range_empty"))
         elif low is not None and high is not None and low > high:
-            errors.append((f"{where}.reference_range", "low is above high"))
+            errors.append(refusal((*where, "reference_range"), "range_reversed"))
     return Result(analyte, raw.value, unit, canonical, low, high)
 
 
-def _implausible(value: float, canonical: float, analyte: str, unit: str, rs: Ruleset) -> str:
+def value_refusal(
+    value: float, canonical: float, analyte: str, unit: str, rs: Ruleset, path: tuple[str | int, ...]
+) -> Refusal | None:
+    """A negative value, or one beyond the plausibility limits (rules/analytes.yaml)."""
     limits = rs.plausibility[analyte]
     below, above = limits.get("refuse_below"), limits.get("refuse_above")
     too_low = below is not None and canonical < below.for_unit(unit)
     too_high = above is not None and canonical > above.for_unit(unit)
     if value >= 0 and not too_low and not too_high:
-        return ""
+        return None
     shown = f"{format_number(value)} {rs.units.display(unit)}"
     if value < 0:
-        return f"{shown} is negative"
+        return refusal(path, "negative", value=shown)
     bounds = " to ".join(t.words() for t in (below, above) if t)
-    return f"{shown} is outside the plausible range for {analyte} ({bounds}): check the value and its unit"
+    return refusal(path, "implausible", value=shown, analyte=analyte, bounds=bounds)
 
 
-def _medications(
-    panel_in: PanelIn, ruleset: Ruleset, errors: list[tuple[str, str]]
-) -> tuple[MedicationMatch, ...] | None:
+def _medications(panel_in: PanelIn, ruleset: Ruleset, errors: list[Refusal]) -> tuple[MedicationMatch, ...] | None:
     if panel_in.medications is None:
         return None
     matches = []
     for i, entry in enumerate(panel_in.medications):
         name, code = (entry.name, entry.rxnorm) if isinstance(entry, MedicationIn) else (entry, None)
         if not name.strip():
-            errors.append((f"medications[{i}]", "empty medication entry"))
+            errors.append(refusal(("medications", i), "empty_medication"))
             continue
         matches.append(ruleset.medications.match(name.strip(), code))
     return tuple(matches)

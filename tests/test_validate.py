@@ -20,7 +20,7 @@ def k(value=4.0, unit="mmol/L", **more):
 def errors(interpreter, data):
     with pytest.raises(InputError) as info:
         interpreter.evaluate(data)
-    return dict(info.value.errors)
+    return {e.location: e.message for e in info.value.errors}
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def errors(interpreter, data):
         (panel(k(value=-1)), "results[0].value", "negative"),
         (panel(k(value=45)), "results[0].value", "outside the plausible range"),
         (panel(k(value=0.2)), "results[0].value", "outside the plausible range"),
-        (panel(k(value="abc")), "results[0].value", "valid number"),
+        (panel(k(value="abc")), "results[0].value", "'abc' is not a number"),
         (panel(k(value=math.inf)), "results[0].value", "finite"),
         (panel(k(value=math.nan)), "results[0].value", "finite"),
         (panel(k(), k(value=3.0)), "results[1]", "given twice with different values"),
@@ -119,9 +119,10 @@ def test_a_censored_value_is_named_as_such(interpreter):
     for text in (">60", "<2.0", " ≤ 0.5"):
         with pytest.raises(InputError) as info:
             interpreter.interpret({"results": [{"analyte": "egfr", "value": text, "unit": "mL/min/1.73m2"}]})
-        assert info.value.errors == [
+        assert [(e.location, e.code, e.message) for e in info.value.errors] == [
             (
                 "results[0].value",
+                "censored",
                 f"{text.strip()!r} is a bound (a censored value), not a result: give the number, or leave it out",
             )
         ]

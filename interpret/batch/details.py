@@ -43,7 +43,7 @@ def write_details(
                         panel = panel_from_row(row, plan, source, interpreter.ruleset)
                         record["interpretation"] = to_dict(interpreter.interpret(panel))
                     except InputError as exc:
-                        record["error"] = "; ".join(f"{loc}: {msg}" for loc, msg in exc.errors)
+                        record["error"] = "; ".join(f"{e.location}: {e.message}" for e in exc.errors)
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

@@ -29,7 +29,7 @@ from interpret.batch.read import (
     read_chunks,
 )
 from interpret.ruleset import Ruleset
-from interpret.validate import DUPLICATE_ANALYTE
+from interpret.validate import REFUSALS
 
 PANEL = "panel"
 ID_COLUMN = "__id"  # renamed to the --id-column's own name when written
@@ -120,7 +120,7 @@ def long_to_wide(
         .group_by(PANEL)
         .agg(
             pl.format(
-                DUPLICATE_ANALYTE.replace("{analyte}", "{}").replace("{first}", "first at line {}: {} {}"),
+                REFUSALS["duplicate_analyte"].replace("{analyte}", "{}").replace("{first}", "first at line {}: {} {}"),
                 pl.col("__analyte"),
                 pl.col("__first_line"),
                 pl.col("__value"),

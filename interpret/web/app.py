@@ -23,7 +23,7 @@ from interpret.pipeline import Interpreter
 from interpret.render import environment
 from interpret.render.html import render_html
 from interpret.render.view import context as report_context
-from interpret.validate import InputError, location
+from interpret.validate import InputError, Refusal, refusal, schema_path
 from interpret.web import form as web_form
 from interpret.web.cds_auth import ClientVerifier, TrustedClient, TrustedClientsOnly
 
@@ -61,9 +61,10 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def located_errors(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            (
-                location(tuple(e["loc"])[1:] if e["loc"][:1] == ("body",) else tuple(e["loc"])),
-                e["msg"],
+            refusal(
+                schema_path(tuple(e["loc"])[1:] if e["loc"][:1] == ("body",) else tuple(e["loc"])),
+                "input",
+                text=e["msg"],
             )
             for e in exc.errors()
         ]
@@ -222,5 +223,6 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-def _unprocessable(errors: list[tuple[str, str]]) -> JSONResponse:
-    return JSONResponse({"detail": [{"loc": loc, "msg": msg} for loc, msg in errors]}, status_code=422)
+def _unprocessable(errors: list[Refusal]) -> JSONResponse:
+    detail = [{"loc": e.location, "code": e.code, "msg": e.message} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)

@@ -307,14 +307,16 @@ def _interpret(
         except InputError as exc:
             bad: set[int] = set()
             patient = False
-            for loc, msg in exc.errors:
-                m = re.match(r"results\[(\d+)\]", loc)
-                if m and int(m.group(1)) < len(labels):
-                    bad.add(int(m.group(1)))
-                    refused.append(f"{labels[int(m.group(1))]}: {msg}")
+            for error in exc.errors:
+                index = error.result
+                if index is not None and index < len(labels):
+                    bad.add(index)
+                    refused.append(f"{labels[index]}: {error.message}")
                 else:
-                    patient = patient or loc.startswith("patient")
-                    refused.append(f"{'Patient' if loc.startswith('patient') else loc}: {msg}")
+                    patient = patient or error.path[:1] == ("patient",)
+                    refused.append(
+                        f"{'Patient' if error.path[:1] == ('patient',) else error.location}: {error.message}"
+                    )
             if not bad and not patient:
                 break
             panel["results"] = [r for i, r in enumerate(panel["results"]) if i not in bad]

@@ -7,12 +7,11 @@ to the fields that caused them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from interpret.ruleset import Ruleset
-from interpret.validate import read_number
+from interpret.validate import Refusal, read_number
 
 FORM_ANALYTES = (
     "potassium",
@@ -24,7 +23,6 @@ FORM_ANALYTES = (
     "creatinine",
     "egfr",
 )
-_RESULT_LOC = re.compile(r"^results\[(\d+)\](?:\.(\w+))?")
 
 # One-click examples (inputs, not clinical knowledge): compact panels for the form.
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -127,20 +125,23 @@ def panel_from_form(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     return panel, order
 
 
-def place_errors(errors: list[tuple[str, str]], order: list[str]) -> FormState:
+def place_errors(errors: list[Refusal], order: list[str]) -> FormState:
+    """Each refusal beside the field it concerns, by its path."""
     state = FormState()
-    for loc, message in errors:
-        match = _RESULT_LOC.match(loc)
-        if match and int(match.group(1)) < len(order):
-            analyte = order[int(match.group(1))]
-            part = match.group(2)
-            name = {"unit": f"{analyte}_unit", "reference_range": f"{analyte}_low"}.get(part or "", analyte)
-        elif loc.startswith("patient."):
-            name = loc.split(".", 1)[1]
-        elif loc.startswith("medications"):
+    for error in errors:
+        path, message, index = error.path, error.message, error.result
+        if index is not None and index < len(order):
+            analyte = order[index]
+            part = str(path[2]) if len(path) > 2 else ""
+            name = {"unit": f"{analyte}_unit", "reference_range": f"{analyte}_low"}.get(part, analyte)
+        elif path[:1] == ("patient",) and len(path) > 1:
+            name = str(path[1])
+        elif path[:1] == ("medications",):
             name = "medications"
         else:
-            state.general.append(f"{loc}: {message}" if loc != "results" else "Enter at least one result.")
+            state.general.append(
+                f"{error.location}: {message}" if path != ("results",) else "Enter at least one result."
+            )
             continue
         state.errors[name] = message if name not in state.errors else f"{state.errors[name]}; {message}"
     return state

@@ -101,20 +101,19 @@ def generate(ruleset: Ruleset) -> tuple[str, dict[str, Any]]:
     Only rules that fired (with their rank) or could not be assessed (None) are returned.
     """
     src = _Source()
-    rank = ruleset.severity_rank
-    index = {r.code: i for i, r in enumerate(ruleset.rules)}
     lines = ["def evaluate_all(f):", "    Q = f.quantities", "    C = f.classes", "    out = []"]
     lines += [f"    {_local(q)} = Q.get({q!r})" for q in QUANTITIES]
     lines += [f"    s{i} = -1" for i in range(len(ruleset.rules))]
-    for i, rule in enumerate(ruleset.rules):
+    for i, (rule, plan) in enumerate(zip(ruleset.rules, ruleset.severity_plans, strict=True)):
         lines.append(f"    r = {src.expr(rule.condition)}")
         lines.append(f"    if r is None: out.append(({i}, None))")
         lines.append("    elif r:")
-        lines.append(f"        s = {rank[rule.definition.severity]}")
-        for to, node in rule.escalations:
-            lines.append(f"        if {src.expr(node)} is True and s < {rank[to]}: s = {rank[to]}")
-        for code in rule.definition.at_least_as_severe_as:
-            lines.append(f"        if s < s{index[code]}: s = s{index[code]}")
+        # severity.SeverityPlan: the highest escalation that holds, else the rule's own tier
+        lines.append(f"        s = {plan.base}")
+        for k, (to, node) in enumerate(plan.raises):
+            lines.append(f"        {'if' if k == 0 else 'elif'} {src.expr(node)} is True: s = {to}")
+        for j in plan.at_least:
+            lines.append(f"        if s < s{j}: s = s{j}")
         lines.append(f"        s{i} = s")
         lines.append(f"        out.append(({i}, s))")
     lines.append("    return out")

@@ -179,8 +179,6 @@ def inputs_that_can_be_unknown(node: c.Node) -> list[str]:
 class CompiledRule:
     rule: Rule
     when: Check
-    escalations: tuple[tuple[str, Check], ...]
-    at_least: tuple[str, ...]
     may_be_missing: tuple[str, ...]
 
 
@@ -203,13 +201,10 @@ class Engine:
             CompiledRule(
                 rule,
                 compile_node(rule.condition),
-                tuple((to, compile_node(node)) for to, node in rule.escalations),
-                tuple(rule.definition.at_least_as_severe_as),
                 tuple(inputs_that_can_be_unknown(rule.condition)),
             )
             for rule in ruleset.rules
         ]
-        self._rank = ruleset.severity_rank
         self._severity_names = [t.name for t in ruleset.meta.severities]
         self._generated = codegen.build(ruleset)
         self._checks: dict[int, tuple[c.Node, Check]] = {}
@@ -239,9 +234,8 @@ class Engine:
         """The same evaluation by the closure interpreter: the reference the generated code
         is tested against, and the evaluator evidence is collected with."""
         outcomes: list[Outcome] = []
-        severity_of: dict[str, str] = {}
-        rank = self._rank
-        for cr in self.rules:
+        ranks: list[int | None] = [None] * len(self.rules)
+        for i, (cr, plan) in enumerate(zip(self.rules, self.ruleset.severity_plans, strict=True)):
             result = cr.when(facts)
             if result is None:
                 missing = tuple(n for n in cr.may_be_missing if not available(n, facts))
@@ -249,14 +243,7 @@ class Engine:
                 continue
             if not result:
                 continue
-            severity: str = cr.rule.definition.severity
-            for to, check in cr.escalations:
-                if check(facts) is True and rank[to] > rank[severity]:
-                    severity = to
-            for code in cr.at_least:
-                other = severity_of.get(code)
-                if other is not None and rank[other] > rank[severity]:
-                    severity = other
-            severity_of[cr.rule.code] = severity
-            outcomes.append(Outcome(cr.rule, True, severity))
+            rank = plan.decide(lambda node: self.check(node)(facts) is True, ranks)
+            ranks[i] = rank
+            outcomes.append(Outcome(cr.rule, True, self._severity_names[rank]))
         return outcomes

@@ -212,18 +212,14 @@ def _result(raw: ResultIn, where: tuple[str | int, ...], ruleset: Ruleset, error
         accepted = ", ".join(name for name, a in ruleset.analytes.items() if not a.calculated)
         errors.append(refusal((*where, "analyte"), "unknown_analyte", text=raw.analyte, accepted=accepted))
         return None
-    unit = ruleset.units.resolve(raw.unit)
-    accepted_units = ruleset.units.accepted(analyte)
-    if unit is None or unit not in accepted_units:
-        errors.append(
-            refusal((*where, "unit"), "unit", text=raw.unit, analyte=analyte, accepted=", ".join(accepted_units))
-        )
+    unit, problem = unit_refusal(raw.unit, analyte, ruleset, (*where, "unit"))
+    if unit is None:
+        errors.append(problem)  # type: ignore[arg-type]
         return None
     factor = ruleset.units.factor(analyte, unit)
     canonical = raw.value * factor
-    problem = value_refusal(raw.value, canonical, analyte, unit, ruleset, (*where, "value"))
-    if problem:
-        errors.append(problem)
+    if refused := value_refusal(raw.value, canonical, analyte, unit, ruleset, (*where, "value")):
+        errors.append(refused)
         return None
     low = high = None
     if raw.reference_range is not None:
@@ -240,6 +236,33 @@ def _result(raw: ResultIn, where: tuple[str | int, ...], ruleset: Ruleset, error
         elif low is not None and high is not None and low > high:
             errors.append(refusal((*where, "reference_range"), "range_reversed"))
     return Result(analyte, raw.value, unit, canonical, low, high)
+
+
+def unit_refusal(
+    text: str, analyte: str, rs: Ruleset, path: tuple[str | int, ...]
+) -> tuple[str, None] | tuple[None, Refusal]:
+    """The unit key a spelling means for `analyte`, or why it is refused."""
+    unit = rs.units.resolve(text)
+    accepted = rs.units.accepted(analyte)
+    if unit is None or unit not in accepted:
+        return None, refusal(path, "unit", text=text, analyte=analyte, accepted=", ".join(accepted))
+    return unit, None
+
+
+def number_refusal(
+    text: str, path: tuple[str | int, ...], decimal_comma: bool
+) -> tuple[float, None] | tuple[None, Refusal]:
+    """A number written in a cell or a form field, or why it is refused (the same words as
+    `schema_refusal` gives for a JSON string)."""
+    value = read_number(text, decimal_comma)
+    if isinstance(value, float) and math.isfinite(value):
+        return value, None
+    cleaned = text.strip()
+    if is_censored(cleaned):
+        return None, refusal(path, "censored", text=cleaned)
+    if DECIMAL_COMMA.match(cleaned):
+        return None, refusal(path, "decimal_comma", text=cleaned)
+    return None, refusal(path, "not_a_number", text=cleaned)
 
 
 def value_refusal(

@@ -506,7 +506,7 @@ def test_a_censored_egfr_is_read_as_not_measured_and_the_row_interpreted(interpr
     assert out["error"][:2].to_list() == [None, None] and "hypokalemia" in findings(out, 0)
     assert "'>60' is a bound, not a result" in out["notes"][0] and "'> 90' is a bound" in out["notes"][1]
     assert out["egfr"][:2].to_list() == [None, None] and "reduced_egfr" in out["not_assessed"][0].split(";")
-    assert "'<2.0' is a censored value" in out["error"][2]
+    assert "'<2.0' is a bound (a censored value)" in out["error"][2]
     notes = json.loads((tmp_path / "out.csv.json").read_text())["notes"]
     assert "2 rows: egfr: a value is a bound, not a result (censored), read as not measured (the notes column)" in notes
     records = json_lines(details)

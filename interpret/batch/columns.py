@@ -1,8 +1,10 @@
-"""Column-wise validation and facts: the batch twin of `validate.py` and `prepare.py`.
+"""Column-wise validation and facts: the polars runner of `validate.py` and `prepare.py`.
 
 The same ruleset data drive both: unit factors, per-unit limits, intervals, critical and
 plausibility limits, derivations (the formulas themselves are shared through `derive.Ops`).
-A parity test runs generated panels through both paths and compares them row by row.
+Which rows are refused is decided on columns; why is worded by `validate`'s own checks on the
+flagged rows (`Columns.messages`). The contract tests (tests/runner_contract.py) run every
+runner on the same panels and compare them row by row, refusal texts included.
 Column names of the facts frame: `q__<quantity>` value (canonical), `u__` reported unit,
 `s__` status, `v__` needs-verification; `age`, `sex`, `hemolyzed`, `meds_known`,
 `unrecognized`, `m__classes` (bit mask); `error` (why a row is refused) and `notes`.
@@ -24,7 +26,8 @@ from interpret.batch.read import ROW
 from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
-from interpret.units import CENSORED, format_number
+from interpret.units import CENSORED, is_censored
+from interpret.validate import Refusal, age_refusal, number_refusal, refusal, sex_refusal, unit_refusal, value_refusal
 
 HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemolysis", "haemolysis"]
 TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
@@ -152,27 +155,17 @@ def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: boo
     return frame.with_columns(columns)
 
 
-def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    """(value, empty, read as not measured, unparsable flag, problem text) of a materialised
-    column. Read as not measured: haemolysis written in the cell, and a censored value where
-    the analyte says so (`censored: not_measured`, rules/analytes.yaml). The text is costly:
-    it is evaluated on flagged rows only (`Columns.messages`)."""
+def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(value, empty, read as not measured, unparsable flag) of a materialised column. Read as
+    not measured: haemolysis written in the cell, and a censored value where the analyte says
+    so (`censored: not_measured`, rules/analytes.yaml). Why a flagged cell is refused is
+    worded by `validate` (`Columns.messages`)."""
     s, number, hemo = pl.col(f"__t_{key}"), pl.col(f"__n_{key}"), pl.col(f"__h_{key}")
     not_measured = hemo | pl.col(f"__c_{key}") if censored == "not_measured" else hemo
     empty = s == ""
     finite = number.is_finite().fill_null(False)
     bad = ~empty & ~not_measured & ~finite
-    problem = (
-        pl.when(empty | not_measured)
-        .then(None)
-        .when(pl.col(f"__c_{key}"))
-        .then(pl.format("'{}' is a censored value and cannot be interpreted exactly", s))
-        .when(number.is_null() & s.str.contains(r"^[-+]?\d+,\d+$"))
-        .then(pl.format("'{}' has a decimal comma in a comma-delimited file (ambiguous)", s))
-        .when(~finite)
-        .then(pl.format("'{}' is not a number", s))
-    )
-    return pl.when(finite & ~hemo).then(number), empty, not_measured, bad, problem
+    return pl.when(finite & ~hemo).then(number), empty, not_measured, bad
 
 
 def _by_unit(unit: pl.Expr, mapping: dict[str, float | None], default: float | None) -> pl.Expr:
@@ -195,7 +188,6 @@ class ResultSteps(NamedTuple):
     checks: list[pl.Expr]  # canonical values, laboratory ranges, the refusal flag
     noted: list[pl.Expr]  # for chunks with a value cell read as not measured (haemolysis, censored)
     plain: list[pl.Expr]  # for the others
-    problems: pl.Expr  # the refusal text, computed for flagged rows only
 
 
 class Columns:
@@ -215,17 +207,72 @@ class Columns:
         return self._lookups[name]
 
     def messages(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Add the error texts, computed on the flagged rows only and joined back by line."""
-        messages = {"__result": self._result_steps.problems, "__patient": self._patient_steps[1]}
-        flagged = pl.any_horizontal([pl.col(f"__bad{name}") for name in messages])
-        bad = frame.filter(flagged)
-        names = [f"{name}_errors" for name in messages]
+        """Add why each flagged row is refused, in `validate`'s words (`REFUSALS`): the rows
+        are few, and each is worded by the single-panel path's own checks, so the batch and
+        the API cannot word a refusal differently (the contract tests compare them)."""
+        names = ("__result_errors", "__patient_errors")
+        bad = frame.filter(pl.col("__bad__result") | pl.col("__bad__patient"))
         if bad.height == 0:
             return frame.with_columns(pl.lit(None, dtype=pl.String).alias(n) for n in names)
-        texts = bad.select(ROW, *[expr.alias(f"{name}_errors") for name, expr in messages.items()])
+        worded = [self._row_refusals(row) for row in bad.select(ROW, *self._raw_cells).iter_rows(named=True)]
+        texts = pl.DataFrame(
+            {ROW: bad.get_column(ROW), names[0]: [w[0] for w in worded], names[1]: [w[1] for w in worded]},
+            schema={ROW: bad.schema[ROW], names[0]: pl.String, names[1]: pl.String},
+        )
         # join a one-column frame, then attach: joining the wide frame would copy every column
         looked_up = frame.select(ROW).join(texts, on=ROW, how="left", maintain_order="left").drop(ROW)
         return frame.with_columns(looked_up.get_columns())
+
+    @functools.cached_property
+    def _raw_cells(self) -> list[str]:
+        """The columns `_row_refusals` reads: each cell as written."""
+        cells = [f"__t_{ANALYTE_FACT[a]}" for a in self.plan.analyte_columns]
+        cells += [h for a, h in self.plan.unit_columns.items() if a in self.plan.analyte_columns]
+        roles = self.plan.roles
+        cells += [
+            c
+            for role, c in (("age", "__t_age"), ("sex", "__raw_sex"), ("hemolyzed", "__raw_hemolyzed"))
+            if role in roles
+        ]
+        return list(dict.fromkeys(cells))
+
+    def _row_refusals(self, row: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(the results' refusals, the patient's) of one row, each "where: why"."""
+        rs, plan = self.rs, self.plan
+        results: list[str] = []
+        for analyte, header in plan.analyte_columns.items():
+            text = (row[f"__t_{ANALYTE_FACT[analyte]}"] or "").strip()
+            if not text or text.casefold() in HEMOLYSIS_WORDS:
+                continue
+            if is_censored(text) and rs.analytes[analyte].censored == "not_measured":
+                continue
+            refused = self._result_refusal(analyte, text, row)
+            if refused is not None:
+                results.append(f"{analyte} (column {header!r}): {refused.message}")
+        patient: list[str] = []
+        if "age" in plan.roles and (text := (row["__t_age"] or "").strip()):
+            age, refused = number_refusal(text, ("patient", "age"), self.decimal_comma)
+            refused = refused or (age_refusal(age, rs) if age is not None else None)
+            if refused:
+                patient.append(f"age: {refused.message}")
+        if "sex" in plan.roles and (refused := sex_refusal(row["__raw_sex"] or "")[1]):
+            patient.append(f"sex: {refused.message}")
+        if "hemolyzed" in plan.roles and yes_no(text := row["__raw_hemolyzed"] or "") is None:
+            patient.append(f"hemolyzed: {refusal(('specimen', 'hemolyzed'), 'not_yes_no', text=text.strip()).message}")
+        return "; ".join(results) or None, "; ".join(patient) or None
+
+    def _result_refusal(self, analyte: str, text: str, row: dict[str, Any]) -> Refusal | None:
+        """The first refusal of one result cell: its number, its unit, then its value."""
+        value, refused = number_refusal(text, ("value",), self.decimal_comma)
+        if refused is not None or value is None:
+            return refused
+        unit_header = self.plan.unit_columns.get(analyte)
+        unit_text = ((row[unit_header] or "").strip() if unit_header else "") or self.plan.fixed_units.get(analyte, "")
+        unit, refused = unit_refusal(unit_text, analyte, self.rs, ("unit",))
+        if unit is None:
+            return refused
+        canonical = value * self.rs.units.factor(analyte, unit)
+        return value_refusal(value, canonical, analyte, unit, self.rs, ("value",))
 
     # --- results -------------------------------------------------------------------------
 
@@ -265,14 +312,13 @@ class Columns:
             factor = _by_unit(pl.col(f"u__{fact}"), {u: self.rs.units.factor(analyte, u) for u in accepted}, None)
             parse += [parse_number(fact)[0].alias(f"p__{fact}"), factor.alias(f"__factor_{fact}")]
         exprs: list[pl.Expr] = []
-        problems: list[pl.Expr] = []
         flags: list[pl.Expr] = []
         hemolysis_cells: list[pl.Expr] = []
         notes: list[pl.Expr] = []
-        for analyte, header in self.plan.analyte_columns.items():
+        for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
             censored = self.rs.analytes[analyte].censored
-            _, empty, not_measured, bad, problem = parse_number(fact, censored)
+            _, empty, not_measured, bad = parse_number(fact, censored)
             hemo = pl.col(f"__h_{fact}")
             value, unit_key, factor = pl.col(f"p__{fact}"), pl.col(f"u__{fact}"), pl.col(f"__factor_{fact}")
             canonical = value * factor
@@ -281,26 +327,6 @@ class Columns:
             high = limit_expr(unit_key, limits.get("refuse_above"))
             implausible = (canonical < low).fill_null(False) | (canonical > high).fill_null(False)
             flags += [bad, ~empty & ~not_measured & unit_key.is_null(), (value < 0).fill_null(False), implausible]
-            label = f"{analyte} (column {header!r})"
-            problems.append(
-                pl.format(
-                    "{}: {}",
-                    pl.lit(label),
-                    pl.coalesce(
-                        problem,
-                        pl.when(~empty & ~not_measured).then(self._unit_problem(analyte)),
-                        _problem(value < 0, pl.format("{} is negative", pl.col(f"__t_{fact}"))),
-                        _problem(
-                            implausible,
-                            pl.format(
-                                "{} {} is outside the plausible range; check the value and its unit",
-                                pl.col(f"__t_{fact}"),
-                                unit_key,
-                            ),
-                        ),
-                    ),
-                )
-            )
             hemolysis_cells.append(hemo)
             notes.append(_problem(hemo, f"{analyte}: haemolysis written in the value cell, read as not measured"))
             if censored == "not_measured":
@@ -321,7 +347,7 @@ class Columns:
             join(notes).alias("notes"),
         ]
         plain = [pl.lit(False).alias("__hemo_cells"), pl.lit(None, dtype=pl.String).alias("notes")]
-        return ResultSteps(parse, exprs, noted, plain, join(problems))
+        return ResultSteps(parse, exprs, noted, plain)
 
     def _unit_key(self, analyte: str, frame: pl.DataFrame) -> pl.Series | pl.Expr:
         """Each row's unit key: null where the spelling is not a unit of `analyte`.
@@ -339,18 +365,6 @@ class Columns:
             return key if key in accepted else None
 
         return self.lookup(f"unit:{analyte}", resolve, units)(frame.get_column(self.plan.unit_columns[analyte]))
-
-    def _unit_problem(self, analyte: str) -> pl.Expr:
-        if analyte in self.plan.fixed_units and analyte not in self.plan.unit_columns:
-            return pl.lit(None, dtype=pl.String)
-        raw = pl.col(self.plan.unit_columns[analyte]).fill_null("").str.strip_chars()
-        default = self.plan.fixed_units.get(analyte)
-        if default is not None:
-            raw = pl.when(raw == "").then(pl.lit(default)).otherwise(raw)
-        accepted = self.rs.analytes[analyte].units
-        message = f"' is not a unit for {analyte}; accepted: {', '.join(accepted)}"
-        unit_key = pl.col(f"u__{ANALYTE_FACT[analyte]}")
-        return pl.when(unit_key.is_null()).then(pl.concat_str([pl.lit("'"), raw, pl.lit(message)]))
 
     def _lab_range(self, analyte: str, fact: str, factor: pl.Expr) -> list[pl.Expr]:
         low_header, high_header = self.plan.range_columns.get(analyte, (None, None))
@@ -371,62 +385,44 @@ class Columns:
             frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma)
         looked_up = []
         if "sex" in roles:
-            # "" when empty, "?" when not a sex we accept; `facts.SEXES`, as in the single-panel path
-            code = self.lookup("sex", lambda t: SEXES.get(t.strip().casefold(), "?") if t.strip() else "", pl.String)
+            # "" when empty, "?" when not a sex we accept: the single-panel path's own reading
+            code = self.lookup("sex", lambda t: (sex_refusal(t)[0] or "?") if t.strip() else "", pl.String)
             looked_up.append(code(frame.get_column(roles["sex"])).alias("__sex_code"))
             looked_up.append(frame.get_column(roles["sex"]).alias("__raw_sex"))  # "sex" is replaced below
         if "hemolyzed" in roles:
             found = self.lookup("hemolyzed", yes_no, pl.Boolean)
             looked_up.append(found(frame.get_column(roles["hemolyzed"])).alias("__hemolyzed_word"))
             looked_up.append(frame.get_column(roles["hemolyzed"]).alias("__raw_hemolyzed"))
-        return frame.with_columns(looked_up).with_columns(self._patient_steps[0])
+        return frame.with_columns(looked_up).with_columns(self._patient_steps)
 
     @functools.cached_property
-    def _patient_steps(self) -> tuple[list[pl.Expr], pl.Expr]:
-        """Age, sex and the specimen flag, and their problems' text: built once for every chunk."""
+    def _patient_steps(self) -> list[pl.Expr]:
+        """Age, sex and the specimen flag, and whether any is refused: built once for every chunk."""
         roles = self.plan.roles
         exprs: list[pl.Expr] = []
-        problems: list[pl.Expr] = []
         flags: list[pl.Expr] = []
         if "age" in roles:
-            age, _, _, bad, problem = parse_number("age")
+            age, _, _, bad = parse_number("age")
             limits = self.rs.meta.patient_age
             flags += [bad, ((age < limits.min) | (age > limits.max)).fill_null(False)]
             exprs.append(age.alias("age"))
-            problems.append(pl.format("age: {}", problem))
-            problems.append(
-                _problem(
-                    (age < limits.min) | (age > limits.max),
-                    pl.format(
-                        "age: {} is outside {}-{}: only adult reference intervals are available",
-                        pl.col("__t_age"),  # the text as written ("age" is replaced by the number)
-                        pl.lit(format_number(limits.min)),
-                        pl.lit(format_number(limits.max)),
-                    ),
-                )
-            )
         else:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))
         if "sex" in roles:
-            sex, raw = pl.col("__sex_code"), pl.col("__raw_sex").fill_null("").str.strip_chars()
+            sex = pl.col("__sex_code")
             known = pl.when(sex.is_in(["", "?", "unknown"])).then(None).otherwise(sex)
             exprs.append(known.cast(SEX_DTYPE).alias("sex"))
             flags.append(sex == "?")
-            problems.append(
-                _problem(sex == "?", pl.format("sex: '{}' is not accepted; use female, male, other or unknown", raw))
-            )
         else:
             exprs.append(pl.lit(None, dtype=SEX_DTYPE).alias("sex"))
         if "hemolyzed" in roles:
             flag = pl.col("__hemolyzed_word")
-            raw = pl.col("__raw_hemolyzed").fill_null("").str.strip_chars()
             exprs.append((flag.fill_null(False) | pl.col("__hemo_cells")).alias("hemolyzed"))
             flags.append(flag.is_null())
-            problems.append(_problem(flag.is_null(), pl.format("hemolyzed: '{}' is not yes/no", raw)))
         else:
             exprs.append(pl.col("__hemo_cells").alias("hemolyzed"))
         exprs.append((pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad__patient"))
-        return exprs, join(problems)
+        return exprs
 
     def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
         """The classes of each row's medications as a bit mask (`class_bits`): each distinct

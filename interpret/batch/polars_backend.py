@@ -96,10 +96,10 @@ class PolarsRules:
         self.ruleset = ruleset
         self.rules = ruleset.rules
         self.codes = [r.code for r in self.rules]
-        self.rank = ruleset.severity_rank
         self.names = [t.name for t in ruleset.meta.severities]
         self.class_bits = class_bits(ruleset)
-        self.escalating = {r.code: j for j, r in enumerate(r for r in self.rules if r.escalations)}
+        raising = [r for r, plan in zip(self.rules, ruleset.severity_plans, strict=True) if plan.raises]
+        self.escalating = {r.code: j for j, r in enumerate(raising)}
         self.bits = max(1, (len(self.names) - 1).bit_length())
         if len(self.rules) > MAX_CODES or len(self.escalating) * self.bits > MAX_CODES:
             raise ValueError(f"more than {MAX_CODES} bits of rule outcomes: widen the masks")
@@ -130,18 +130,16 @@ class PolarsRules:
         """(conditions and escalations as columns, the three masks)."""
         conditions = [self._compile(r.condition).alias(f"w__{r.code}") for r in self.rules]
         raised = []
-        for rule in self.rules:
+        for rule, plan in zip(self.rules, self.ruleset.severity_plans, strict=True):
             if rule.code in self.escalating:
-                base = self.rank[rule.definition.severity]
-                # escalations only raise: the highest escalation that holds wins
-                steps = sorted(((self.rank[to], node) for to, node in rule.escalations), key=lambda s: -s[0])
+                # severity.SeverityPlan: the highest escalation that holds, else the rule's own tier
                 rank: Any = pl
-                for k, (to, node) in enumerate(steps):
-                    if to > base:
-                        name = f"e__{rule.code}__{k}"
-                        conditions.append(self._compile(node).fill_null(False).alias(name))
-                        rank = rank.when(pl.col(name)).then(pl.lit(to, dtype=pl.UInt64))
-                rank = pl.lit(base, dtype=pl.UInt64) if rank is pl else rank.otherwise(pl.lit(base, dtype=pl.UInt64))
+                for k, (to, node) in enumerate(plan.raises):
+                    name = f"e__{rule.code}__{k}"
+                    conditions.append(self._compile(node).fill_null(False).alias(name))
+                    rank = rank.when(pl.col(name)).then(pl.lit(to, dtype=pl.UInt64))
+                base = pl.lit(plan.base, dtype=pl.UInt64)
+                rank = base if rank is pl else rank.otherwise(base)
                 shift = 1 << (self.bits * self.escalating[rule.code])
                 raised.append(pl.when(pl.col(f"w__{rule.code}")).then(rank * shift).otherwise(0))
         ok, zero = pl.col("error").is_null(), pl.lit(0, dtype=pl.UInt64)
@@ -165,17 +163,16 @@ class PolarsRules:
         for i, rule in enumerate(self.rules):
             j = self.escalating.get(rule.code)
             if j is None:
-                rank = pl.lit(self.rank[rule.definition.severity], dtype=pl.Int8)
+                rank = pl.lit(self.ruleset.severity_plans[i].base, dtype=pl.Int8)
             else:
                 rank = (pl.col("__raised") // (1 << (self.bits * j)) % (1 << self.bits)).cast(pl.Int8)
             first.append(pl.when(pl.col("__fired") & (1 << i) != 0).then(rank).alias(f"r__{rule.code}"))
         steps = [first]
         # at_least_as_severe_as names earlier rules only (checked at load): apply in rule order
-        for rule in self.rules:
-            others = rule.definition.at_least_as_severe_as
-            if others:
+        for rule, plan in zip(self.rules, self.ruleset.severity_plans, strict=True):
+            if plan.at_least:
                 own = pl.col(f"r__{rule.code}")
-                raised = pl.max_horizontal(own, *[pl.col(f"r__{o}") for o in others])
+                raised = pl.max_horizontal(own, *[pl.col(f"r__{self.codes[o]}") for o in plan.at_least])
                 steps.append([pl.when(own.is_not_null()).then(raised).alias(f"r__{rule.code}")])
         return steps
 

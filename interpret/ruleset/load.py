@@ -35,6 +35,7 @@ from interpret.ruleset.schema import (
     RxnormFile,
     UnitsFile,
 )
+from interpret.severity import severity_plans
 from interpret.units import UnitError, UnitTable, format_number
 
 M = TypeVar("M", bound=BaseModel)
@@ -114,6 +115,10 @@ class Ruleset:
         self._check_citations(meds)
         self.rules = self._read_rules()
         self._raise_if_problems()
+        self.severity_plans = severity_plans(
+            [(r.code, r.definition.severity, r.escalations, r.definition.at_least_as_severe_as) for r in self.rules],
+            self.severity_rank,
+        )
 
     # --- reading ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ analyte; the same analyte twice with different values; age under 18 or over 120.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from interpret.facts import SEXES
 from interpret.medications import MedicationMatch
-from interpret.models import MedicationIn, PanelIn, ResultIn
+from interpret.models import MedicationIn, PanelIn, PatientIn, ResultIn
 from interpret.ruleset import Ruleset
 from interpret.units import format_number, is_censored
 
@@ -24,7 +25,7 @@ from interpret.units import format_number, is_censored
 # batch runner say these and no others (a runner adds only where: a JSON path, a column).
 REFUSALS = {
     "not_a_number": "{text!r} is not a number",
-    "decimal_comma": "{text!r} has a decimal comma where a comma separates the cells (ambiguous)",
+    "decimal_comma": "{text!r} has a decimal comma, ambiguous here: write it with a decimal point",
     "censored": "{text!r} is a bound (a censored value), not a result: give the number, or leave it out",
     "negative": "{value} is negative",
     "implausible": "{value} is outside the plausible range for {analyte} ({bounds}): check the value and its unit",
@@ -152,7 +153,10 @@ DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+$")
 
 
 def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
-    panel_in = parse_input(data)
+    try:
+        panel_in = parse_input(data)
+    except InputError as exc:
+        raise InputError(exc.errors + _refusals_of_the_rest(data, ruleset)) from None
     errors: list[Refusal] = []
     age, sex = _patient(panel_in, ruleset, errors)
     results: dict[str, Result] = {}
@@ -173,6 +177,32 @@ def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
         raise InputError(errors)
     hemolyzed = panel_in.specimen.hemolyzed if panel_in.specimen else None
     return Panel(age, sex, results, medications, hemolyzed)
+
+
+def _refusals_of_the_rest(data: Any, ruleset: Ruleset) -> list[Refusal]:
+    """When the schema refuses part of a panel, the parts it accepts are still checked, so
+    that every refusal is named at once (a value that is not a number and an age of 15),
+    as the batch names them for a row."""
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return []
+    if not isinstance(data, dict):
+        return []
+    errors: list[Refusal] = []
+    results = data.get("results")
+    for i, raw in enumerate(results if isinstance(results, list) else []):
+        try:
+            _result(ResultIn.model_validate(raw), ("results", i), ruleset, errors)
+        except ValidationError:
+            continue  # named by the schema already
+    try:
+        patient = PatientIn.model_validate(data.get("patient") or {})
+    except ValidationError:
+        return errors
+    _patient(PanelIn.model_construct(patient=patient, results=[]), ruleset, errors)
+    return errors
 
 
 def age_refusal(age: float, ruleset: Ruleset) -> Refusal | None:

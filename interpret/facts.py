@@ -59,7 +59,10 @@ ANALYTE_FACT = {q.analyte: name for name, q in QUANTITIES.items() if not q.deriv
 
 SPECIMEN_FLAGS = {"hemolyzed": "the specimen is reported haemolysed"}
 
+# Every status a result can have, lowest first: the one list the models, the polars runner
+# and the reports read (`models.Status` spells it for the type checker; a test compares).
 STATUSES = ("critical_low", "low", "normal", "high", "critical_high")
+CRITICAL_STATUSES = (STATUSES[0], STATUSES[-1])
 
 # How the sex of the patient may be written (case-insensitive), and what each spelling means.
 SEXES = {

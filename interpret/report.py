@@ -10,7 +10,7 @@ import re
 from typing import Any, cast
 
 from interpret.engine import Engine, Outcome, available, inputs_that_can_be_unknown
-from interpret.facts import ANALYTE_FACT, QUANTITIES
+from interpret.facts import ANALYTE_FACT, CRITICAL_STATUSES, QUANTITIES
 from interpret.medications import MedicationMatch
 from interpret.models import (
     DerivedOut,
@@ -200,7 +200,7 @@ class Reporter:
         if o.severity != "critical":
             return False
         return any(
-            (q := f.quantities.get(name)) is not None and q.status in ("critical_low", "critical_high")
+            (q := f.quantities.get(name)) is not None and q.status in CRITICAL_STATUSES
             for name in self.reads_escalated[o.rule.code]
         )
 

@@ -15,3 +15,16 @@ class TestGeneratedPython(GeneratedRunner):
 
 class TestPolars(PolarsRunner):
     pass
+
+
+def test_one_vocabulary_of_statuses_and_severities(interpreter):
+    """The type checker's spellings (models.Status, models.Severity) are the vocabulary's own:
+    facts.STATUSES and the tiers that rules/ruleset.yaml declares."""
+    from typing import get_args
+
+    from interpret.batch.columns import STATUS_DTYPE
+    from interpret.facts import STATUSES
+    from interpret.models import Severity, Status
+
+    assert get_args(Status) == STATUSES and tuple(STATUS_DTYPE.categories) == STATUSES
+    assert list(get_args(Severity)) == [t.name for t in interpreter.ruleset.meta.severities]

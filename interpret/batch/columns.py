@@ -13,6 +13,7 @@ Column names of the facts frame: `q__<quantity>` value (canonical), `u__` report
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -23,15 +24,12 @@ from polars._typing import PolarsDataType
 from interpret import derive
 from interpret.batch.mapping import Plan
 from interpret.batch.read import ROW
-from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES
+from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES, STATUSES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
 from interpret.units import CENSORED, is_censored
 from interpret.validate import Refusal, age_refusal, number_refusal, refusal, sex_refusal, unit_refusal, value_refusal
 
-HEMOLYSIS_WORDS = ["hemolyzed", "haemolysed", "hemolysed", "haemolyzed", "hemolysis", "haemolysis"]
-TRUE_WORDS = ["yes", "y", "true", "t", "1", *HEMOLYSIS_WORDS]
-FALSE_WORDS = ["no", "n", "false", "f", "0", "not hemolyzed", "not haemolysed"]
 UNRECOGNIZED_BIT = 63  # in the medication class mask: the list has a name the catalogue does not know
 CLASSES = "m__classes"  # the medication class mask of each row
 
@@ -45,7 +43,7 @@ def class_bits(rs: Ruleset) -> dict[str, int]:
 
 
 SEX_DTYPE = pl.Enum(sorted(set(SEXES.values()) - {"unknown"}))  # compared often: integers, not text
-STATUS_DTYPE = pl.Enum(["critical_low", "low", "normal", "high", "critical_high"])
+STATUS_DTYPE = pl.Enum(list(STATUSES))
 
 
 class PolarsOps:
@@ -74,12 +72,6 @@ def join(parts: list[pl.Expr], separator: str = "; ") -> pl.Expr:
         return pl.lit(None, dtype=pl.String)
     joined = pl.concat_str(parts, separator=separator, ignore_nulls=True)
     return pl.when(joined == "").then(None).otherwise(joined)
-
-
-def yes_no(text: str) -> bool | None:
-    """A yes/no cell: None when it is neither."""
-    word = text.strip().lower()
-    return True if word in TRUE_WORDS else False if word in FALSE_WORDS or not word else None
 
 
 class Lookup:
@@ -128,7 +120,9 @@ def _no_nulls(column: pl.Series) -> pl.Series:
     return column.fill_null("") if column.null_count() else column
 
 
-def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool) -> pl.DataFrame:
+def materialise(
+    frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool, hemolyzed_words: list[str]
+) -> pl.DataFrame:
     """Parse each text column once: `__t_<key>` text, `__n_<key>` number, `__h_<key>` haemolysis,
     `__c_<key>` a censored value ("<2.0", ">60").
 
@@ -149,7 +143,7 @@ def materialise(frame: pl.DataFrame, headers: dict[str, str], decimal_comma: boo
             number_text = text.str.replace(r"^([-+]?\d+),(\d+)$", "${1}.${2}") if decimal_comma else text
             raw = raw.scatter(odd, text)
             number = number.scatter(odd, number_text.cast(pl.Float64, strict=False))
-            hemo = hemo.scatter(odd, text.str.to_lowercase().is_in(HEMOLYSIS_WORDS))
+            hemo = hemo.scatter(odd, text.str.to_lowercase().is_in(hemolyzed_words))
             censored = censored.scatter(odd, text.str.contains(CENSORED))
         columns += [raw.alias(f"__t_{key}"), number.alias(f"__n_{key}"), hemo, censored]
     return frame.with_columns(columns)
@@ -242,7 +236,7 @@ class Columns:
         results: list[str] = []
         for analyte, header in plan.analyte_columns.items():
             text = (row[f"__t_{ANALYTE_FACT[analyte]}"] or "").strip()
-            if not text or text.casefold() in HEMOLYSIS_WORDS:
+            if not text or rs.meta.specimen.is_hemolysis(text):
                 continue
             if is_censored(text) and rs.analytes[analyte].censored == "not_measured":
                 continue
@@ -257,7 +251,7 @@ class Columns:
                 patient.append(f"age: {refused.message}")
         if "sex" in plan.roles and (refused := sex_refusal(row["__raw_sex"] or "")[1]):
             patient.append(f"sex: {refused.message}")
-        if "hemolyzed" in plan.roles and yes_no(text := row["__raw_hemolyzed"] or "") is None:
+        if "hemolyzed" in plan.roles and rs.meta.specimen.yes_no(text := row["__raw_hemolyzed"] or "") is None:
             patient.append(f"hemolyzed: {refusal(('specimen', 'hemolyzed'), 'not_yes_no', text=text.strip()).message}")
         return "; ".join(results) or None, "; ".join(patient) or None
 
@@ -282,7 +276,7 @@ class Columns:
         Built in steps: an expression used twice would otherwise be computed twice (eager
         polars does not share sub-expressions), and unit lookups are the costly part.
         """
-        frame = materialise(frame, self._result_texts, self.decimal_comma)
+        frame = materialise(frame, self._result_texts, self.decimal_comma, self.rs.meta.specimen.hemolyzed_words)
         frame = frame.with_columns(
             self._unit_key(analyte, frame).alias(f"u__{ANALYTE_FACT[analyte]}") for analyte in self.plan.analyte_columns
         )
@@ -382,7 +376,7 @@ class Columns:
     def patient(self, frame: pl.DataFrame) -> pl.DataFrame:
         roles = self.plan.roles
         if "age" in roles:
-            frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma)
+            frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma, self.rs.meta.specimen.hemolyzed_words)
         looked_up = []
         if "sex" in roles:
             # "" when empty, "?" when not a sex we accept: the single-panel path's own reading
@@ -390,7 +384,7 @@ class Columns:
             looked_up.append(code(frame.get_column(roles["sex"])).alias("__sex_code"))
             looked_up.append(frame.get_column(roles["sex"]).alias("__raw_sex"))  # "sex" is replaced below
         if "hemolyzed" in roles:
-            found = self.lookup("hemolyzed", yes_no, pl.Boolean)
+            found = self.lookup("hemolyzed", self.rs.meta.specimen.yes_no, pl.Boolean)
             looked_up.append(found(frame.get_column(roles["hemolyzed"])).alias("__hemolyzed_word"))
             looked_up.append(frame.get_column(roles["hemolyzed"]).alias("__raw_hemolyzed"))
         return frame.with_columns(looked_up).with_columns(self._patient_steps)
@@ -426,7 +420,7 @@ class Columns:
 
     def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
         """The classes of each row's medications as a bit mask (`class_bits`): each distinct
-        medication list is matched once, by the catalogue."""
+        medication entry is matched once, by the catalogue."""
         classes = list(class_bits(self.rs))
         if column is None:
             return frame.with_columns(
@@ -436,25 +430,58 @@ class Columns:
                 pl.lit(0, dtype=pl.UInt64).alias(CLASSES),
             )
 
-        @functools.lru_cache(maxsize=Lookup.LIMIT)
-        def match(text: str) -> tuple[int, str | None]:
-            """(bit mask of the classes, unrecognised names) of one `;`-separated list."""
-            matches = [self.rs.medications.match(item.strip()) for item in text.split(";") if item.strip()]
-            found = set().union(*(m.classes for m in matches)) if matches else set()
-            unknown = "; ".join(m.text for m in matches if not m.recognized) or None
-            mask = sum(1 << i for i, c in enumerate(classes) if c in found)
-            return mask | (1 << UNRECOGNIZED_BIT if unknown else 0), unknown
+        def entry_mask(text: str) -> int:
+            """The class bits of one entry, and the unrecognised bit when the catalogue does
+            not know it (an empty entry, as between ";;", is no entry)."""
+            if not text:
+                return 0
+            match = self.rs.medications.match(text)
+            bits = sum(1 << i for i, c in enumerate(classes) if c in match.classes)
+            return bits if match.recognized else bits | 1 << UNRECOGNIZED_BIT
 
-        texts = frame.get_column(column)
-        mask = self.lookup("medications", lambda t: match(t)[0], pl.UInt64)(texts)
+        def unrecognized_names(text: str) -> str | None:
+            names = [e.strip() for e in text.split(";") if e.strip() and entry_mask(e.strip()) >> UNRECOGNIZED_BIT]
+            return "; ".join(names) or None
+
+        def list_mask(text: str) -> int:
+            return functools.reduce(operator.or_, (entry_mask(e.strip()) for e in text.split(";")), 0)
+
+        texts = _no_nulls(frame.get_column(column))
+        if texts.n_unique() <= self.FEW_LISTS:  # an export of few distinct lists: one lookup each
+            mask = self.lookup("medication lists", list_mask, pl.UInt64)(texts)
+            names = pl.repeat(None, len(texts), dtype=pl.String, eager=True)
+            rows = ((mask & (1 << UNRECOGNIZED_BIT)) != 0).arg_true()
+            if len(rows):  # the names are looked up for the rows that have some, only
+                names = names.scatter(rows, self.lookup("unrecognized", unrecognized_names, pl.String)(texts[rows]))
+        else:
+            mask, names = self._by_entry(texts, self.lookup("medication entries", entry_mask, pl.UInt64))
         unrecognized = (mask & (1 << UNRECOGNIZED_BIT)) != 0
-        names = pl.repeat(None, len(texts), dtype=pl.String, eager=True).alias("unrecognized_names")
-        rows = unrecognized.arg_true()
-        if len(rows):  # the names are looked up for the rows that have some, only
-            names = names.scatter(rows, self.lookup("unrecognized", lambda t: match(t)[1], pl.String)(texts[rows]))
         return frame.with_columns(
-            mask.alias(CLASSES), names, unrecognized.alias("unrecognized"), pl.lit(True).alias("meds_known")
+            mask.alias(CLASSES),
+            names.alias("unrecognized_names"),
+            unrecognized.alias("unrecognized"),
+            pl.lit(True).alias("meds_known"),
         )
+
+    # A chunk's distinct medication lists up to which each list is looked up whole; past it
+    # (real exports: nearly a list per row) each distinct entry is, and rows OR their masks.
+    FEW_LISTS = 20_000
+
+    @staticmethod
+    def _by_entry(texts: pl.Series, lookup: Lookup) -> tuple[pl.Series, pl.Series]:
+        """Each row's mask as the OR of its entries' masks, and its unrecognised entries:
+        real exports hold nearly as many distinct lists as rows but only a few thousand
+        distinct entries, so no list is matched whole."""
+        entries = pl.DataFrame({"__i": pl.int_range(texts.len(), eager=True), "__e": texts.str.split(";")})
+        entries = entries.explode("__e").with_columns(pl.col("__e").str.strip_chars())
+        entries = entries.with_columns(lookup(entries.get_column("__e")).alias("__m"))
+        mask = entries.group_by("__i", maintain_order=True).agg(pl.col("__m").bitwise_or()).get_column("__m")
+        unknown = entries.filter(pl.col("__m") & (1 << UNRECOGNIZED_BIT) != 0)  # few: names for those rows only
+        names = pl.repeat(None, len(texts), dtype=pl.String, eager=True)
+        if unknown.height:
+            joined = unknown.group_by("__i", maintain_order=True).agg(pl.col("__e").str.join("; "))
+            names = names.scatter(joined.get_column("__i"), joined.get_column("__e"))
+        return mask, names
 
     # --- statuses and derived values ---------------------------------------------------------
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import polars as pl
 
-from interpret.batch.columns import HEMOLYSIS_WORDS, yes_no
 from interpret.batch.mapping import Plan
 from interpret.batch.read import ROW, CsvSource
 from interpret.models import to_dict
@@ -52,7 +51,7 @@ def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource, rs: Rules
     hemolysis_in_a_cell = False  # as in the run: the result is not measured, the specimen is haemolysed
     for analyte, header in plan.analyte_columns.items():
         value = (row.get(header) or "").strip()
-        hemolysis = value.casefold() in HEMOLYSIS_WORDS
+        hemolysis = rs.meta.specimen.is_hemolysis(value)
         hemolysis_in_a_cell |= hemolysis
         not_measured = is_censored(value) and rs.analytes[analyte].censored == "not_measured"  # as in the run
         if not value or hemolysis or not_measured:
@@ -79,6 +78,6 @@ def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource, rs: Rules
     if "medications" in plan.roles:
         panel["medications"] = [m.strip() for m in (row.get(plan.roles["medications"]) or "").split(";") if m.strip()]
     if "hemolyzed" in plan.roles or hemolysis_in_a_cell:
-        said = yes_no(row.get(plan.roles["hemolyzed"]) or "") if "hemolyzed" in plan.roles else None
+        said = rs.meta.specimen.yes_no(row.get(plan.roles["hemolyzed"]) or "") if "hemolyzed" in plan.roles else None
         panel["specimen"] = {"hemolyzed": said is True or hemolysis_in_a_cell}
     return panel

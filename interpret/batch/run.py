@@ -26,7 +26,7 @@ from interpret.batch.columns import Columns, ensure_quantities, join
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
 from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows, remove_leftovers
-from interpret.facts import ANALYTE_FACT
+from interpret.facts import ANALYTE_FACT, STATUSES
 from interpret.ruleset import Ruleset
 
 SAMPLE_PER_CHUNK = 5_000
@@ -437,7 +437,7 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
         "columns": {
             "line": "line number in the input file (header is line 1)",
             "<analyte>_<unit>": "the result in its canonical unit",
-            "<analyte>_status": "critical_low, low, normal, high or critical_high",
+            "<analyte>_status": ", ".join(STATUSES[:-1]) + " or " + STATUSES[-1],
             "findings": "codes of the findings that fired, ';'-separated (findings catalogue)",
             "not_assessed": "codes of rules that could not be assessed for lack of an input",
             "error": "non-empty when the row was refused, with the reason",

@@ -34,6 +34,31 @@ class AgeLimits(Strict):
     max: float
 
 
+class Coding(Strict):
+    system: str
+    code: str
+
+
+class SpecimenWords(Strict):
+    """How haemolysis is written (ruleset.yaml `specimen`): one reading for every runner."""
+
+    hemolyzed_words: list[str] = Field(min_length=1)
+    yes_words: list[str] = Field(min_length=1)
+    no_words: list[str] = Field(min_length=1)
+    hemolysis_codes: list[Coding] = []
+
+    def is_hemolysis(self, text: str) -> bool:
+        """A cell that says haemolysed instead of giving a value."""
+        return text.strip().casefold() in self.hemolyzed_words
+
+    def yes_no(self, text: str) -> bool | None:
+        """A specimen yes/no cell: None when it is neither (blank is no)."""
+        word = text.strip().casefold()
+        if word in self.yes_words or word in self.hemolyzed_words:
+            return True
+        return False if word in self.no_words or not word else None
+
+
 class RulesetMeta(Strict):
     name: str
     version: str
@@ -43,6 +68,7 @@ class RulesetMeta(Strict):
     disclaimer: str
     critical_wording: str
     patient_age: AgeLimits
+    specimen: SpecimenWords
     severities: list[SeverityTier]
     settings: dict[str, Setting] = {}
 

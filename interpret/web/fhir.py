@@ -38,9 +38,6 @@ USABLE_STATUS = {"final", "amended", "corrected", "preliminary", "registered", "
 UNFINISHED_STATUS = {"preliminary", "registered"}
 REQUEST_STATUS = {"active", "on-hold", "draft", None}
 STATEMENT_STATUS = {"active", "intended", None}
-# Specimen conditions meaning haemolysed: HL7 v2 table 0493 "HEM"; SNOMED CT 118128002
-# "Specimen hemolyzed (finding)".
-HAEMOLYSIS_CODES = {("http://terminology.hl7.org/CodeSystem/v2-0493", "HEM"), ("http://snomed.info/sct", "118128002")}
 HAEMOLYSIS_WORD = re.compile(r"\b(non-?|un)?ha?emoly[sz]\w*", re.I)
 NEGATION = re.compile(r"\b(no|not|non|without|free of|negative for)\b[\s\w,-]{0,20}$", re.I)
 LAB_FLAGS = {
@@ -208,10 +205,12 @@ def _hemolysis_in_text(text: str) -> bool:
     return False
 
 
-def _specimen_hemolyzed(specimen: dict[str, Any]) -> bool:
+def _specimen_hemolyzed(specimen: dict[str, Any], rs: Ruleset) -> bool:
+    """A condition coded as haemolysis (ruleset.yaml `specimen.hemolysis_codes`), or its text."""
+    coded = {(c.system, c.code) for c in rs.meta.specimen.hemolysis_codes}
     for condition in _list(specimen.get("condition")):
         codes = {(c.get("system"), c.get("code")) for c in _codings(condition)}
-        if codes & HAEMOLYSIS_CODES:
+        if codes & coded:
             return True
         if not codes and _hemolysis_in_text(_text(_dict(condition).get("text")) or ""):
             return True
@@ -296,7 +295,7 @@ class _LabReader:
         specimen = self.specimens.get(reference or "")
         if specimen is None and reference and reference.startswith("#"):
             specimen = next((c for c in _list(obs.get("contained")) if _dict(c).get("id") == reference[1:]), None)
-        if specimen and _specimen_hemolyzed(_dict(specimen)):
+        if specimen and _specimen_hemolyzed(_dict(specimen), self.rs):
             return True
         texts = [_text(_dict(n).get("text")) or "" for n in _list(obs.get("note"))]
         texts += [_text(_dict(i).get("text")) or "" for i in _list(obs.get("interpretation"))]

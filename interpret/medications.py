@@ -94,7 +94,7 @@ class MedicationCatalogue:
         # written as not current ("furosemide (discontinued)") before a local preparation.
         overrides = (("not_current", data.not_current), ("local_forms", data.local_forms))
         self._overrides = [o for name, forms in overrides if (o := self._override(name, forms, data)) is not None]
-        self._cache: dict[tuple[str, str | None], MedicationMatch] = {}
+        self._cache: dict[tuple[str, str | None], MedicationMatch] = {}  # (text with its route, code)
         self._spellings: dict[str, str] | None = None  # built when a suggestion is first asked for
 
     @staticmethod
@@ -138,7 +138,12 @@ class MedicationCatalogue:
                     return self._spellings[close[0]]
         return None
 
-    def match(self, text: str, rxnorm: str | None = None) -> MedicationMatch:
+    def match(self, text: str, rxnorm: str | None = None, route: str | None = None) -> MedicationMatch:
+        """An entry as written, with its RxNorm code and its route when the sender has them
+        apart (FHIR's dosageInstruction.route): the route's words count with the text's for
+        local forms ("Ophthalmic route") and is shown beside the text."""
+        if route and route.casefold() not in text.casefold():
+            text = f"{text} ({route})"
         key = (text, rxnorm)
         found = self._cache.get(key)
         if found is None:

@@ -54,7 +54,13 @@ class PatientIn(InputModel):
 
 class MedicationIn(InputModel):
     name: str
-    rxnorm: str | None = Field(default=None, description="RxNorm ingredient code (RXCUI)")
+    rxnorm: str | None = Field(
+        default=None, description="RxNorm code (RXCUI): an ingredient's, or a clinical drug's (rules/rxnorm.yaml)"
+    )
+    route: str | None = Field(
+        default=None,
+        description='Route as written ("Ophthalmic route", "topical"): an eye, ear or skin route is no systemic drug',
+    )
 
 
 class SpecimenIn(InputModel):

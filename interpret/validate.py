@@ -317,9 +317,11 @@ def _medications(panel_in: PanelIn, ruleset: Ruleset, errors: list[Refusal]) -> 
         return None
     matches = []
     for i, entry in enumerate(panel_in.medications):
-        name, code = (entry.name, entry.rxnorm) if isinstance(entry, MedicationIn) else (entry, None)
+        name, code, route = (
+            (entry.name, entry.rxnorm, entry.route) if isinstance(entry, MedicationIn) else (entry, None, None)
+        )
         if not name.strip():
             errors.append(refusal(("medications", i), "empty_medication"))
             continue
-        matches.append(ruleset.medications.match(name.strip(), code))
+        matches.append(ruleset.medications.match(name.strip(), code, route.strip() if route else None))
     return tuple(matches)

@@ -196,3 +196,16 @@ def test_a_misspelling_gets_a_question_not_a_match(interpreter):
     assert "diuretic_associated_losses" not in codes  # never an automatic match
     unrecognized = next(f for f in result.findings if f.code == "unrecognized_medication")
     assert "did you mean furosemide?" in unrecognized.message
+
+
+def test_a_route_given_apart_makes_a_local_preparation(interpreter):
+    """FHIR sends the route in dosageInstruction, not in the drug's name: `route` says it."""
+    panel = {
+        "results": [{"analyte": "potassium", "value": 3.1, "unit": "mmol/L"}],
+        "medications": [{"name": "ciprofloxacin 0.3% solution", "route": "Ophthalmic route"}],
+    }
+    _, facts, _ = interpreter.evaluate(panel)
+    assert facts.classes is not None and "qt_prolonging" not in facts.classes
+    panel["medications"] = [{"name": "ciprofloxacin 500 mg tablet", "route": "Oral route"}]
+    _, facts, _ = interpreter.evaluate(panel)
+    assert facts.classes is not None and "qt_prolonging" in facts.classes

@@ -404,11 +404,7 @@ def _medication(request: dict[str, Any], bundle_medications: dict[str, dict[str,
         text, code = _concept_name(_referenced_medication(request, bundle_medications))
     if not text and not code:
         return None
-    name = text or f"RxNorm {code}"
-    route = _route(request)
-    if route and route.casefold() not in name.casefold():
-        name = f"{name} ({route})"  # "Ophthalmic route": the catalogue's local_forms read it
-    return {"name": name, "rxnorm": code}
+    return {"name": text or f"RxNorm {code}", "rxnorm": code, "route": _route(request)}
 
 
 def _route(request: dict[str, Any]) -> str | None:

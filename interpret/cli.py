@@ -248,13 +248,13 @@ def batch(
     plain = output is not None and not inspect and mapping is None and fmt in (None, "wide")
     prefetch = Prefetch.start(input_csv) if plain else None  # reads while the rest is imported
 
-    from interpret.batch.job import BatchOptions, execute, prepare
+    from interpret.batch.job import BatchOptions, execute, open_input
     from interpret.batch.mapping import describe_plan, load_mapping
 
     rs = _ruleset(rules)
     try:
         if inspect:
-            source, plan = prepare(
+            source, plan = open_input(
                 rs,
                 input_csv,
                 load_mapping(mapping),

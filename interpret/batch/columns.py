@@ -3,7 +3,7 @@
 The same ruleset data drive both: unit factors, per-unit limits, intervals, critical and
 plausibility limits, derivations (the formulas themselves are shared through `derive.Ops`).
 Which rows are refused is decided on columns; why is worded by `validate`'s own checks on the
-flagged rows (`Columns.messages`). The contract tests (tests/runner_contract.py) run every
+flagged rows (`PanelColumns.messages`). The contract tests (tests/runner_contract.py) run every
 runner on the same panels and compare them row by row, refusal texts included.
 Column names of the facts frame: `q__<quantity>` value (canonical), `u__` reported unit,
 `s__` status, `v__` needs-verification; `age`, `sex`, `hemolyzed`, `meds_known`,
@@ -153,7 +153,7 @@ def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, 
     """(value, empty, read as not measured, unparsable flag) of a materialised column. Read as
     not measured: haemolysis written in the cell, and a censored value where the analyte says
     so (`censored: not_measured`, rules/analytes.yaml). Why a flagged cell is refused is
-    worded by `validate` (`Columns.messages`)."""
+    worded by `validate` (`PanelColumns.messages`)."""
     s, number, hemo = pl.col(f"__t_{key}"), pl.col(f"__n_{key}"), pl.col(f"__h_{key}")
     not_measured = hemo | pl.col(f"__c_{key}") if censored == "not_measured" else hemo
     empty = s == ""
@@ -184,8 +184,9 @@ class ResultSteps(NamedTuple):
     plain: list[pl.Expr]  # for the others
 
 
-class Columns:
-    """Builds the expressions for one plan; applied chunk by chunk."""
+class PanelColumns:
+    """The single-panel steps (validation, statuses, derived values, medication classes) as
+    polars expressions over a chunk of rows, for one plan: built once, applied chunk by chunk."""
 
     def __init__(self, rs: Ruleset, plan: Plan, decimal_comma: bool) -> None:
         self.rs, self.plan, self.decimal_comma = rs, plan, decimal_comma

@@ -124,7 +124,7 @@ def _execute(
     careful: bool = False,
 ) -> BatchResult:
     mapping = load_mapping(options.mapping_path)
-    source, plan = prepare(
+    source, plan = open_input(
         rs,
         input_csv,
         mapping,
@@ -190,7 +190,7 @@ def _execute(
     return BatchResult(stats, plan, source)
 
 
-def prepare(
+def open_input(
     rs: Ruleset,
     input_csv: Path,
     mapping: MappingFile,

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from interpret.batch.columns import Columns, ensure_quantities, join
+from interpret.batch.columns import PanelColumns, ensure_quantities, join
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
 from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows, remove_leftovers
@@ -104,7 +104,7 @@ def _add(total: dict[str, int], more: dict[str, int]) -> None:
 class BatchRun:
     def __init__(self, rs: Ruleset, plan: Plan, source: CsvSource) -> None:
         self.rs, self.plan, self.source = rs, plan, source
-        self.columns = Columns(rs, plan, source.decimal_comma)
+        self.columns = PanelColumns(rs, plan, source.decimal_comma)
         self.rules = PolarsRules(rs)
         self.stats = Stats()
 

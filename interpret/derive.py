@@ -10,18 +10,30 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+# (comparison, limit, result) steps of `Ops.first_of`: the first whose comparison holds wins.
+Step = tuple[str, Any, str]
+
 
 class Ops(Protocol):
     def where(self, condition: Any, if_true: Any, if_false: Any) -> Any: ...
+    def first_of(self, value: Any, steps: list[Step], default: str) -> Any: ...
     def minimum(self, a: Any, b: float) -> Any: ...
     def maximum(self, a: Any, b: float) -> Any: ...
     def round(self, a: Any, digits: int) -> Any: ...
+
+
+COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 class FloatOps:
     @staticmethod
     def where(condition: Any, if_true: Any, if_false: Any) -> Any:
         return if_true if condition else if_false
+
+    @staticmethod
+    def first_of(value: Any, steps: list[Step], default: str) -> Any:
+        """A conditional chain; a step whose limit is absent (None) is skipped."""
+        return next((result for op, limit, result in steps if limit is not None and COMPARE[op](value, limit)), default)
 
     @staticmethod
     def minimum(a: Any, b: float) -> Any:
@@ -57,6 +69,25 @@ CKD_EPI_2021 = {
     "age_base": 0.9938,
     "female_factor": 1.012,
 }
+
+
+def classify(
+    value: Any, low: Any, high: Any, critical_below: Any, critical_at_or_above: Any, ops: Ops = FLOAT_OPS
+) -> Any:
+    """A result's status against its interval (ends inclusive) and critical limits
+    (critical below `critical_below`, critical at or above `critical_at_or_above`), for
+    every runner: a critical limit decides before the interval; an absent limit (None, or a
+    null cell) decides nothing; the names are `facts.STATUSES`."""
+    return ops.first_of(
+        value,
+        [
+            ("<", critical_below, "critical_low"),
+            (">=", critical_at_or_above, "critical_high"),
+            ("<", low, "low"),
+            (">", high, "high"),
+        ],
+        "normal",
+    )
 
 
 def ckd_epi_2021(scr_mg_dl: Any, age: Any, female: Any, ops: Ops = FLOAT_OPS) -> Any:

@@ -72,17 +72,10 @@ def classify(
     high: float | None,
     critical: tuple[Threshold | None, Threshold | None],
 ) -> str:
-    """critical_low / low / normal / high / critical_high (interval ends inclusive)."""
-    below, at_or_above = critical
-    if below is not None and value < below.for_unit(unit):
-        return "critical_low"
-    if at_or_above is not None and value >= at_or_above.for_unit(unit):
-        return "critical_high"
-    if low is not None and value < low:
-        return "low"
-    if high is not None and value > high:
-        return "high"
-    return "normal"
+    """The status of one value (`derive.classify`, with the critical limits for its unit)."""
+    below, at_or_above = (None if t is None else t.for_unit(unit) for t in critical)
+    status: str = derive.classify(value, low, high, below, at_or_above)
+    return status
 
 
 def display_units(analyte: str, unit: str, rs: Ruleset) -> tuple[str, str]:

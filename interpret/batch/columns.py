@@ -46,12 +46,25 @@ SEX_DTYPE = pl.Enum(sorted(set(SEXES.values()) - {"unknown"}))  # compared often
 STATUS_DTYPE = pl.Enum(list(STATUSES))
 
 
+_COMPARE = {"<": pl.Expr.lt, "<=": pl.Expr.le, ">": pl.Expr.gt, ">=": pl.Expr.ge}
+
+
 class PolarsOps:
     """`derive.Ops` for polars expressions, so derivations are written once."""
 
     @staticmethod
     def where(condition: Any, if_true: Any, if_false: Any) -> Any:
         return pl.when(condition).then(if_true).otherwise(if_false)
+
+    @staticmethod
+    def first_of(value: Any, steps: list[derive.Step], default: str) -> Any:
+        """A when-chain; a null limit makes its comparison null, which decides nothing.
+        Results are statuses (the enum), null where the value is."""
+        chain: Any = pl.when(value.is_null()).then(pl.lit(None, dtype=STATUS_DTYPE))
+        for op, limit, result in steps:
+            if limit is not None:
+                chain = chain.when(_COMPARE[op](value, limit)).then(pl.lit(result, dtype=STATUS_DTYPE))
+        return chain.otherwise(pl.lit(default, dtype=STATUS_DTYPE))
 
     @staticmethod
     def minimum(a: Any, b: float) -> Any:
@@ -526,20 +539,9 @@ class PanelColumns:
             has_lab = lab_low.is_not_null() | lab_high.is_not_null()
             low = pl.when(has_lab).then(lab_low).otherwise(low)
             high = pl.when(has_lab).then(lab_high).otherwise(high)
-        below, above = self.rs.critical[analyte]
-        return (
-            pl.when(value.is_null())
-            .then(None)
-            .when(value < limit_expr(unit, below))
-            .then(pl.lit("critical_low", dtype=STATUS_DTYPE))
-            .when(value >= limit_expr(unit, above))
-            .then(pl.lit("critical_high", dtype=STATUS_DTYPE))
-            .when(value < low)
-            .then(pl.lit("low", dtype=STATUS_DTYPE))
-            .when(value > high)
-            .then(pl.lit("high", dtype=STATUS_DTYPE))
-            .otherwise(pl.lit("normal", dtype=STATUS_DTYPE))
-        )
+        below, above = (None if t is None else limit_expr(unit, t) for t in self.rs.critical[analyte])
+        status: pl.Expr = derive.classify(value, low, high, below, above, PolarsOps())
+        return status
 
     def _statuses(self, analyte: str) -> pl.Expr:
         fact = ANALYTE_FACT[analyte]

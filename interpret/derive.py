@@ -59,6 +59,8 @@ EXACT_DECIMALS = 9
 # CKD-EPI 2021 creatinine equation, race-free: Inker LA et al., N Engl J Med
 # 2021;385:1737-1749. eGFR = 142 × min(Scr/κ, 1)^α × max(Scr/κ, 1)^−1.200 × 0.9938^age
 # × 1.012 [female]; Scr in mg/dL; κ 0.7 (F) / 0.9 (M); α −0.241 (F) / −0.302 (M).
+# The equation is sex-specific: it is computed for these sexes only (the gate of every runner).
+CKD_EPI_SEXES = ("female", "male")
 CKD_EPI_2021 = {
     "kappa_female": 0.7,
     "kappa_male": 0.9,
@@ -88,6 +90,12 @@ def classify(
         ],
         "normal",
     )
+
+
+def egfr_category(value: Any, categories: list[tuple[str, float]], ops: Ops = FLOAT_OPS) -> Any:
+    """The KDIGO G category of an eGFR: the first of (name, at or above), highest first,
+    that the value reaches; below them all, the last (rules/derivations.yaml)."""
+    return ops.first_of(value, [(">=", limit, name) for name, limit in categories], categories[-1][0])
 
 
 def ckd_epi_2021(scr_mg_dl: Any, age: Any, female: Any, ops: Ops = FLOAT_OPS) -> Any:

@@ -171,7 +171,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
         missing.append(f"age under {d.min_age}")
     if facts.sex is None:
         missing.append("sex not given")
-    elif facts.sex not in ("female", "male"):
+    elif facts.sex not in derive.CKD_EPI_SEXES:
         missing.append("sex is neither female nor male (the equation is sex-specific)")
     if missing or creatinine is None or facts.age is None:
         facts.missing_reason["egfr_calculated"] = "; ".join(missing)
@@ -239,11 +239,10 @@ def egfr_shown(value: float, rs: Ruleset) -> float:
 
 
 def egfr_category(value: float, rs: Ruleset) -> tuple[str, str]:
-    for cat in rs.derivations.egfr.categories:
-        if value >= cat.at_or_above:
-            return cat.name, cat.term
-    last = rs.derivations.egfr.categories[-1]
-    return last.name, last.term
+    """(name, term) of the eGFR's category (`derive.egfr_category`)."""
+    categories = rs.derivations.egfr.categories
+    name = derive.egfr_category(value, [(c.name, c.at_or_above) for c in categories])
+    return name, next(c.term for c in categories if c.name == name)
 
 
 def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:

@@ -56,15 +56,18 @@ class PolarsOps:
     def where(condition: Any, if_true: Any, if_false: Any) -> Any:
         return pl.when(condition).then(if_true).otherwise(if_false)
 
-    @staticmethod
-    def first_of(value: Any, steps: list[derive.Step], default: str) -> Any:
+    def __init__(self, result_dtype: PolarsDataType | None = None) -> None:
+        self.result_dtype = result_dtype or STATUS_DTYPE  # of `first_of`'s results
+
+    def first_of(self, value: Any, steps: list[derive.Step], default: str) -> Any:
         """A when-chain; a null limit makes its comparison null, which decides nothing.
-        Results are statuses (the enum), null where the value is."""
-        chain: Any = pl.when(value.is_null()).then(pl.lit(None, dtype=STATUS_DTYPE))
+        Null where the value is."""
+        dtype = self.result_dtype
+        chain: Any = pl.when(value.is_null()).then(pl.lit(None, dtype=dtype))
         for op, limit, result in steps:
             if limit is not None:
-                chain = chain.when(_COMPARE[op](value, limit)).then(pl.lit(result, dtype=STATUS_DTYPE))
-        return chain.otherwise(pl.lit(default, dtype=STATUS_DTYPE))
+                chain = chain.when(_COMPARE[op](value, limit)).then(pl.lit(result, dtype=dtype))
+        return chain.otherwise(pl.lit(default, dtype=dtype))
 
     @staticmethod
     def minimum(a: Any, b: float) -> Any:
@@ -569,7 +572,7 @@ class PanelColumns:
             creatinine.is_not_null()
             & pl.col("age").is_not_null()
             & (pl.col("age") >= d.min_age)
-            & pl.col("sex").is_in(["female", "male"])
+            & pl.col("sex").is_in(list(derive.CKD_EPI_SEXES))
         )
         calculated = pl.when(ok).then(derive.ckd_epi_2021(scr, pl.col("age"), pl.col("sex") == "female", PolarsOps()))
         return [

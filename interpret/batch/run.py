@@ -22,7 +22,8 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from interpret.batch.columns import PanelColumns, ensure_quantities, join
+from interpret import derive
+from interpret.batch.columns import PanelColumns, PolarsOps, ensure_quantities, join
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
 from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows, remove_leftovers
@@ -215,10 +216,9 @@ class BatchRun:
         return out
 
     def _egfr_category(self, value: pl.Expr) -> pl.Expr:
-        expr: Any = pl.lit(None, dtype=pl.String)
-        for cat in reversed(self.rs.derivations.egfr.categories):
-            expr = pl.when(value >= cat.at_or_above).then(pl.lit(cat.name)).otherwise(expr)
-        return pl.when(value.is_null()).then(None).otherwise(expr)
+        categories = [(c.name, c.at_or_above) for c in self.rs.derivations.egfr.categories]
+        category: pl.Expr = derive.egfr_category(value, categories, PolarsOps(pl.String))
+        return category
 
     def _tally(self, frame: pl.DataFrame, counts: Counts, blank_lines: int) -> Stats:
         s = Stats(rows=frame.height, refused=int(frame["error"].is_not_null().sum()), blank_lines=blank_lines)

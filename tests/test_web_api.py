@@ -104,6 +104,32 @@ def test_form_page_and_examples(client):
     assert 'value="3.0"' in filled and "furosemide 40 mg PO daily" in filled
 
 
+def test_every_example_file_is_a_form_example_with_the_same_panel(client):
+    """The form's examples are the files of examples/ (they had drifted: the form's antacid
+    example lacked Milk of Magnesia), each linked from the page; an unknown name is said."""
+    from interpret.web.form import EXAMPLE_LABELS
+
+    files = {p.stem for p in (ROOT / "examples").glob("*.json")} - {"invalid-unit"}
+    assert set(EXAMPLE_LABELS) == files
+    page = client.get("/").text
+    assert all(f'/?example={name}"' in page for name in files)
+    antacid = client.get("/?example=ckd-high-magnesium-antacid").text
+    assert "Milk of Magnesia 30 mL at night" in antacid and 'value="1.45"' in antacid
+    assert 'value="6.3"' in client.get("/?example=haemolysed-high-potassium").text  # a LOINC-coded result
+    unknown = client.get("/?example=haemolysed-high-k").text
+    assert "There is no example named &#39;haemolysed-high-k&#39;" in unknown
+
+
+def test_the_form_can_say_the_medication_list_is_unknown(client):
+    """An empty box was always "no medications": the medication rules then went silent when
+    the clinician simply did not know the list. Unknown leaves them not assessed."""
+    panel = {k: v for k, v in FORM.items() if k != "medications"}
+    known = client.post("/", data={**panel, "medications_known": "listed"}).text
+    unknown = client.post("/", data={**panel, "medications_known": "unknown"}).text
+    assert "No medication list was supplied" in unknown and "medication list: not supplied" in unknown
+    assert "The medication list was empty" in known and "not supplied" not in known
+
+
 FORM = {
     "potassium": "3,0",
     "potassium_unit": "mmol/L",

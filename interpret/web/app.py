@@ -120,7 +120,7 @@ def create_app(
             state=state,
             units=web_form.unit_choices(rs),
             analytes=[(a, rs.analytes[a].label) for a in web_form.FORM_ANALYTES],
-            examples=web_form.EXAMPLES,
+            examples=web_form.EXAMPLE_LABELS,
             ruleset=rs,
             disclaimer=rs.disclaimer(),
             has_result=result is not None,
@@ -130,7 +130,7 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def form_page(example: str | None = None) -> HTMLResponse:
-        return page(web_form.state_from_example(example) if example else web_form.FormState())
+        return page(web_form.state_from_example(example, rs) if example else web_form.FormState())
 
     @app.post("/", response_class=HTMLResponse, include_in_schema=False)
     async def form_submit(request: Request) -> HTMLResponse:

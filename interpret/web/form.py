@@ -7,10 +7,14 @@ to the fields that caused them.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from interpret.resources import data_dir
 from interpret.ruleset import Ruleset
+from interpret.units import format_number
 from interpret.validate import Refusal, read_number
 
 FORM_ANALYTES = (
@@ -24,47 +28,21 @@ FORM_ANALYTES = (
     "egfr",
 )
 
-# One-click examples (inputs, not clinical knowledge): compact panels for the form.
-EXAMPLES: dict[str, dict[str, Any]] = {
-    "low-k-low-mg-loop-diuretic": {
-        "label": "Low K and low Mg on furosemide",
-        "values": {
-            "potassium": ("3.0", "mmol/L"),
-            "magnesium": ("1.3", "mg/dL"),
-            "sodium": ("136", "mmol/L"),
-            "creatinine": ("88", "umol/L"),
-        },
-        "age": "72",
-        "sex": "female",
-        "medications": "furosemide 40 mg PO daily\nomeprazole 20 mg daily",
-    },
-    "haemolysed-high-k": {
-        "label": "High K in a haemolysed sample",
-        "values": {
-            "potassium": ("6.3", "mEq/L"),
-            "sodium": ("139", "mEq/L"),
-            "creatinine": ("1.1", "mg/dL"),
-            "magnesium": ("2.1", "mg/dL"),
-        },
-        "age": "58",
-        "sex": "male",
-        "medications": "lisinopril 20 mg daily\nKlor-Con 10 mEq",
-        "hemolyzed": True,
-    },
-    "ckd-high-mg-antacid": {
-        "label": "High Mg with CKD and antacids",
-        "values": {
-            "magnesium": ("1.45", "mmol/L"),
-            "potassium": ("5.7", "mmol/L"),
-            "creatinine": ("265", "umol/L"),
-            "calcium": ("2.05", "mmol/L"),
-            "albumin": ("31", "g/L"),
-        },
-        "age": "81",
-        "sex": "female",
-        "medications": "Maalox 10 mL QID\nspironolactone 25 mg",
-    },
+# One-click examples: the panels of examples/ (the same files the README and the command line
+# use), by file name, with a label each.
+EXAMPLE_LABELS = {
+    "low-k-low-mg-loop-diuretic": "Low K and low Mg on furosemide",
+    "haemolysed-high-potassium": "High K in a haemolysed sample",
+    "ckd-high-magnesium-antacid": "High Mg with CKD and antacids",
+    "hyperglycaemia-low-sodium-ssri": "High glucose and low sodium on an SSRI",
 }
+
+
+@functools.cache
+def examples() -> dict[str, dict[str, Any]]:
+    """Each example panel (JSON), by name."""
+    folder = data_dir("examples", "low-k-low-mg-loop-diuretic.json")
+    return {name: json.loads((folder / f"{name}.json").read_text(encoding="utf-8")) for name in EXAMPLE_LABELS}
 
 
 @dataclass
@@ -76,16 +54,26 @@ class FormState:
     general: list[str] = field(default_factory=list)
 
 
-def state_from_example(name: str) -> FormState:
-    example = EXAMPLES.get(name)
-    if example is None:
-        return FormState()
+def state_from_example(name: str, ruleset: Ruleset) -> FormState:
+    """The form filled in with an example panel; an unknown name is said, not ignored."""
+    panel = examples().get(name)
+    if panel is None:
+        known = ", ".join(EXAMPLE_LABELS)
+        return FormState(general=[f"There is no example named {name!r}; the examples are: {known}."])
     values: dict[str, str] = {}
-    for analyte, (value, unit) in example["values"].items():
-        values[analyte], values[f"{analyte}_unit"] = value, unit
-    for key in ("age", "sex", "medications"):
-        values[key] = example.get(key, "")
-    if example.get("hemolyzed"):
+    for r in panel["results"]:
+        analyte = ruleset.analyte(r["analyte"]) or r["analyte"]
+        values[analyte], values[f"{analyte}_unit"] = format_number(r["value"]), r["unit"]
+        for end in ("low", "high"):
+            if end in r.get("reference_range", {}):
+                values[f"{analyte}_{end}"] = format_number(r["reference_range"][end])
+    patient = panel.get("patient", {})
+    values.update({k: str(patient[k]) for k in ("age", "sex") if k in patient})
+    if panel.get("medications") is None:
+        values["medications_known"] = "unknown"
+    else:
+        values["medications"] = "\n".join(m if isinstance(m, str) else m["name"] for m in panel["medications"])
+    if panel.get("specimen", {}).get("hemolyzed"):
         values["hemolyzed"] = "on"
     return FormState(values=values)
 
@@ -119,7 +107,9 @@ def panel_from_form(values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     if patient:
         panel["patient"] = patient
     medications = [line.strip() for line in values.get("medications", "").splitlines() if line.strip()]
-    if values.get("medications_known", "on") == "on" or medications:
+    # The clinician says whether the list is known: an empty known list is "no medications",
+    # an unknown one leaves the medication rules not assessed (as the API's omission does).
+    if values.get("medications_known", "listed") != "unknown" or medications:
         panel["medications"] = medications
     panel["specimen"] = {"hemolyzed": values.get("hemolyzed") == "on"}
     return panel, order

@@ -15,13 +15,37 @@ import typer
 if TYPE_CHECKING:
     from interpret.ruleset import Ruleset
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     help="Decision support for adult serum electrolyte panels. Not a diagnosis.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings=HELP,
 )
-rules_app = typer.Typer(help="Inspect and check the ruleset.", no_args_is_help=True)
+rules_app = typer.Typer(help="Inspect and check the ruleset.", no_args_is_help=True, context_settings=HELP)
 app.add_typer(rules_app, name="rules")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from interpret import __version__
+        from interpret.ruleset import default_ruleset
+
+        rs = default_ruleset()
+        sys.stdout.write(f"interpret {__version__}; rule set {rs.meta.name} v{rs.version} (sha256 {rs.sha256})\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def top_level(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", help="Print the version and the rule set's, and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Decision support for adult serum electrolyte panels. Not a diagnosis."""
 
 
 def _error(message: str) -> None:
@@ -291,7 +315,7 @@ def batch(
         raise typer.Exit(2) from None
     if result.plan.unmapped:
         _error("unmapped columns (reported, not used): " + ", ".join(result.plan.unmapped))
-    print(result.stats.line())
+    print(result.stats.line([t.name for t in reversed(rs.meta.severities)]))
 
 
 @contextlib.contextmanager

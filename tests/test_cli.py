@@ -130,3 +130,10 @@ def test_serve_with_workers_uses_the_given_rules_origins_and_trust(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_version_and_short_help():
+    out = run("--version")
+    assert out.returncode == 0 and "rule set electrolyte-panel v" in out.stdout and "sha256" in out.stdout
+    assert run("-h").returncode == 0 and "Usage" in run("-h").stdout
+    assert run("batch", "-h").returncode == 0

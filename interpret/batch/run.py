@@ -86,14 +86,14 @@ class Stats:
     def interpreted(self) -> int:
         return self.rows - self.refused
 
-    def line(self) -> str:
-        flagged = ", ".join(
-            f"{name} {self.by_severity.get(name, 0)}" for name in ("critical", "warning", "advisory", "info")
-        )
-        rate = self.rows / self.seconds if self.seconds else 0
+    def line(self, severities: list[str]) -> str:
+        """One line for the terminal; `severities` most severe first (the ruleset's tiers).
+        The speed is shown for runs long enough to measure it (a second or more)."""
+        flagged = ", ".join(f"{name} {self.by_severity.get(name, 0)}" for name in severities)
+        speed = f"; {self.rows / self.seconds:,.0f} rows/s" if self.seconds >= 1 else ""
         return (
             f"{self.rows} rows: {self.interpreted} interpreted, {self.refused} refused; "
-            f"flagged (highest severity per row): {flagged}; {rate:,.0f} rows/s"
+            f"flagged (highest severity per row): {flagged}{speed}"
         )
 
 

@@ -146,7 +146,7 @@ def write_summary(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: Csv
             disclaimer=rs.disclaimer(),
             stats=stats,
             findings=findings,
-            severities=["critical", "warning", "advisory", "info"],
+            severities=[t.name for t in reversed(rs.meta.severities)],
             colours=SEVERITY_COLOURS,
             not_assessed=sorted(stats.not_assessed.items(), key=lambda kv: -kv[1]),
             titles=titles,

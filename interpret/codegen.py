@@ -9,9 +9,11 @@ on every rule example and on generated panels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+from interpret import serial
 from interpret.facts import QUANTITIES
 from interpret.ruleset import conditions as c
 from interpret.ruleset.load import Ruleset
@@ -76,6 +78,9 @@ class _Source:
                 return "bool(f.unrecognized)"
             case c.SettingOn(name):
                 return f"bool(f.settings[{self.const(name)}])"
+            case c.Change() | c.Ratio() | c.Earlier() | c.StartedAfter():
+                # across time: the one evaluator (`serial.evaluate`), bound to its node
+                return f"{self.const(functools.partial(serial.evaluate, node))}(f)"
         raise TypeError(f"no generator for {node!r}")
 
     @staticmethod

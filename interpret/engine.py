@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from interpret import codegen
+from interpret import codegen, serial
 from interpret.facts import QUANTITIES
 from interpret.prepare import Facts
 from interpret.ruleset import conditions as c
@@ -94,6 +94,8 @@ def available(name: str, f: Facts) -> bool:
         return f.sex is not None
     if name == "medications":
         return f.classes is not None
+    if name.startswith("earlier "):  # an earlier value of a quantity, in any window
+        return bool(f.earlier(name.removeprefix("earlier "), float("inf")))
     return True  # specimen notes: an unreported flag reads as "not reported"
 
 
@@ -158,6 +160,8 @@ def compile_node(node: c.Node) -> Check:
             return lambda f: bool(f.unrecognized)
         case c.SettingOn(name):
             return lambda f: f.settings[name]
+        case c.Change() | c.Ratio() | c.Earlier() | c.StartedAfter():
+            return lambda f: serial.evaluate(node, f)
     raise TypeError(f"no evaluator for {node!r}")
 
 
@@ -172,6 +176,10 @@ def inputs_that_can_be_unknown(node: c.Node) -> list[str]:
                 names.append("medications")
             case c.SexIs():
                 names.append("sex")
+            case c.Change(quantity) | c.Ratio(quantity) | c.Earlier(quantity):
+                names += [quantity, f"earlier {quantity}"]
+            case c.StartedAfter():
+                names.append("medications")
     return list(dict.fromkeys(names))
 
 

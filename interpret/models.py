@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 Severity = Literal["info", "advisory", "warning", "critical"]
 Status = Literal["critical_low", "low", "normal", "high", "critical_high"]
@@ -57,6 +57,10 @@ class MedicationIn(InputModel):
     rxnorm: str | None = Field(
         default=None, description="RxNorm code (RXCUI): an ingredient's, or a clinical drug's (rules/rxnorm.yaml)"
     )
+    start: AwareDatetime | None = Field(default=None, description="When it was started (ISO 8601 with an offset)")
+    stop: AwareDatetime | None = Field(
+        default=None, description="When it was stopped; stopped before the specimen: not current"
+    )
     route: str | None = Field(
         default=None,
         description='Route as written ("Ophthalmic route", "topical"): an eye, ear or skin route is no systemic drug',
@@ -67,9 +71,23 @@ class SpecimenIn(InputModel):
     hemolyzed: bool | None = None
 
 
+class EarlierSpecimenIn(InputModel):
+    """An earlier specimen of the same patient: its results are validated like the current ones."""
+
+    collected_at: AwareDatetime = Field(description="Collection time, ISO 8601 with an offset or Z")
+    results: list[ResultIn] = Field(min_length=1)
+    specimen: SpecimenIn | None = None
+
+
 class PanelIn(InputModel):
     """One panel: the shape shared by the command line, the API and each batch row."""
 
+    collected_at: AwareDatetime | None = Field(
+        default=None, description="When this specimen was collected, ISO 8601 with an offset or Z"
+    )
+    history: list[EarlierSpecimenIn] | None = Field(
+        default=None, description="Earlier specimens of the same patient, for the rules across time"
+    )
     patient: PatientIn | None = None
     results: list[ResultIn] = Field(min_length=1)
     medications: list[str | MedicationIn] | None = Field(

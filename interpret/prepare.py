@@ -63,6 +63,16 @@ class Facts:
     settings: dict[str, bool]
     derived: dict[str, dict[str, Any]] = field(default_factory=dict)
     wording: dict[str, str] = field(default_factory=dict)  # report sentences, made once per panel
+    # Earlier specimens, latest first: (hours before this one, their measured quantities);
+    # None when no usable history was given (the rules across time are then not assessed).
+    history: list[tuple[float, dict[str, Quantity]]] | None = None
+    # class -> hours before this specimen each of its listed drugs was started (None: not said)
+    started: dict[str, list[float | None]] = field(default_factory=dict)
+    aki: dict[str, str] = field(default_factory=dict)  # KDIGO stage and baseline, when there is one
+
+    def earlier(self, name: str, within_hours: float) -> list[tuple[float, Quantity]]:
+        """The earlier values of a quantity inside a window (hours before this specimen)."""
+        return [(h, q) for h, found in self.history or () if h <= within_hours and (q := found.get(name)) is not None]
 
 
 def classify(
@@ -97,6 +107,7 @@ def build_facts(panel: Panel, rs: Ruleset) -> Facts:
         settings=rs.settings,
     )
     _medications(panel, facts)
+    _history(panel, facts, rs)
     _egfr(facts, rs)
     _calcium(panel, facts, rs)
     _sodium(panel, facts, rs)
@@ -149,12 +160,56 @@ def _medications(panel: Panel, facts: Facts) -> None:
     if panel.medications is None:
         return
     classes: dict[str, list[str]] = {}
-    for match in panel.medications:
+    for i, match in enumerate(panel.medications):
         if not match.recognized:
             facts.unrecognized.append(match.text)
+        started = panel.started[i] if i < len(panel.started) else None
         for cls in match.classes:
             classes.setdefault(cls, []).append(match.text)
+            facts.started.setdefault(cls, []).append(started)
     facts.classes = classes
+
+
+def _history(panel: Panel, facts: Facts, rs: Ruleset) -> None:
+    """Each earlier specimen's results as quantities, with their statuses as at that time
+    (the same intervals and limits as the current results)."""
+    if panel.collected_at is None or not panel.history:
+        facts.missing_reason["history"] = (
+            "; ".join(panel.history_notes) if panel.history_notes else "no earlier results given (history)"
+        )
+        return
+    facts.history = [
+        (e.hours_before, {ANALYTE_FACT[a]: _measured(a, r, panel.sex, rs) for a, r in e.results.items()})
+        for e in panel.history
+    ]
+    _aki_stage(facts, rs)
+
+
+def _aki_stage(facts: Facts, rs: Ruleset) -> None:
+    """The KDIGO stage and baseline the acute-kidney-injury message names (derivations.yaml):
+    against the lowest creatinine within the baseline window; stage 1 unless a higher one is
+    reached. Worked out whenever there is a baseline; the rule decides whether it applies."""
+    now = facts.quantities.get("creatinine")
+    window = rs.derivations.acute_kidney_injury.baseline_within_hours
+    earlier = facts.earlier("creatinine", window)
+    if now is None or not earlier:
+        return
+    hours, baseline = min(earlier, key=lambda hq: hq[1].value)
+    ratio = now.value / baseline.value if baseline.value > 0 else 0.0
+    stage = next(
+        (
+            s
+            for s, at_least, creatinine in rs.aki_stage_limits
+            if (at_least is not None and ratio >= at_least)
+            or (creatinine is not None and now.value >= creatinine.for_unit(now.unit))
+        ),
+        1,
+    )
+    facts.aki = {
+        "stage": str(stage),
+        "baseline": f"lowest creatinine of the prior {format_number(window)} h, {baseline.shown}, "
+        f"{format_number(round(hours, 1))} h before; now {format_number(round(ratio, 2))} × that",
+    }
 
 
 def _egfr(facts: Facts, rs: Ruleset) -> None:

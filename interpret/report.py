@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
+from interpret import serial
 from interpret.engine import Engine, Outcome, available, inputs_that_can_be_unknown
 from interpret.facts import ANALYTE_FACT, CRITICAL_STATUSES, QUANTITIES
 from interpret.medications import MedicationMatch
@@ -63,6 +64,9 @@ def missing_words(name: str, facts: Facts) -> str:
         return f"{label(name)}: {facts.missing_reason[name]}"
     if name in QUANTITIES:
         return f"{label(name)}: not measured"
+    if name.startswith("earlier "):
+        why = facts.missing_reason.get("history") or "no earlier result within the rule's window"
+        return f"{label(name.removeprefix('earlier '))} earlier: {why}"
     return {"medications": "medication list: not supplied", "sex": "sex: not given"}.get(name, f"{name}: not given")
 
 
@@ -264,6 +268,51 @@ class Reporter:
                 return "Not recognised: " + self._unrecognized(f)
             case c.SettingOn(name):
                 return f"Site setting {name} is {'on' if f.settings[name] else 'off'}"
+            case c.Change() | c.Ratio() | c.Earlier() | c.StartedAfter():
+                return self._across_time(node, f, drugs)
+        return ""
+
+    def _across_time(self, node: c.Node, f: Facts, drugs: list[str]) -> str:
+        """The earlier values a condition across time compared: value, when, change."""
+        match node:
+            case c.Change(name, hours) | c.Ratio(name, hours) as n:
+                now, ref = f.quantities.get(name), serial.reference(n, f)
+                if now is None or ref is None:
+                    return missing_words(f"earlier {name}" if now is not None else name, f)
+                before, q = ref
+                which = "highest" if getattr(n, "direction", "rise") == "fall" else "lowest"
+                change = now.value - q.value
+                shown = f"{'+' if change >= 0 else '−'}{format_number(round(abs(change), 3))} {now.units[1]}"
+                if isinstance(n, c.Ratio):
+                    shown = f"{format_number(round(now.value / q.value, 2))} ×" if q.value > 0 else "no ratio"
+                return (
+                    f"{label(name)} {now.shown} now; {which} earlier within {format_number(hours)} h: "
+                    f"{q.shown}, {_hours(before)} before ({shown})"
+                )
+            case c.Earlier(name, hours) as n:
+                found = f.earlier(name, hours)
+                if not found:
+                    return missing_words(f"earlier {name}", f)
+                shown = "; ".join(
+                    f"{q.shown} ({STATUS_WORDS.get(q.status or '', 'no interval')}), {_hours(h)} before"
+                    for h, q in found[:4]
+                )
+                return f"Earlier {label(name).lower()} within {format_number(hours)} h: {shown}"
+            case c.StartedAfter(classes) as n:
+                inside = serial.started_in_time(n, f)
+                texts = [t for cls in classes for t in (f.classes or {}).get(cls, [])]
+                drugs.extend(t for t in texts if t not in drugs)
+                if inside is None:
+                    return f"Listed {', '.join(texts)}: start time not given"
+                if not inside:
+                    return (
+                        "No potassium-class drug started in the window"
+                        if not texts
+                        else f"{', '.join(texts)}: not started inside the window"
+                    )
+                return (
+                    f"{', '.join(texts)} started {_hours(min(inside))} before this specimen, after the earlier result"
+                )
         return ""
 
     # --- wording --------------------------------------------------------------------------
@@ -287,6 +336,8 @@ class Reporter:
                 return ", ".join(drugs) or "no listed drug"
             if name == "unrecognized_medications":
                 return self._unrecognized(f)
+            if name in ("aki_stage", "aki_baseline"):
+                return f.aki.get(name.removeprefix("aki_"), "not worked out")
             if name == "verification":
                 return "; ".join(q.verify for q in f.quantities.values() if q.verify)
             if attr == "missing":
@@ -314,6 +365,10 @@ def _quantity_status(q: Quantity) -> str:
     words = STATUS_WORDS.get(q.status or "", "no interval")
     extra = f" ({q.note})" if q.note else ""
     return f"{label(q.name)} {q.shown}{extra}: {words}; {_interval_words(q)}"
+
+
+def _hours(hours: float) -> str:
+    return f"{format_number(round(hours, 1))} h"
 
 
 def _fact_name(node: c.Node) -> str:

@@ -11,13 +11,14 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from interpret.facts import SEXES
 from interpret.medications import MedicationMatch
-from interpret.models import MedicationIn, PanelIn, PatientIn, ResultIn
+from interpret.models import EarlierSpecimenIn, MedicationIn, PanelIn, PatientIn, ResultIn
 from interpret.ruleset import Ruleset
 from interpret.units import format_number, is_censored
 
@@ -90,6 +91,19 @@ class Panel:
     sex: str | None  # female, male, other, unknown
     results: dict[str, Result]
     medications: tuple[MedicationMatch, ...] | None
+    hemolyzed: bool | None
+    collected_at: datetime | None = None
+    history: tuple[EarlierSpecimen, ...] = ()  # earlier than `collected_at`, latest first
+    history_notes: tuple[str, ...] = ()  # history given but not used, and why
+    # (hours before collection it started, or None) of each medication entry, in order
+    started: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierSpecimen:
+    hours_before: float  # before the current specimen's collection
+    collected_at: datetime
+    results: dict[str, Result]
     hemolyzed: bool | None
 
 
@@ -172,11 +186,51 @@ def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
         elif not math.isclose(previous.canonical, result.canonical, rel_tol=1e-9):
             first = f"results[{first_seen[result.analyte]}] has {format_number(previous.value)}"
             errors.append(refusal(("results", i), "duplicate_analyte", analyte=result.analyte, first=first))
-    medications = _medications(panel_in, ruleset, errors)
+    history = [_earlier_results(entry, h, ruleset, errors) for h, entry in enumerate(panel_in.history or [])]
+    medications, started = _medications(panel_in, ruleset, errors)
     if errors:
         raise InputError(errors)
     hemolyzed = panel_in.specimen.hemolyzed if panel_in.specimen else None
-    return Panel(age, sex, results, medications, hemolyzed)
+    earlier, notes = _place_history(panel_in, history)
+    return Panel(age, sex, results, medications, hemolyzed, panel_in.collected_at, earlier, notes, started)
+
+
+def _earlier_results(entry: EarlierSpecimenIn, h: int, ruleset: Ruleset, errors: list[Refusal]) -> dict[str, Result]:
+    """One earlier specimen's results, refused exactly as current ones (`history[2].results[0].unit`)."""
+    results: dict[str, Result] = {}
+    for i, raw in enumerate(entry.results):
+        result = _result(raw, ("history", h, "results", i), ruleset, errors)
+        if result is None:
+            continue
+        previous = results.get(result.analyte)
+        if previous is not None and not math.isclose(previous.canonical, result.canonical, rel_tol=1e-9):
+            first = f"history[{h}] has {format_number(previous.value)}"
+            errors.append(
+                refusal(("history", h, "results", i), "duplicate_analyte", analyte=result.analyte, first=first)
+            )
+        results.setdefault(result.analyte, result)
+    return results
+
+
+def _place_history(
+    panel_in: PanelIn, history: list[dict[str, Result]]
+) -> tuple[tuple[EarlierSpecimen, ...], tuple[str, ...]]:
+    """The earlier specimens by their distance in time from this one, latest first; an entry
+    that is not earlier, or history without this specimen's time, is named and not used."""
+    if not history:
+        return (), ()
+    now = panel_in.collected_at
+    if now is None:
+        return (), (f"history of {len(history)} specimens not used: give collected_at, this specimen's time",)
+    earlier, notes = [], []
+    for h, (entry, results) in enumerate(zip(panel_in.history or [], history, strict=True)):
+        hours = (now - entry.collected_at).total_seconds() / 3600
+        if hours <= 0:
+            notes.append(f"history[{h}] ({entry.collected_at.isoformat()}) is not earlier than this specimen: not used")
+            continue
+        hemolyzed = entry.specimen.hemolyzed if entry.specimen else None
+        earlier.append(EarlierSpecimen(hours, entry.collected_at, results, hemolyzed))
+    return tuple(sorted(earlier, key=lambda e: e.hours_before)), tuple(notes)
 
 
 def _refusals_of_the_rest(data: Any, ruleset: Ruleset) -> list[Refusal]:
@@ -312,10 +366,15 @@ def value_refusal(
     return refusal(path, "implausible", value=shown, analyte=analyte, bounds=bounds)
 
 
-def _medications(panel_in: PanelIn, ruleset: Ruleset, errors: list[Refusal]) -> tuple[MedicationMatch, ...] | None:
+def _medications(
+    panel_in: PanelIn, ruleset: Ruleset, errors: list[Refusal]
+) -> tuple[tuple[MedicationMatch, ...] | None, tuple[float | None, ...]]:
+    """The entries matched to the catalogue, and when each was started (hours before this
+    specimen; None when not said). An entry stopped before this specimen is not current."""
     if panel_in.medications is None:
-        return None
-    matches = []
+        return None, ()
+    matches, started = [], []
+    now = panel_in.collected_at
     for i, entry in enumerate(panel_in.medications):
         name, code, route = (
             (entry.name, entry.rxnorm, entry.route) if isinstance(entry, MedicationIn) else (entry, None, None)
@@ -323,5 +382,11 @@ def _medications(panel_in: PanelIn, ruleset: Ruleset, errors: list[Refusal]) -> 
         if not name.strip():
             errors.append(refusal(("medications", i), "empty_medication"))
             continue
-        matches.append(ruleset.medications.match(name.strip(), code, route.strip() if route else None))
-    return tuple(matches)
+        match = ruleset.medications.match(name.strip(), code, route.strip() if route else None)
+        start, stop = (entry.start, entry.stop) if isinstance(entry, MedicationIn) else (None, None)
+        if now is not None and stop is not None and stop <= now:
+            # "stopped" is a not_current word of rules/medications.yaml: listed, read as not taken now
+            match = ruleset.medications.match(f"{name.strip()} (stopped {stop.isoformat()})", code, route)
+        matches.append(match)
+        started.append((now - start).total_seconds() / 3600 if now is not None and start is not None else None)
+    return tuple(matches), tuple(started)

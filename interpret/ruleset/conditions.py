@@ -206,6 +206,86 @@ class SettingOn(Node):
         return f"site setting {self.name} is on"
 
 
+# --- across time (serial panels): windows are hours before this specimen's collection ------
+
+
+@dataclass(frozen=True)
+class Change(Node):
+    """A rise (this value minus the lowest earlier one in the window) or a fall (the highest
+    earlier one minus this value), compared with a limit. Unknown without an earlier value."""
+
+    quantity: str
+    within_hours: float
+    direction: str  # "rise" or "fall"
+    op: str
+    threshold: Threshold
+
+    def words(self) -> str:
+        start = "lowest" if self.direction == "rise" else "highest"
+        return (
+            f"{self.quantity} has {'risen' if self.direction == 'rise' else 'fallen'} by "
+            f"{OPERATORS[self.op]} {self.threshold.words()} from the {start} earlier value within "
+            f"{format_number(self.within_hours)} h"
+        )
+
+
+@dataclass(frozen=True)
+class Ratio(Node):
+    """This value divided by the lowest earlier one in the window, compared with a number."""
+
+    quantity: str
+    within_hours: float
+    op: str
+    value: float
+
+    def words(self) -> str:
+        return (
+            f"{self.quantity} is {OPERATORS[self.op]} {format_number(self.value)} × the lowest earlier value "
+            f"within {format_number(self.within_hours)} h"
+        )
+
+
+@dataclass(frozen=True)
+class Earlier(Node):
+    """An earlier value in the window with one of `statuses`, or beyond `threshold`."""
+
+    quantity: str
+    within_hours: float
+    statuses: frozenset[str] = frozenset()
+    op: str | None = None
+    threshold: Threshold | None = None
+
+    def words(self) -> str:
+        what = (
+            "status " + " or ".join(sorted(self.statuses))
+            if self.statuses
+            else f"{OPERATORS[self.op or '']} {self.threshold.words() if self.threshold else ''}"
+        )
+        return f"an earlier {self.quantity} within {format_number(self.within_hours)} h was {what}"
+
+
+@dataclass(frozen=True)
+class StartedAfter(Node):
+    """A drug of `classes` started after an earlier specimen that meets `earlier`, and at
+    least `hours_before` before this specimen. Unknown when a matching drug has no start."""
+
+    classes: tuple[str, ...]
+    earlier: Earlier
+    hours_before: float
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.earlier,)
+
+    def words(self) -> str:
+        return (
+            f"a drug of class {' or '.join(self.classes)} was started after {self.earlier.words()}, "
+            f"at least {format_number(self.hours_before)} h before this specimen"
+        )
+
+
+SERIAL = (Change, Ratio, Earlier, StartedAfter)
+
+
 # --- parsing -----------------------------------------------------------------------------
 
 
@@ -305,6 +385,77 @@ def _setting(value: Any, path: str) -> Node:
     return SettingOn(value)
 
 
+def _hours(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConditionError(path, "expected a number of hours above 0")
+    return float(value)
+
+
+def _one_comparison(value: Any, path: str) -> tuple[str, Any]:
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in OPERATORS:
+        raise ConditionError(path, f"expected {{<{'|'.join(OPERATORS)}>: <limit>}}")
+    ((op, limit),) = value.items()
+    return op, limit
+
+
+def _limit(value: Any, path: str) -> Threshold:
+    try:
+        return Threshold(tuple(parse_limit(value).items()))
+    except ValueError as exc:
+        raise ConditionError(path, str(exc)) from None
+
+
+def _change(value: Any, path: str) -> Node:
+    if not isinstance(value, dict) or set(value) - {"of", "within_hours", "rise", "fall"} or len(value) != 3:
+        raise ConditionError(path, "expected {of: <quantity>, within_hours: <h>, rise|fall: {<comparison>: <limit>}}")
+    direction = "rise" if "rise" in value else "fall"
+    op, limit = _one_comparison(value[direction], f"{path}.{direction}")
+    return Change(
+        _quantity(value["of"], f"{path}.of"),
+        _hours(value.get("within_hours"), f"{path}.within_hours"),
+        direction,
+        op,
+        _limit(limit, f"{path}.{direction}.{op}"),
+    )
+
+
+def _ratio(value: Any, path: str) -> Node:
+    if not isinstance(value, dict) or set(value) != {"of", "within_hours", "to_lowest"}:
+        raise ConditionError(path, "expected {of: <quantity>, within_hours: <h>, to_lowest: {<comparison>: <number>}}")
+    op, number = _one_comparison(value["to_lowest"], f"{path}.to_lowest")
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise ConditionError(f"{path}.to_lowest.{op}", "expected a number (a ratio has no unit)")
+    return Ratio(
+        _quantity(value["of"], f"{path}.of"), _hours(value["within_hours"], f"{path}.within_hours"), op, float(number)
+    )
+
+
+def _earlier(value: Any, path: str) -> Earlier:
+    if not isinstance(value, dict) or not {"of", "within_hours"} <= set(value) or len(value) != 3:
+        raise ConditionError(
+            path, "expected {of: <quantity>, within_hours: <h>, in: [<status>...] | <comparison>: <limit>}"
+        )
+    quantity, hours = _quantity(value["of"], f"{path}.of"), _hours(value["within_hours"], f"{path}.within_hours")
+    (key,) = set(value) - {"of", "within_hours"}
+    if key == "in":
+        statuses = _names(value["in"], f"{path}.in")
+        if unknown := [s for s in statuses if s not in STATUSES]:
+            raise ConditionError(f"{path}.in", f"unknown status {unknown}; known: {STATUSES}")
+        return Earlier(quantity, hours, frozenset(statuses))
+    op, limit = _one_comparison({key: value[key]}, path)
+    return Earlier(quantity, hours, frozenset(), op, _limit(limit, f"{path}.{op}"))
+
+
+def _started_after(value: Any, path: str) -> Node:
+    if not isinstance(value, dict) or set(value) != {"taking", "after_earlier", "at_least_hours_before"}:
+        raise ConditionError(path, "expected {taking: [<class>...], after_earlier: {...}, at_least_hours_before: <h>}")
+    return StartedAfter(
+        _names(value["taking"], f"{path}.taking"),
+        _earlier(value["after_earlier"], f"{path}.after_earlier"),
+        _hours(value["at_least_hours_before"], f"{path}.at_least_hours_before"),
+    )
+
+
 PARSERS: dict[str, Callable[[Any, str], Node]] = {
     "all": lambda v, p: All(tuple(parse(c, f"{p}[{i}]") for i, c in enumerate(_list(v, p)))),
     "any": lambda v, p: Any_(tuple(parse(c, f"{p}[{i}]") for i, c in enumerate(_list(v, p)))),
@@ -324,6 +475,10 @@ PARSERS: dict[str, Callable[[Any, str], Node]] = {
     "sex_is": _sex_is,
     "unrecognized_medications": _unrecognized,
     "setting": _setting,
+    "change": _change,
+    "ratio": _ratio,
+    "earlier": _earlier,
+    "started_after": _started_after,
 }
 
 

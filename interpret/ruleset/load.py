@@ -42,7 +42,7 @@ M = TypeVar("M", bound=BaseModel)
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([a-z_]+))?\}")
 QUANTITY_ATTRIBUTES = {"interval", "note", "category", "missing"}
-SPECIAL_PLACEHOLDERS = {"drugs", "unrecognized_medications", "verification"}
+SPECIAL_PLACEHOLDERS = {"drugs", "unrecognized_medications", "verification", "aki_stage", "aki_baseline"}
 
 
 class RulesetError(Exception):
@@ -252,6 +252,11 @@ class Ruleset:
         self._check_refs("derivations.yaml: corrected_sodium", d.corrected_sodium.references)
         self._check_refs("derivations.yaml: anion_gap", d.anion_gap.references)
         self._check_refs("derivations.yaml: osmolality", d.osmolality.references)
+        self._check_refs("derivations.yaml: acute_kidney_injury", d.acute_kidney_injury.references)
+        self.aki_stage_limits = [
+            (s.stage, s.ratio_at_least, self.threshold("creatinine", s.creatinine_at_least, "derivations.yaml: aki"))
+            for s in d.acute_kidney_injury.stages
+        ]
         self.sodium_trigger = self.threshold(
             "glucose", d.corrected_sodium.trigger_glucose, "derivations.yaml: trigger_glucose"
         )
@@ -324,10 +329,15 @@ class Ruleset:
             return dataclasses.replace(node, items=tuple(self._link(i, problem) for i in node.items))
         if isinstance(node, c.Not):
             return c.Not(self._link(node.item, problem))
-        if isinstance(node, c.Compare):
-            analyte = QUANTITIES[node.quantity].analyte
+        if isinstance(node, c.Compare | c.Change | c.Earlier) and node.threshold is not None:
+            analyte = QUANTITIES[node.quantity].analyte  # a change is in the analyte's units too
             linked = self.threshold(analyte, dict(node.threshold.written), f"when: {node.words()}")
             return dataclasses.replace(node, threshold=linked) if linked else node
+        if isinstance(node, c.StartedAfter):
+            for cls in node.classes:
+                if cls not in self.medications.data.classes:
+                    problem(f"unknown medication class {cls!r}")
+            return dataclasses.replace(node, earlier=self._link(node.earlier, problem))  # type: ignore[arg-type]
         if isinstance(node, c.Taking | c.TakingCount):
             for cls in node.classes:
                 if cls not in self.medications.data.classes:

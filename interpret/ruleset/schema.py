@@ -210,7 +210,27 @@ class OsmolalityDef(Strict):
     references: list[str]
 
 
+class AkiStage(Strict):
+    stage: int
+    ratio_at_least: float | None = None
+    creatinine_at_least: Limit | None = None
+
+    @field_validator("creatinine_at_least", mode="before")
+    @classmethod
+    def _limit(cls, v: Any) -> Limit | None:
+        return None if v is None else parse_limit(v)
+
+
+class AkiDef(Strict):
+    """KDIGO 2012 staging by creatinine: the first stage reached, highest first; else 1."""
+
+    baseline_within_hours: float = Field(gt=0)
+    stages: list[AkiStage]
+    references: list[str]
+
+
 class DerivationsFile(Strict):
+    acute_kidney_injury: AkiDef
     egfr: EgfrDef
     corrected_calcium: CorrectedCalciumDef
     corrected_sodium: CorrectedSodiumDef

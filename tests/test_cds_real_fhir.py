@@ -295,6 +295,36 @@ def test_an_unmapped_clinical_drug_code_is_named_as_not_recognised(client):
     assert "RxNorm 99999999" in "\n".join(c["detail"] for c in found)
 
 
+# serial panels: earlier Observations are history, MedicationRequest.authoredOn a start
+
+
+def test_earlier_observations_are_history_and_an_order_time_is_a_start(client):
+    """K 3.0 yesterday, KCl ordered 20 h ago, K 3.1 now: potassium still low despite replacement."""
+    order = coded_order("8591")  # potassium chloride (ingredient)
+    # US Core's dosage timing starts in 2008 (boundsPeriod, read first): drop it so that the
+    # order's own time is the start
+    order.pop("dosageInstruction")
+    order["authoredOn"] = "2020-01-01T12:00:00Z"
+    labs = [potassium(3.0, "2019-12-31T08:00:00Z", "k-before"), potassium(3.1, "2020-01-02T08:00:00Z", "k-now")]
+    found = cards(client, request(labs, meds=[order]))
+    assert "persistent_hypokalemia_despite_replacement" in codes(found)
+    card = next(c for c in found if c["source"].get("topic", {}).get("code") == "persistent_hypokalemia_despite_replacement")
+    assert "48 h before" in card["detail"].replace("\\", "")  # the earlier value it compared, with its time
+    # started 1 h before the latest potassium: too early to call it persistent (4 h)
+    order["authoredOn"] = "2020-01-02T07:00:00Z"
+    assert "persistent_hypokalemia_despite_replacement" not in codes(cards(client, request(labs, meds=[order])))
+
+
+def test_a_refused_earlier_result_drops_only_its_specimen(client):
+    labs = [
+        potassium(30.0, "2019-12-31T08:00:00Z", "k-implausible"),
+        potassium(3.1, "2020-01-02T08:00:00Z", "k-now"),
+    ]
+    found = cards(client, request(labs, meds=[]))
+    assert "hypokalemia" in codes(found)
+    assert "(an earlier result): 30 mmol/L is outside the plausible range" in data_card(found)
+
+
 # 9. LOINC codes real systems use
 
 

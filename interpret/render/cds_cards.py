@@ -215,7 +215,8 @@ class CdsCards:
             ]
         if self.mapped.earlier:
             lines += [
-                f"{self.mapped.earlier} earlier results of the same analytes are history; the latest of each is used.",
+                f"{self.mapped.earlier} earlier results of the same analytes are read as history (for the "
+                "rules across time); the latest of each is interpreted.",
                 "",
             ]
         return self.info(summary, lines)

@@ -256,36 +256,45 @@ def _override_code(override: dict[str, Any] | None) -> str:
 
 
 def _interpret(
-    interpreter: Interpreter, panel: dict[str, Any], labels: list[str]
+    interpreter: Interpreter, panel: dict[str, Any], labels: list[str], history_labels: list[list[str]] | None = None
 ) -> tuple[Interpretation | None, list[str]]:
     """Interpret; whatever the core refuses is removed and named by its FHIR resource (never
     hidden), then the rest is interpreted.
 
-    A refused result is dropped; a refused patient field drops the patient details, so the
-    results are still interpreted without them.
+    A refused result is dropped; a refused earlier result drops its earlier specimen from the
+    history; a refused patient field drops the patient details, so the results are still
+    interpreted without them.
     """
     refused: list[str] = []
-    labels = list(labels)
+    labels, history_labels = list(labels), list(history_labels or [])
     while panel["results"]:
         try:
             return interpreter.interpret(panel), refused
         except InputError as exc:
             bad: set[int] = set()
+            bad_history: set[int] = set()
             patient = False
             for error in exc.errors:
-                index = error.result
+                index, path = error.result, error.path
                 if index is not None and index < len(labels):
                     bad.add(index)
                     refused.append(f"{labels[index]}: {error.message}")
+                elif path[:1] == ("history",) and len(path) > 3 and isinstance(path[1], int):
+                    h, i = path[1], path[3]
+                    bad_history.add(h)
+                    names = history_labels[h] if h < len(history_labels) else []
+                    where = names[i] if isinstance(i, int) and i < len(names) else error.location
+                    refused.append(f"{where} (an earlier result): {error.message}")
                 else:
-                    patient = patient or error.path[:1] == ("patient",)
-                    refused.append(
-                        f"{'Patient' if error.path[:1] == ('patient',) else error.location}: {error.message}"
-                    )
-            if not bad and not patient:
+                    patient = patient or path[:1] == ("patient",)
+                    refused.append(f"{'Patient' if path[:1] == ('patient',) else error.location}: {error.message}")
+            if not bad and not patient and not bad_history:
                 break
             panel["results"] = [r for i, r in enumerate(panel["results"]) if i not in bad]
             labels = [x for i, x in enumerate(labels) if i not in bad]
+            if bad_history:
+                panel["history"] = [e for h, e in enumerate(panel.get("history", [])) if h not in bad_history]
+                history_labels = [x for h, x in enumerate(history_labels) if h not in bad_history]
             if patient:
                 panel.pop("patient", None)
     return None, refused
@@ -300,7 +309,7 @@ def make_cards(interpreter: Interpreter, base: str, mapped: Mapped, hook: str, t
         why = mapped.not_supplied["laboratory results"]
         found = [cards.info("Laboratory results not available", [md(f"Laboratory results: {why}.")])]
     else:
-        found = cards.render(*_interpret(interpreter, mapped.panel, mapped.labels))
+        found = cards.render(*_interpret(interpreter, mapped.panel, mapped.labels, mapped.history_labels))
     for card in found:
         tally.issued(card.uuid, card.source.topic.code if card.source.topic else "data")
     return found

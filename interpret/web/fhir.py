@@ -62,6 +62,7 @@ class Mapped:
     unused: list[str] = field(default_factory=list)  # "Observation/abc (LOINC 1234-5): reason"
     notes: list[str] = field(default_factory=list)  # read, with a caveat the clinician should see
     earlier: int = 0  # earlier results of the same analytes: history, not errors
+    history_labels: list[list[str]] = field(default_factory=list)  # the resources of panel["history"][i]
     other_tests: list[str] = field(default_factory=list)  # LOINC codes of other tests, counted
     not_supplied: dict[str, str] = field(default_factory=dict)  # "medications": why
     refusal: str | None = None  # the whole request cannot be interpreted (a child)
@@ -325,16 +326,19 @@ def map_patient_view(
         mapped.not_supplied["laboratory results"] = why
     reader = _LabReader(rs, labs, patient_ids, mapped)
     latest: dict[str, _Candidate] = {}
+    candidates: list[tuple[str, _Candidate]] = []
     for obs in resources(labs, "Observation"):
         found = reader.read(obs)
         if found is None:
             continue
         analyte, candidate = found
+        candidates.append(found)
         previous = latest.get(analyte)
         if previous is None or candidate.when > previous.when:
             latest[analyte] = candidate
         if previous is not None:
             mapped.earlier += 1
+    _history(candidates, latest, mapped)
     for analyte, candidate in latest.items():
         mapped.panel["results"].append(candidate.result)
         mapped.labels.append(candidate.label)
@@ -346,6 +350,35 @@ def map_patient_view(
     _patient(patient, on, rs, mapped)
     _medications(prefetch, draft_orders, mapped)
     return mapped
+
+
+def _history(candidates: list[tuple[str, _Candidate]], latest: dict[str, _Candidate], mapped: Mapped) -> None:
+    """Every result that is not the latest of its analyte is history of the latest specimen:
+    grouped by instant, the newest instant of the latest results being `collected_at`."""
+    if not latest:
+        return
+    now = max(c.when for c in latest.values())
+    used = {id(c) for c in latest.values()}
+    by_instant: dict[datetime, dict[str, _Candidate]] = {}
+    for analyte, candidate in candidates:
+        if id(candidate) in used or candidate.when >= now:
+            continue
+        same = by_instant.setdefault(candidate.when, {})
+        if analyte in same:  # two results of one analyte at one instant: the first is kept
+            mapped.unused.append(f"{candidate.label}: a second {analyte} result at the same time, not used")
+            continue
+        same[analyte] = candidate
+    mapped.panel["collected_at"] = now.isoformat()
+    history, labels = [], []
+    for when in sorted(by_instant, reverse=True):
+        found = by_instant[when]
+        entry: dict[str, Any] = {"collected_at": when.isoformat(), "results": [c.result for c in found.values()]}
+        if any(c.hemolyzed for c in found.values()):
+            entry["specimen"] = {"hemolyzed": True}
+        history.append(entry)
+        labels.append([c.label for c in found.values()])
+    if history:
+        mapped.panel["history"], mapped.history_labels = history, labels
 
 
 def _patient(patient: dict[str, Any] | None, on: date, rs: Ruleset, mapped: Mapped) -> None:
@@ -404,7 +437,28 @@ def _medication(request: dict[str, Any], bundle_medications: dict[str, dict[str,
         text, code = _concept_name(_referenced_medication(request, bundle_medications))
     if not text and not code:
         return None
-    return {"name": text or f"RxNorm {code}", "rxnorm": code, "route": _route(request)}
+    med: dict[str, Any] = {"name": text or f"RxNorm {code}", "rxnorm": code, "route": _route(request)}
+    start = _started(request)
+    if start is not None:
+        med["start"] = start.isoformat()
+    return med
+
+
+def _started(request: dict[str, Any]) -> datetime | None:
+    """When an order or statement started: the dosage's timing bounds, the statement's
+    effective time, else when the order was written (authoredOn)."""
+    for dosage in _list(request.get("dosageInstruction")) or _list(request.get("dosage")):
+        bounds = _dict(_dict(_dict(dosage).get("timing")).get("repeat")).get("boundsPeriod")
+        if (found := instant(_dict(bounds).get("start"))) is not None:
+            return found[0]
+    for value in (
+        _dict(request.get("effectivePeriod")).get("start"),
+        request.get("effectiveDateTime"),
+        request.get("authoredOn"),
+    ):
+        if (found := instant(value)) is not None:
+            return found[0]
+    return None
 
 
 def _route(request: dict[str, Any]) -> str | None:

@@ -55,7 +55,7 @@ def test_unusable_observations_are_named(client):
     assert "1 Observations of tests this service does not interpret \\(LOINC 718\\-7\\)" in unused["detail"]
     # the older potassium is history, not an error: counted, not listed as unusable
     assert "Observation/k-old" not in unused["detail"]
-    assert "earlier results of the same analytes are history" in unused["detail"]
+    assert "earlier results of the same analytes are read as history" in unused["detail"]
 
 
 def test_user_text_is_escaped_in_markdown(client):

@@ -200,6 +200,18 @@ class PatientOut:
 
 
 @dataclass(slots=True)
+class EarlierOut:
+    """An earlier result of the same patient, as the rules across time read it."""
+
+    analyte: str
+    label: str
+    shown: str  # "3.0 mmol/L"
+    status: Status | None
+    collected_at: str  # ISO 8601, as given
+    hours_before: float
+
+
+@dataclass(slots=True)
 class Interpretation:
     patient: PatientOut
     results: list[ResultOut]
@@ -213,6 +225,9 @@ class Interpretation:
     intended_use: str
     disclaimer: str
     short_disclaimer: str  # the one line that opens a report; `disclaimer` closes it, once
+    collected_at: str | None = None
+    earlier: list[EarlierOut] = dataclass_field(default_factory=list)  # latest first
+    history_notes: list[str] = dataclass_field(default_factory=list)  # earlier specimens not used, and why
 
 
 INTERPRETATION = TypeAdapter(Interpretation)

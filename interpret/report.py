@@ -15,6 +15,7 @@ from interpret.facts import ANALYTE_FACT, CRITICAL_STATUSES, QUANTITIES
 from interpret.medications import MedicationMatch
 from interpret.models import (
     DerivedOut,
+    EarlierOut,
     EvidenceOut,
     FindingOut,
     Interpretation,
@@ -116,6 +117,9 @@ class Reporter:
             ],
             medications=None if panel.medications is None else [self._medication(m) for m in panel.medications],
             specimen_hemolyzed=panel.hemolyzed,
+            collected_at=panel.collected_at.isoformat() if panel.collected_at else None,
+            earlier=self._earlier(panel, facts),
+            history_notes=list(panel.history_notes),
             max_severity=findings[0].severity if findings else None,
             ruleset=self.ruleset_out,
             intended_use=self.rs.meta.intended_use,
@@ -183,6 +187,24 @@ class Reporter:
             logic=self.logic[d.code],
             critical_note=self.rs.meta.critical_wording if self._beyond_critical_limit(o, facts) else None,
         )
+
+    def _earlier(self, panel: Panel, facts: Facts) -> list[EarlierOut]:
+        """Every earlier result used as history, latest first."""
+        out = []
+        for specimen, (hours, quantities) in zip(panel.history, facts.history or [], strict=False):
+            for name, q in quantities.items():
+                analyte = QUANTITIES[name].analyte
+                out.append(
+                    EarlierOut(
+                        analyte=analyte,
+                        label=self.labels.get(analyte, label(name)),
+                        shown=q.shown,
+                        status=cast("Status | None", q.status),
+                        collected_at=specimen.collected_at.isoformat(),
+                        hours_before=round(hours, 2),
+                    )
+                )
+        return out
 
     def _qualify(self, findings: list[FindingOut]) -> set[str]:
         """Give each finding the caveats of the data-quality findings (`qualifies` in rules/)

@@ -308,7 +308,9 @@ def test_earlier_observations_are_history_and_an_order_time_is_a_start(client):
     labs = [potassium(3.0, "2019-12-31T08:00:00Z", "k-before"), potassium(3.1, "2020-01-02T08:00:00Z", "k-now")]
     found = cards(client, request(labs, meds=[order]))
     assert "persistent_hypokalemia_despite_replacement" in codes(found)
-    card = next(c for c in found if c["source"].get("topic", {}).get("code") == "persistent_hypokalemia_despite_replacement")
+    card = next(
+        c for c in found if c["source"].get("topic", {}).get("code") == "persistent_hypokalemia_despite_replacement"
+    )
     assert "48 h before" in card["detail"].replace("\\", "")  # the earlier value it compared, with its time
     # started 1 h before the latest potassium: too early to call it persistent (4 h)
     order["authoredOn"] = "2020-01-02T07:00:00Z"

@@ -126,3 +126,70 @@ def test_a_censored_value_is_named_as_such(interpreter):
                 f"{text.strip()!r} is a bound (a censored value), not a result: give the number, or leave it out",
             )
         ]
+
+
+def _serial(**extra):
+    panel = {
+        "collected_at": "2026-01-10T08:00:00Z",
+        "results": [{"analyte": "creatinine", "value": 120, "unit": "umol/L"}],
+        "history": [
+            {
+                "collected_at": "2026-01-09T08:00:00Z",
+                "results": [{"analyte": "creatinine", "value": 90, "unit": "umol/L"}],
+            }
+        ],
+    }
+    panel.update(extra)
+    return panel
+
+
+def test_an_earlier_result_is_refused_exactly_as_a_current_one(interpreter):
+    from interpret.validate import InputError
+
+    bad = _serial()
+    bad["history"].append(
+        {"collected_at": "2026-01-08T08:00:00Z", "results": [{"analyte": "creatinine", "value": 80, "unit": "mL/min"}]}
+    )
+    with pytest.raises(InputError) as info:
+        interpreter.interpret(bad)
+    assert [(e.location, e.code) for e in info.value.errors] == [("history[1].results[0].unit", "unit")]
+
+
+def test_history_times_are_instants_and_a_later_entry_is_named(interpreter):
+    """09:00+01:00 on the 9th is 08:00 Z: 24 h before. An entry after collected_at is no
+    earlier result: named in the report, not used."""
+    panel = _serial()
+    panel["history"][0]["collected_at"] = "2026-01-09T09:00:00+01:00"
+    panel["history"].append(
+        {"collected_at": "2026-01-10T09:00:00Z", "results": [{"analyte": "creatinine", "value": 50, "unit": "umol/L"}]}
+    )
+    r = interpreter.interpret(panel)
+    assert [(e.label, e.hours_before) for e in r.earlier] == [("Creatinine", 24.0)]
+    assert "history[1]" in r.history_notes[0] and "not earlier" in r.history_notes[0]
+    assert "acute_kidney_injury" in {f.code for f in r.findings}  # 120 - 90 = 30 >= 26.5 within 48 h
+
+
+def test_history_without_collected_at_is_not_used_and_says_why(interpreter):
+    panel = _serial()
+    del panel["collected_at"]
+    r = interpreter.interpret(panel)
+    aki = next(n for n in r.not_assessed if n.code == "acute_kidney_injury")
+    assert any("give collected_at" in m for m in aki.missing), aki.missing
+    assert r.earlier == []
+
+
+def test_a_naive_time_is_refused(interpreter):
+    from interpret.validate import InputError
+
+    with pytest.raises(InputError) as info:
+        interpreter.interpret(_serial(collected_at="2026-01-10T08:00:00"))
+    assert info.value.errors[0].location == "collected_at"
+
+
+def test_a_medication_stopped_before_the_specimen_is_not_current(interpreter):
+    panel = _serial(
+        results=[{"analyte": "potassium", "value": 3.1, "unit": "mmol/L"}],
+        medications=[{"name": "furosemide 40 mg", "stop": "2026-01-05T00:00:00Z"}],
+    )
+    _, facts, _ = interpreter.evaluate(panel)
+    assert facts.classes is not None and "loop_diuretic" not in facts.classes

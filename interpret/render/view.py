@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from interpret.models import Interpretation, NotAssessedOut, ResultOut
+from interpret.models import EarlierOut, Interpretation, NotAssessedOut, ResultOut
 
 SEVERITY_LABELS = {
     "critical": "Critical",
@@ -57,9 +57,18 @@ def group_not_assessed(items: list[NotAssessedOut]) -> list[tuple[str, list[str]
     return sorted(groups.items())
 
 
+def earlier_by_analyte(interpretation: Interpretation) -> list[tuple[str, list[EarlierOut]]]:
+    """Earlier results, one row per analyte (latest first), in the order of this panel's results."""
+    rows: dict[str, list[EarlierOut]] = {}
+    for e in interpretation.earlier:
+        rows.setdefault(e.label, []).append(e)
+    return list(rows.items())
+
+
 def context(interpretation: Interpretation) -> dict[str, Any]:
     return {
         "r": interpretation,
+        "earlier": earlier_by_analyte(interpretation),
         "bars": {res.analyte: range_bar(res) for res in interpretation.results},
         "not_assessed": group_not_assessed(interpretation.not_assessed),
         "severity_labels": SEVERITY_LABELS,

@@ -12,6 +12,8 @@ import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from interpret.derive import EXACT_DECIMALS
+
 if TYPE_CHECKING:
     from interpret.prepare import Facts, Quantity
     from interpret.ruleset import conditions as c
@@ -54,14 +56,15 @@ def _change(node: c.Change, f: Facts) -> bool | None:
     if now is None or ref is None:
         return None
     delta = now.value - ref[1].value if node.direction == "rise" else ref[1].value - now.value
-    return COMPARE[node.op](delta, node.threshold.for_unit(now.unit))
+    # a rise of exactly 0.3 mg/dL is 26.526 µmol/L on both sides: decided as on the limit
+    return COMPARE[node.op](round(delta, EXACT_DECIMALS), round(node.threshold.for_unit(now.unit), EXACT_DECIMALS))
 
 
 def _ratio(node: c.Ratio, f: Facts) -> bool | None:
     now, ref = f.quantities.get(node.quantity), reference(node, f)
     if now is None or ref is None or ref[1].value <= 0:
         return None
-    return COMPARE[node.op](now.value / ref[1].value, node.value)
+    return COMPARE[node.op](round(now.value / ref[1].value, EXACT_DECIMALS), node.value)
 
 
 def matching_earlier(node: c.Earlier, f: Facts) -> list[tuple[float, Quantity]]:

@@ -239,7 +239,7 @@ class GeneratedRunner(ClosuresRunner):
 class PolarsRunner(RunnerContract):
     """The batch runner: each panel a CSV row, one column per analyte, unit and range."""
 
-    carries_history = False  # issue 15: history in the batch formats is still to come
+    carries_history = False  # the wide format carries no history (the long format does: test_batch.py)
 
     HEADERS = [f"{a}{s}" for a in ANALYTES for s in ("", "_unit", "_low", "_high")] + ["age", "sex", "hemolyzed"]
     LABEL = re.compile(r"; (?=(?:\w+ \(column '[^']*'\)|age|sex|hemolyzed): )")

@@ -12,8 +12,10 @@ from typing import Any
 
 import polars as pl
 
+from interpret.batch.columns import PanelColumns, ensure_quantities
 from interpret.batch.mapping import MappingFile, Plan, load_mapping, make_plan
 from interpret.batch.read import (
+    ROW,
     BatchInputError,
     CsvSource,
     Prefetch,
@@ -26,6 +28,7 @@ from interpret.batch.read import (
     read_chunks,
 )
 from interpret.batch.run import BatchRun, Stats, sidecar
+from interpret.batch.serial import add_serial_columns, has_history
 from interpret.ruleset import Ruleset
 
 
@@ -148,6 +151,7 @@ def _execute(
             from interpret.batch.long import long_to_wide
 
             source, plan, wide = long_to_wide(source, plan, mapping, rs, options.medications, options.patients)
+            wide = with_history(rs, plan, source, wide)
         elif careful:
             wide = careful_frame(source)
 
@@ -188,6 +192,18 @@ def _execute(
     finally:
         source.release()
     return BatchResult(stats, plan, source)
+
+
+def with_history(rs: Ruleset, plan: Plan, source: CsvSource, wide: pl.DataFrame) -> pl.DataFrame:
+    """Panels with a patient and a time get the conditions across time as columns
+    (batch/serial.py), worked out on the whole file before it is cut into chunks: a
+    patient's earlier panel may lie in another chunk."""
+    if not has_history(wide) or wide.height == 0:
+        return wide
+    columns = PanelColumns(rs, plan, source.decimal_comma)
+    facts = columns.results(wide)
+    facts = ensure_quantities(columns.facts(columns.patient(facts)))
+    return wide.join(add_serial_columns(rs, facts), on=ROW, how="left", maintain_order="left")
 
 
 def open_input(

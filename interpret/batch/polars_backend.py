@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from interpret.batch.columns import CLASSES, class_bits, limit_expr
+from interpret.batch.serial import serial_nodes
 from interpret.facts import QUANTITIES
 from interpret.ruleset import Ruleset
 from interpret.ruleset import conditions as c
@@ -42,7 +43,7 @@ def _meds(expr: pl.Expr) -> pl.Expr:
     return pl.when(pl.col("meds_known")).then(expr).otherwise(pl.lit(None, dtype=pl.Boolean))
 
 
-def _leaf(node: c.Node) -> pl.Expr:
+def _leaf(node: c.Node, rs: Ruleset) -> pl.Expr:
     """A condition that names facts only (composites, settings and medications: `PolarsRules`)."""
     match node:
         case c.StatusIn(quantity, statuses, _):
@@ -67,8 +68,9 @@ def _leaf(node: c.Node) -> pl.Expr:
         case c.UnrecognizedMedications():
             return pl.col("unrecognized").fill_null(False)
         case c.Change() | c.Ratio() | c.Earlier() | c.StartedAfter():
-            # a batch row carries no history yet: the rules across time are not assessed
-            return pl.lit(None, dtype=pl.Boolean)
+            # worked out over each patient's panels before the run (batch/serial.py); null
+            # (not assessed) without a patient key and a time
+            return pl.col(serial_nodes(rs)[node])
     raise TypeError(f"no polars translation for {node!r}")
 
 
@@ -119,7 +121,7 @@ class PolarsRules:
             return reduce((lambda a, b: a & b) if isinstance(node, c.All) else (lambda a, b: a | b), parts)
         if isinstance(node, c.Not):
             return ~self._compile(node.item)
-        return _leaf(node)
+        return _leaf(node, self.ruleset)
 
     # The expressions are the same for every chunk: built once (building them costs more
     # than applying them to a small chunk).

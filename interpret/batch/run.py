@@ -27,13 +27,14 @@ from interpret.batch.columns import PanelColumns, PolarsOps, ensure_quantities, 
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
 from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows, remove_leftovers
+from interpret.batch.serial import unknown_columns
 from interpret.facts import ANALYTE_FACT, STATUSES
 from interpret.ruleset import Ruleset
 
 SAMPLE_PER_CHUNK = 5_000
 IN_FLIGHT = 2  # chunks processed at once
 # The facts frame the rules read (columns.py): all else is dropped once the chunk is parsed.
-FACT_PREFIXES = ("q__", "u__", "s__", "v__", "lab_low__", "lab_high__", "m__")
+FACT_PREFIXES = ("q__", "u__", "s__", "v__", "lab_low__", "lab_high__", "m__", "t__")
 FACT_COLUMNS = ("age", "sex", "hemolyzed", "meds_known", "unrecognized", "unrecognized_names", "notes", "error")
 DECIMALS = 4  # written values only; every decision uses the unrounded value
 
@@ -150,6 +151,8 @@ class BatchRun:
         frame = frame.with_columns(error.alias("error"))
         frame = frame.drop(self._spent(frame.columns))  # parsed and checked: free the memory early
         frame = ensure_quantities(self.columns.facts(frame))
+        if not any(c.startswith("t__") for c in frame.columns):  # no history (batch/serial.py)
+            frame = frame.with_columns(unknown_columns(self.rs))
         return self.rules.summary(self.rules.evaluate(frame), severities)
 
     def _spent(self, columns: list[str]) -> list[str]:

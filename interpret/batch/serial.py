@@ -1,0 +1,122 @@
+"""The conditions across time on columns: panels of the same patient are each other's history.
+
+A long export with a patient key and a time (mapping `long.patient_key`, `long.time`) gives
+every panel its patient's earlier panels. Before the run is cut into chunks, the panels'
+facts are worked out once on the whole frame (the same `PanelColumns` steps as the run), and
+each condition across time (`conditions.SERIAL`) becomes one boolean column, `t__<i>`, by
+polars' rolling windows per patient over the time (closed on the left: an earlier panel,
+never this one). The rule expressions read those columns (`polars_backend`). Semantics are
+`interpret/serial.py`'s, and the runner contract compares them on generated histories:
+
+- change: this value minus the lowest earlier one in the window (a rise), or the highest
+  earlier one minus this value (a fall), against the limit for this result's unit;
+- ratio: this value over the lowest earlier one;
+- earlier: an earlier value in the window with the status or beyond the limit;
+- started_after: unknown here (a batch row carries no medication start times yet).
+
+Unknown (null) when this value, the patient, the time or every earlier value in the window is
+missing. Without a patient key and a time, every `t__` column is null: not assessed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import polars as pl
+
+from interpret.batch.columns import limit_expr
+from interpret.batch.read import ROW
+from interpret.derive import EXACT_DECIMALS
+from interpret.ruleset import Ruleset
+from interpret.ruleset import conditions as c
+
+PATIENT, TIME = "__patient", "__time"
+_COMPARE = {"below": pl.Expr.lt, "at_or_below": pl.Expr.le, "above": pl.Expr.gt, "at_or_above": pl.Expr.ge}
+
+
+@functools.cache
+def serial_nodes(rs: Ruleset) -> dict[c.Node, str]:
+    """Each distinct condition across time in the ruleset, with its column's name."""
+    nodes: dict[c.Node, str] = {}
+    for rule in rs.rules:
+        for node in rule.nodes():
+            if isinstance(node, c.SERIAL) and node not in nodes:
+                nodes[node] = f"t__{len(nodes)}"
+    return nodes
+
+
+def unknown_columns(rs: Ruleset) -> list[pl.Expr]:
+    """Every `t__` column as unknown: the batch without history."""
+    return [pl.lit(None, dtype=pl.Boolean).alias(name) for name in serial_nodes(rs).values()]
+
+
+def has_history(frame: pl.DataFrame) -> bool:
+    return PATIENT in frame.columns and TIME in frame.columns
+
+
+def add_serial_columns(rs: Ruleset, facts: pl.DataFrame) -> pl.DataFrame:
+    """ROW and every `t__` column, from a frame of facts (q__, u__, s__ columns) that carries
+    each panel's patient and time."""
+    nodes = serial_nodes(rs)
+    work = facts.with_columns(pl.col(TIME).str.to_datetime(strict=False).alias("__t"))
+    usable = work.filter(pl.col(PATIENT).is_not_null() & (pl.col(PATIENT) != "") & pl.col("__t").is_not_null())
+    usable = usable.sort(PATIENT, "__t")
+    per_row: list[pl.Series] = [usable.get_column(ROW)]
+    for node, name in nodes.items():
+        per_row.append(_column(node, usable).alias(name))
+    found = pl.DataFrame(per_row)
+    return facts.select(ROW).join(found, on=ROW, how="left", maintain_order="left")
+
+
+def _window(frame: pl.DataFrame, hours: float, aggregates: list[pl.Expr]) -> pl.DataFrame:
+    """Aggregates over each panel's earlier panels of the same patient within `hours`."""
+    rolled = frame.rolling(index_column="__t", period=f"{int(hours * 3600)}s", group_by=PATIENT, closed="left").agg(
+        aggregates
+    )
+    if rolled.height != frame.height:  # one output row per input row, in the sorted order
+        raise AssertionError("rolling window lost rows")
+    return rolled
+
+
+def _column(node: c.Node, frame: pl.DataFrame) -> pl.Series:
+    match node:
+        case c.Change(quantity, hours, direction, op, threshold):
+            value, unit = pl.col(f"q__{quantity}"), pl.col(f"u__{quantity}")
+            reference = value.min() if direction == "rise" else value.max()
+            ref = _window(frame, hours, [reference.alias("ref")]).get_column("ref")
+            now = frame.get_column(f"q__{quantity}")
+            delta = now - ref if direction == "rise" else ref - now
+            limit = frame.select(limit_expr(unit, threshold)).to_series()
+            return _compare(op, delta.round(EXACT_DECIMALS), limit.round(EXACT_DECIMALS))
+        case c.Ratio(quantity, hours, op, number):
+            ref = _window(frame, hours, [pl.col(f"q__{quantity}").min().alias("ref")]).get_column("ref")
+            ratio = (frame.get_column(f"q__{quantity}") / pl.Series(ref).replace(0.0, None)).round(EXACT_DECIMALS)
+            return _compare(op, ratio, pl.Series([number] * frame.height))
+        case c.Earlier(quantity, hours):
+            meets = _meets(node, frame)
+            marked = frame.with_columns(meets.alias("__meets"))
+            rolled = _window(
+                marked,
+                hours,
+                [pl.col("__meets").cast(pl.Int8).max().alias("any"), pl.col(f"q__{quantity}").count().alias("n")],
+            )
+            any_ = rolled.get_column("any").fill_null(0) > 0
+            return pl.select(pl.when(pl.lit(rolled.get_column("n")) > 0).then(pl.lit(any_))).to_series()
+    return pl.Series([None] * frame.height, dtype=pl.Boolean)  # started_after: no start times here
+
+
+def _meets(node: c.Earlier, frame: pl.DataFrame) -> pl.Series:
+    """Whether each panel's value meets the `earlier` condition (its own unit's limit)."""
+    value, unit = pl.col(f"q__{node.quantity}"), pl.col(f"u__{node.quantity}")
+    expr: Any
+    if node.statuses:
+        expr = pl.col(f"s__{node.quantity}").cast(pl.String).is_in(sorted(node.statuses))
+    else:
+        assert node.op is not None and node.threshold is not None
+        expr = _COMPARE[node.op](value, limit_expr(unit, node.threshold))
+    return frame.select(pl.when(value.is_not_null()).then(expr)).to_series()
+
+
+def _compare(op: str, left: pl.Series, right: pl.Series) -> pl.Series:
+    return pl.select(_COMPARE[op](pl.lit(left), pl.lit(right))).to_series()

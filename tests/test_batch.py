@@ -1091,12 +1091,14 @@ def test_mimic_demo_serial_counts_agree_with_an_independent_query(interpreter, t
     labevents (every earlier creatinine and sodium of the same subject, KDIGO and the sodium
     limits written out here) finds the same specimens: AKI 479 specimens of 51 patients (47
     without the panels exactly on 1.5 x, such as 0.2 -> 0.3 mg/dL, that a float comparison
-    misses), a rapid sodium rise 24, a rapid fall 15."""
+    misses), a rapid sodium rise 24, a rapid fall 15; with the prescriptions, potassium still
+    low after replacement was started 69."""
     mapping = tmp_path / "mimic.yaml"
     mapping.write_text(
         "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
         "       value: valuenum, unit: valueuom, time: charttime}\n"
         'analytes: {"50971": potassium, "50983": sodium, "50912": creatinine}\n'
+        "medications_file: {patient_key: subject_id, name: drug, start: starttime, stop: stoptime}\n"
     )
     code, out = batch(
         interpreter,
@@ -1106,6 +1108,7 @@ def test_mimic_demo_serial_counts_agree_with_an_independent_query(interpreter, t
         mapping_path=mapping,
         id_column="specimen_id",
         allow=["subject_id"],
+        medications=MIMIC_HOSP / "prescriptions.csv.gz",
     )
     assert code == 0
 
@@ -1144,3 +1147,33 @@ def test_mimic_demo_serial_counts_agree_with_an_independent_query(interpreter, t
         (pl.col("h") <= 48) & (pl.col("valuenum_e") - pl.col("valuenum") >= 10) & (pl.col("valuenum") < 135)
     )
     assert fired("rapid_sodium_fall") == set(fall["specimen_id"]) and len(fired("rapid_sodium_fall")) == 15
+
+    # K < 3.5 now, an earlier K < 3.5 within 72 h, and a potassium-supplement order active now
+    # that started after the earliest such earlier K and at least 4 h ago (the drug names
+    # classed by the catalogue; the windows written out here)
+    k = pairs("50971").filter((pl.col("valuenum") < 3.5) & (pl.col("h") <= 72) & (pl.col("valuenum_e") < 3.5))
+    first = k.group_by("subject_id", "specimen_id", "charttime").agg(pl.col("h").max().alias("first"))
+    rx = pl.read_csv(MIMIC_HOSP / "prescriptions.csv.gz", infer_schema=False)
+    catalogue = interpreter.ruleset.medications
+    supplements = [
+        d for d in rx["drug"].drop_nulls().unique() if "potassium_supplement" in catalogue.match(d.strip()).classes
+    ]
+    orders = rx.filter(pl.col("drug").is_in(supplements)).select(
+        "subject_id",
+        pl.col("starttime").str.to_datetime(strict=False).alias("start"),
+        pl.col("stoptime").str.to_datetime(strict=False).alias("stop"),
+    )
+    orders = orders.filter(
+        pl.col("start").is_not_null() & (pl.col("stop").is_null() | (pl.col("stop") >= pl.col("start")))
+    )
+    active = (pl.col("start") <= pl.col("charttime")) & (
+        pl.col("stop").is_null() | (pl.col("charttime") <= pl.col("stop"))
+    )
+    started = (
+        first.join(orders, on="subject_id")
+        .filter(active)
+        .with_columns(((pl.col("charttime") - pl.col("start")).dt.total_seconds() / 3600).alias("hs"))
+        .filter((pl.col("hs") >= 4) & (pl.col("hs") <= pl.col("first")))
+    )
+    assert fired("persistent_hypokalemia_despite_replacement") == set(started["specimen_id"])
+    assert len(fired("persistent_hypokalemia_despite_replacement")) == 69

@@ -201,8 +201,9 @@ def with_history(rs: Ruleset, plan: Plan, source: CsvSource, wide: pl.DataFrame)
     if not has_history(wide) or wide.height == 0:
         return wide
     columns = PanelColumns(rs, plan, source.decimal_comma)
-    facts = columns.results(wide)
-    facts = ensure_quantities(columns.facts(columns.patient(facts)))
+    facts = columns.patient(columns.results(wide))
+    facts = columns.medications(facts, plan.roles.get("medications"))
+    facts = ensure_quantities(columns.facts(facts))
     return wide.join(add_serial_columns(rs, facts), on=ROW, how="left", maintain_order="left")
 
 

@@ -32,6 +32,9 @@ from interpret.ruleset import Ruleset
 from interpret.validate import REFUSALS
 
 PANEL = "panel"
+# Each panel's active orders with their start: "hours<US>drug", joined by <RS> (control
+# characters: no drug name holds them).
+STARTS, STARTS_SEP, STARTS_JOIN = "__starts", "\x1f", "\x1e"
 ID_COLUMN = "__id"  # renamed to the --id-column's own name when written
 
 
@@ -146,8 +149,8 @@ def long_to_wide(
     )
     new_roles = {role: role for role in plan.roles if role != "medications"}
     if medications is not None:
-        listed, order_notes, order_note = _medications(wide, mapping, medications, spec.time)
-        wide = wide.with_columns(listed.alias("medications"), order_notes.alias(INPUT_NOTE))
+        listed, order_notes, starts, order_note = _medications(wide, mapping, medications, spec.time)
+        wide = wide.with_columns(listed.alias("medications"), order_notes.alias(INPUT_NOTE), starts.alias(STARTS))
         notes += [order_note] if order_note else []
         new_roles["medications"] = "medications"
     if patients is not None:
@@ -161,7 +164,9 @@ def long_to_wide(
     wide = wide.with_columns(
         pl.col(c).cast(pl.String).fill_null("") for c in wide.columns if c not in (ROW, INPUT_ERROR, INPUT_NOTE)
     )
-    headers = [c for c in wide.columns if c not in (ROW, INPUT_ERROR, INPUT_NOTE, *OVERFLOW, "__time", "__patient")]
+    headers = [
+        c for c in wide.columns if c not in (ROW, INPUT_ERROR, INPUT_NOTE, *OVERFLOW, "__time", "__patient", STARTS)
+    ]
     new_plan = replace(
         plan,
         format="wide",
@@ -246,7 +251,7 @@ def _side_table(path: Path, columns: list[str], section: str) -> pl.DataFrame:
 
 def _medications(
     wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None
-) -> tuple[pl.Series, pl.Series, str | None]:
+) -> tuple[pl.Series, pl.Series, pl.Series, str | None]:
     """Each panel's active orders, each panel's note on orders that could not be placed in
     time, and the run's note on them."""
     spec = mapping.medications_file
@@ -280,7 +285,18 @@ def _medications(
         panels.join(orders, on="__patient", how="inner")
         .filter((pl.col("__start") <= pl.col("__at")) & (pl.col("__ongoing") | (pl.col("__at") <= pl.col("__stop"))))
         .group_by(PANEL)
-        .agg(pl.col("__drug").unique().sort().str.join(";").alias("medications"))
+        .agg(
+            pl.col("__drug").unique().sort().str.join(";").alias("medications"),
+            # when each active order started, hours before the panel (batch/serial.py reads it)
+            pl.format(
+                "{}{}{}",
+                ((pl.col("__at") - pl.col("__start")).dt.total_seconds() / 3600),
+                pl.lit(STARTS_SEP),
+                pl.col("__drug"),
+            )
+            .str.join(STARTS_JOIN)
+            .alias(STARTS),
+        )
     )
     per_patient = unplaced.group_by("__patient").agg(pl.len().alias("__unplaced"))
     listed = panels.join(active, on=PANEL, how="left").join(per_patient, on="__patient", how="left")
@@ -290,7 +306,7 @@ def _medications(
             pl.col("__unplaced"),
         )
     )
-    result = listed.select(pl.col("medications").fill_null(""), note_text.alias("note"))
+    result = listed.select(pl.col("medications").fill_null(""), note_text.alias("note"), pl.col(STARTS).fill_null(""))
     summary = None
     if unplaced.height:
         lines = ", ".join(str(n) for n in unplaced[ROW].head(20).to_list())
@@ -298,4 +314,4 @@ def _medications(
             f"{path.name}: {unplaced.height} medication orders have a missing, unreadable or reversed "
             f"start/stop and were not used (lines {lines}); the panels of their patients say so"
         )
-    return result["medications"], result["note"], summary
+    return result["medications"], result["note"], result[STARTS], summary

@@ -12,7 +12,8 @@ never this one). The rule expressions read those columns (`polars_backend`). Sem
   earlier one minus this value (a fall), against the limit for this result's unit;
 - ratio: this value over the lowest earlier one;
 - earlier: an earlier value in the window with the status or beyond the limit;
-- started_after: unknown here (a batch row carries no medication start times yet).
+- started_after: from the `--medications` orders active at the panel, with their starts
+  (`long.STARTS`); unknown without orders.
 
 Unknown (null) when this value, the patient, the time or every earlier value in the window is
 missing. Without a patient key and a time, every `t__` column is null: not assessed.
@@ -26,6 +27,7 @@ from typing import Any
 import polars as pl
 
 from interpret.batch.columns import limit_expr
+from interpret.batch.long import STARTS, STARTS_JOIN, STARTS_SEP
 from interpret.batch.read import ROW
 from interpret.derive import EXACT_DECIMALS
 from interpret.ruleset import Ruleset
@@ -64,7 +66,8 @@ def add_serial_columns(rs: Ruleset, facts: pl.DataFrame) -> pl.DataFrame:
     usable = usable.sort(PATIENT, "__t")
     per_row: list[pl.Series] = [usable.get_column(ROW)]
     for node, name in nodes.items():
-        per_row.append(_column(node, usable).alias(name))
+        column = _started_after(node, usable, rs) if isinstance(node, c.StartedAfter) else _column(node, usable)
+        per_row.append(column.alias(name))
     found = pl.DataFrame(per_row)
     return facts.select(ROW).join(found, on=ROW, how="left", maintain_order="left")
 
@@ -103,7 +106,48 @@ def _column(node: c.Node, frame: pl.DataFrame) -> pl.Series:
             )
             any_ = rolled.get_column("any").fill_null(0) > 0
             return pl.select(pl.when(pl.lit(rolled.get_column("n")) > 0).then(pl.lit(any_))).to_series()
-    return pl.Series([None] * frame.height, dtype=pl.Boolean)  # started_after: no start times here
+    raise TypeError(f"not a condition across time: {node!r}")
+
+
+def _started_after(node: c.StartedAfter, frame: pl.DataFrame, rs: Ruleset) -> pl.Series:
+    """A drug of the classes started after the earliest earlier panel that meets the
+    `earlier` condition, and at least `hours_before` before this one (`--medications` orders
+    give each panel's active orders with their starts: long.STARTS)."""
+    if STARTS not in frame.columns:  # no orders: the medication list is not known
+        return pl.Series([None] * frame.height, dtype=pl.Boolean)
+    earlier = node.earlier
+    marked = frame.with_columns(_meets(earlier, frame).alias("__meets"))
+    rolled = _window(
+        marked,
+        earlier.within_hours,
+        [
+            pl.col("__t").filter(pl.col("__meets").fill_null(False)).min().alias("first"),
+            pl.col(f"q__{earlier.quantity}").count().alias("n"),
+        ],
+    )
+    since_first = (frame.get_column("__t") - rolled.get_column("first")).dt.total_seconds() / 3600
+    entries = (
+        pl.DataFrame({"__i": pl.int_range(frame.height, eager=True), "__s": frame.get_column(STARTS)})
+        .with_columns(pl.col("__s").str.split(STARTS_JOIN))
+        .explode("__s")
+        .with_columns(pl.col("__s").str.split_exact(STARTS_SEP, 1).struct.rename_fields(["h", "drug"]))
+        .unnest("__s")
+    )
+    wanted = set(node.classes)
+    drugs = entries.get_column("drug").drop_nulls().unique().to_list()
+    in_class = {d: bool(wanted & rs.medications.match(d).classes) for d in drugs}
+    matching = entries.filter(pl.col("drug").replace_strict(in_class, default=False, return_dtype=pl.Boolean))
+    bounds = pl.DataFrame({"__i": pl.int_range(frame.height, eager=True), "__first": since_first})
+    inside = (
+        matching.join(bounds, on="__i")
+        .with_columns(pl.col("h").cast(pl.Float64))
+        .filter((pl.col("h") >= node.hours_before) & (pl.col("h") <= pl.col("__first")))
+        .get_column("__i")
+        .unique()
+    )
+    started = pl.int_range(frame.height, eager=True).is_in(inside.implode())
+    known = (rolled.get_column("n") > 0) & frame.get_column("meds_known").fill_null(False)
+    return pl.select(pl.when(pl.lit(known)).then(pl.lit(started))).to_series()
 
 
 def _meets(node: c.Earlier, frame: pl.DataFrame) -> pl.Series:

@@ -42,7 +42,9 @@ def _prefetch(interpreter: Interpreter) -> dict[str, str]:
     loinc = ",".join(f"http://loinc.org|{c}" for c in codes)
     return {
         "patient": "Patient/{{context.patientId}}",
-        "labs": f"Observation?patient={{{{context.patientId}}}}&category=laboratory&code={loinc}&_sort=-date&_count=50",
+        # newest first, enough for a week of daily panels of every analyte: the rules across
+        # time read the earlier results as history (CDS Hooks 2.0 has no relative dates)
+        "labs": f"Observation?patient={{{{context.patientId}}}}&category=laboratory&code={loinc}&_sort=-date&_count=200",
         "meds": "MedicationRequest?patient={{context.patientId}}&status=active",
     }
 

@@ -98,6 +98,19 @@ def egfr_category(value: Any, categories: list[tuple[str, float]], ops: Ops = FL
     return ops.first_of(value, [(">=", limit, name) for name, limit in categories], categories[-1][0])
 
 
+def aki_stage(ratio: Any, creatinine: Any, stages: list[tuple[int, float | None, Any]], ops: Ops = FLOAT_OPS) -> Any:
+    """The KDIGO 2012 stage by creatinine: the first of (stage, ratio to baseline at least,
+    creatinine at least), highest first, that is reached; else 1 (derivations.yaml)."""
+    stage: Any = 1
+    for number, ratio_at_least, creatinine_at_least in reversed(stages):
+        parts = [ratio >= ratio_at_least] if ratio_at_least is not None else []
+        parts += [creatinine >= creatinine_at_least] if creatinine_at_least is not None else []
+        if parts:
+            reached = parts[0] | parts[1] if len(parts) == 2 else parts[0]
+            stage = ops.where(reached, number, stage)
+    return stage
+
+
 def ckd_epi_2021(scr_mg_dl: Any, age: Any, female: Any, ops: Ops = FLOAT_OPS) -> Any:
     """eGFR in mL/min/1.73 m² from creatinine in mg/dL (unrounded)."""
     k = CKD_EPI_2021

@@ -196,15 +196,8 @@ def _aki_stage(facts: Facts, rs: Ruleset) -> None:
         return
     hours, baseline = min(earlier, key=lambda hq: hq[1].value)
     ratio = now.value / baseline.value if baseline.value > 0 else 0.0
-    stage = next(
-        (
-            s
-            for s, at_least, creatinine in rs.aki_stage_limits
-            if (at_least is not None and ratio >= at_least)
-            or (creatinine is not None and now.value >= creatinine.for_unit(now.unit))
-        ),
-        1,
-    )
+    limits = [(s, r, None if c is None else c.for_unit(now.unit)) for s, r, c in rs.aki_stage_limits]
+    stage = derive.aki_stage(round(ratio, derive.EXACT_DECIMALS), now.value, limits)
     facts.aki = {
         "stage": str(stage),
         "baseline": f"lowest creatinine of the prior {format_number(window)} h, {baseline.shown}, "

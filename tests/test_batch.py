@@ -1070,6 +1070,9 @@ def test_long_format_panels_of_a_patient_are_each_others_history(interpreter, tm
     code, out = batch(interpreter, tmp_path, SERIAL_LONG, mapping_path=mapping, id_column="specimen")
     assert code == 0 and out["specimen"].to_list() == ["s1", "s2", "s3", "s4", "s5", "s6"]
     assert "acute_kidney_injury" in findings(out, 1) and "acute_kidney_injury" not in findings(out, 0)
+    # the stage and the baseline used, where it fires only
+    assert out["aki_stage"].to_list() == [None, "1", None, None, None, None]
+    assert out["aki_baseline_creatinine_umol_L"][1] == "80.0"
     assert "rapid_sodium_rise" in findings(out, 3)
     assert "acute_kidney_injury" in out["not_assessed"][4].split(";")  # p3: no earlier creatinine
     # s6: 1.25 x the 7-day baseline (false) but nothing inside the 48 h rise window (unknown):

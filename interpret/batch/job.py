@@ -6,7 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from interpret.batch.read import (
     read_chunks,
 )
 from interpret.batch.run import BatchRun, Stats, sidecar
-from interpret.batch.serial import add_serial_columns, has_history
+from interpret.batch.serial import AKI_COLUMNS, add_serial_columns, has_history
 from interpret.ruleset import Ruleset
 
 
@@ -152,6 +152,7 @@ def _execute(
 
             source, plan, wide = long_to_wide(source, plan, mapping, rs, options.medications, options.patients)
             wide = with_history(rs, plan, source, wide)
+            plan = replace(plan, history=AKI_COLUMNS[0] in wide.columns)
         elif careful:
             wide = careful_frame(source)
 

@@ -129,6 +129,7 @@ class Plan:
     long: LongSpec | None = None
     analyte_labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # reported in the sidecar and summary
+    history: bool = False  # panels carry their patient's earlier panels (batch/serial.py)
 
     def describe(self, headers: list[str]) -> list[tuple[str, str]]:
         taken: dict[str, str] = {}

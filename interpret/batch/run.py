@@ -27,14 +27,14 @@ from interpret.batch.columns import PanelColumns, PolarsOps, ensure_quantities, 
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
 from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows, remove_leftovers
-from interpret.batch.serial import unknown_columns
+from interpret.batch.serial import AKI_CODE, AKI_COLUMNS, unknown_columns
 from interpret.facts import ANALYTE_FACT, STATUSES
 from interpret.ruleset import Ruleset
 
 SAMPLE_PER_CHUNK = 5_000
 IN_FLIGHT = 2  # chunks processed at once
 # The facts frame the rules read (columns.py): all else is dropped once the chunk is parsed.
-FACT_PREFIXES = ("q__", "u__", "s__", "v__", "lab_low__", "lab_high__", "m__", "t__")
+FACT_PREFIXES = ("q__", "u__", "s__", "v__", "lab_low__", "lab_high__", "m__", "t__", "aki_")
 FACT_COLUMNS = ("age", "sex", "hemolyzed", "meds_known", "unrecognized", "unrecognized_names", "notes", "error")
 DECIMALS = 4  # written values only; every decision uses the unrounded value
 
@@ -204,6 +204,13 @@ class BatchRun:
             out += [
                 when_ok(pl.col("q__anion_gap").round(1)).alias("anion_gap_mmol_L"),
                 when_ok(pl.col("s__anion_gap")).alias("anion_gap_status"),
+            ]
+        if self.plan.history:  # the stage and baseline of acute kidney injury (batch/serial.py)
+            fired = pl.col("findings").fill_null("").str.split(";").list.contains(AKI_CODE)
+            stage, baseline = AKI_COLUMNS
+            out += [
+                pl.when(fired).then(pl.col(stage)).alias(stage),
+                pl.when(fired).then(pl.col(baseline).round(DECIMALS)).alias(baseline),
             ]
         osmolality = self.columns.osmolality()
         if osmolality is not None:
@@ -444,6 +451,8 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
             "findings": "codes of the findings that fired, ';'-separated (findings catalogue)",
             "not_assessed": "codes of rules that could not be assessed for lack of an input",
             "error": "non-empty when the row was refused, with the reason",
+            "aki_stage": "KDIGO stage (1-3) where acute_kidney_injury fires (long format with patient key and time)",
+            "aki_baseline_creatinine_umol_L": "the lowest creatinine of the baseline window that stage is measured from",
         },
         "notes": stats.notes,
     }

@@ -26,7 +26,8 @@ from typing import Any
 
 import polars as pl
 
-from interpret.batch.columns import limit_expr
+from interpret import derive
+from interpret.batch.columns import PolarsOps, limit_expr
 from interpret.batch.long import STARTS, STARTS_JOIN, STARTS_SEP
 from interpret.batch.read import ROW
 from interpret.derive import EXACT_DECIMALS
@@ -68,8 +69,26 @@ def add_serial_columns(rs: Ruleset, facts: pl.DataFrame) -> pl.DataFrame:
     for node, name in nodes.items():
         column = _started_after(node, usable, rs) if isinstance(node, c.StartedAfter) else _column(node, usable)
         per_row.append(column.alias(name))
+    per_row += _aki_columns(rs, usable)
     found = pl.DataFrame(per_row)
     return facts.select(ROW).join(found, on=ROW, how="left", maintain_order="left")
+
+
+AKI_CODE = "acute_kidney_injury"  # whose stage and baseline the output names (rules/derivations.yaml)
+AKI_COLUMNS = ("aki_stage", "aki_baseline_creatinine_umol_L")
+
+
+def _aki_columns(rs: Ruleset, frame: pl.DataFrame) -> list[pl.Series]:
+    """The KDIGO stage (`derive.aki_stage`) and the baseline it is measured from: the lowest
+    creatinine of the baseline window; written where `acute_kidney_injury` fires."""
+    window = rs.derivations.acute_kidney_injury.baseline_within_hours
+    baseline = _window(frame, window, [pl.col("q__creatinine").min().alias("b")]).get_column("b")
+    now, unit = pl.col("q__creatinine"), pl.col("u__creatinine")
+    ratio = (now / pl.lit(baseline).replace(0.0, None)).round(EXACT_DECIMALS)
+    limits = [(s, r, None if t is None else limit_expr(unit, t)) for s, r, t in rs.aki_stage_limits]
+    stage = derive.aki_stage(ratio, now, limits, PolarsOps(pl.Int64))
+    staged = frame.select(pl.when(ratio.is_not_null()).then(stage).cast(pl.Int64)).to_series()
+    return [staged.alias(AKI_COLUMNS[0]), baseline.alias(AKI_COLUMNS[1])]
 
 
 def _window(frame: pl.DataFrame, hours: float, aggregates: list[pl.Expr]) -> pl.DataFrame:

@@ -1180,3 +1180,21 @@ def test_mimic_demo_serial_counts_agree_with_an_independent_query(interpreter, t
     )
     assert fired("persistent_hypokalemia_despite_replacement") == set(started["specimen_id"])
     assert len(fired("persistent_hypokalemia_despite_replacement")) == 69
+
+
+def test_wide_format_rows_of_a_patient_are_each_others_history(interpreter, tmp_path):
+    """`history: {patient_key, time}` in the mapping: the same as the long format, times with
+    offsets read as instants, an unreadable time said in the row's notes."""
+    text = (
+        "patient,taken,creatinine,creatinine_unit\n"
+        "p1,2026-01-08T10:00:00+02:00,80,umol/L\n"  # 08:00 Z
+        "p1,2026-01-09 08:00,107,umol/L\n"  # 24 h later: a rise of 27
+        "p2,yesterday,107,umol/L\n"
+    )
+    mapping = tmp_path / "wide.yaml"
+    mapping.write_text("history: {patient_key: patient, time: taken}\n")
+    code, out = batch(interpreter, tmp_path, text, mapping_path=mapping)
+    assert code == 0 and out.height == 3
+    assert "acute_kidney_injury" in findings(out, 1) and out["aki_stage"][1] == "1"
+    assert "time yesterday could not be read" in out["notes"][2]
+    assert "acute_kidney_injury" in out["not_assessed"][2].split(";")

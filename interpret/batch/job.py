@@ -15,6 +15,7 @@ import polars as pl
 from interpret.batch.columns import PanelColumns, ensure_quantities
 from interpret.batch.mapping import MappingFile, Plan, load_mapping, make_plan
 from interpret.batch.read import (
+    INPUT_NOTE,
     ROW,
     BatchInputError,
     CsvSource,
@@ -28,7 +29,7 @@ from interpret.batch.read import (
     read_chunks,
 )
 from interpret.batch.run import BatchRun, Stats, sidecar
-from interpret.batch.serial import AKI_COLUMNS, add_serial_columns, has_history
+from interpret.batch.serial import AKI_COLUMNS, add_serial_columns, has_history, unreadable_times
 from interpret.ruleset import Ruleset
 
 
@@ -155,6 +156,12 @@ def _execute(
             plan = replace(plan, history=AKI_COLUMNS[0] in wide.columns)
         elif careful:
             wide = careful_frame(source)
+        if plan.format == "wide" and mapping.history is not None:
+            wide = _wide_history(rs, plan, source, mapping, wide)
+            used = (mapping.history.patient_key, mapping.history.time)  # mapped: not "unmapped"
+            plan = replace(
+                plan, history=AKI_COLUMNS[0] in wide.columns, unmapped=[h for h in plan.unmapped if h not in used]
+            )
 
         run = BatchRun(rs, plan, source)
         # counted beside the run (75 ms for 135 MB, on its own thread), unless already known: see below
@@ -195,12 +202,37 @@ def _execute(
     return BatchResult(stats, plan, source)
 
 
+def _wide_history(
+    rs: Ruleset, plan: Plan, source: CsvSource, mapping: MappingFile, wide: pl.DataFrame | None
+) -> pl.DataFrame:
+    """A wide export with `history:` in its mapping, read whole, its rows given their
+    patient's earlier rows as history."""
+    spec = mapping.history
+    assert spec is not None
+    missing = [c for c in (spec.patient_key, spec.time) if c not in source.headers]
+    if missing:
+        raise BatchInputError(f"history: column(s) {', '.join(map(repr, missing))} not in the file")
+    frame = wide if wide is not None else pl.concat(list(read_chunks(source)), how="vertical")
+    frame = frame.with_columns(pl.col(spec.patient_key).alias("__patient"), pl.col(spec.time).alias("__time"))
+    return with_history(rs, plan, source, frame)
+
+
 def with_history(rs: Ruleset, plan: Plan, source: CsvSource, wide: pl.DataFrame) -> pl.DataFrame:
     """Panels with a patient and a time get the conditions across time as columns
     (batch/serial.py), worked out on the whole file before it is cut into chunks: a
     patient's earlier panel may lie in another chunk."""
     if not has_history(wide) or wide.height == 0:
         return wide
+    notes = unreadable_times(wide)
+    if notes.null_count() < wide.height:
+        given = (
+            wide.get_column(INPUT_NOTE)
+            if INPUT_NOTE in wide.columns
+            else pl.Series([None] * wide.height, dtype=pl.String)
+        )
+        wide = wide.with_columns(
+            pl.concat_str([given, notes], separator="; ", ignore_nulls=True).replace("", None).alias(INPUT_NOTE)
+        )
     columns = PanelColumns(rs, plan, source.decimal_comma)
     facts = columns.patient(columns.results(wide))
     facts = columns.medications(facts, plan.roles.get("medications"))

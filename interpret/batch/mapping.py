@@ -59,6 +59,15 @@ class PatientFileSpec(BaseModel):
     age_year: str | None = None
 
 
+class HistorySpec(BaseModel):
+    """A wide export's patient key and collection time: a patient's rows are each other's
+    history (the rules across time). The whole file is then read before the run."""
+
+    model_config = ConfigDict(extra="forbid")
+    patient_key: str
+    time: str
+
+
 class MappingFile(BaseModel):
     """The optional YAML mapping file (all keys optional)."""
 
@@ -73,6 +82,7 @@ class MappingFile(BaseModel):
     long: LongSpec | None = None
     medications_file: MedicationFileSpec | None = None
     patients_file: PatientFileSpec | None = None
+    history: HistorySpec | None = None  # wide format: patient key and time
     delimiter: str | None = None
 
 

@@ -54,6 +54,28 @@ def unknown_columns(rs: Ruleset) -> list[pl.Expr]:
     return [pl.lit(None, dtype=pl.Boolean).alias(name) for name in serial_nodes(rs).values()]
 
 
+NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+def instants(times: pl.Series) -> pl.Series:
+    """Collection times as UTC instants: with an offset or Z as written, without one read as
+    UTC (as the FHIR mapping does), a date as its start; null where unreadable."""
+    text = times.cast(pl.String).str.strip_chars()
+    parsed = [text.str.to_datetime(strict=False, time_zone="UTC")]
+    parsed += [text.str.to_datetime(f, strict=False).dt.replace_time_zone("UTC") for f in NAIVE_FORMATS]
+    return pl.select(pl.coalesce([pl.lit(p) for p in parsed])).to_series()
+
+
+def unreadable_times(frame: pl.DataFrame) -> pl.Series:
+    """A note for each panel whose time is written but cannot be read (its rules across time
+    are then not assessed): said, never silent."""
+    text = frame.get_column(TIME).cast(pl.String).fill_null("").str.strip_chars()
+    bad = (text != "") & instants(text).is_null()
+    return pl.select(
+        pl.when(pl.lit(bad)).then(pl.format("time {} could not be read: rules across time not assessed", pl.lit(text)))
+    ).to_series()
+
+
 def has_history(frame: pl.DataFrame) -> bool:
     return PATIENT in frame.columns and TIME in frame.columns
 
@@ -62,7 +84,7 @@ def add_serial_columns(rs: Ruleset, facts: pl.DataFrame) -> pl.DataFrame:
     """ROW and every `t__` column, from a frame of facts (q__, u__, s__ columns) that carries
     each panel's patient and time."""
     nodes = serial_nodes(rs)
-    work = facts.with_columns(pl.col(TIME).str.to_datetime(strict=False).alias("__t"))
+    work = facts.with_columns(instants(facts.get_column(TIME)).alias("__t"))
     usable = work.filter(pl.col(PATIENT).is_not_null() & (pl.col(PATIENT) != "") & pl.col("__t").is_not_null())
     usable = usable.sort(PATIENT, "__t")
     per_row: list[pl.Series] = [usable.get_column(ROW)]

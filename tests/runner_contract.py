@@ -10,6 +10,7 @@ reference runner row by row, and the refusal texts, word for word.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import random
 import re
@@ -17,13 +18,14 @@ import tempfile
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 import yaml
 
+from interpret.batch.job import with_history
 from interpret.batch.mapping import MappingFile, make_plan
-from interpret.batch.read import open_csv, read_chunks
+from interpret.batch.read import frame_chunks, open_csv, read_chunks
 from interpret.batch.run import BatchRun
 from interpret.compact import expand
 from interpret.pipeline import default_interpreter
@@ -120,19 +122,19 @@ def _add_history(panel: dict[str, Any], rng: random.Random) -> None:
         panel["medications"] = [*panel["medications"], {"name": "KCl 20 mEq", "start": start}]
 
 
-def without_history(panel: dict[str, Any]) -> dict[str, Any]:
-    """What a runner that carries no history sees of a panel."""
-    stripped = {k: v for k, v in panel.items() if k not in ("history", "collected_at")}
-    if "medications" in stripped:
-        stripped["medications"] = [m if isinstance(m, str) else m["name"] for m in stripped["medications"]]
-    return stripped
+def without_starts(panel: dict[str, Any]) -> dict[str, Any]:
+    """What a runner that carries no medication start times sees of a panel."""
+    if "medications" not in panel:
+        return panel
+    return {**panel, "medications": [m if isinstance(m, str) else m["name"] for m in panel["medications"]]}
 
 
-def serial_codes() -> set[str]:
-    """The rules that read earlier results (conditions.SERIAL)."""
-    from interpret.ruleset.conditions import SERIAL
+def start_codes() -> set[str]:
+    """The rules that read when a medication was started (`started_after`)."""
+    from interpret.ruleset.conditions import StartedAfter
 
-    return {r.code for r in default_interpreter().ruleset.rules if any(isinstance(n, SERIAL) for n in r.nodes())}
+    rules = default_interpreter().ruleset.rules
+    return {r.code for r in rules if any(isinstance(n, StartedAfter) for n in r.nodes())}
 
 
 GENERATED = [generated_panel(random.Random(20261123 + i)) for i in range(10_000)]
@@ -141,10 +143,11 @@ GENERATED = [generated_panel(random.Random(20261123 + i)) for i in range(10_000)
 class RunnerContract(ABC):
     """Subclass with `run`; pytest collects the tests below for every runner.
 
-    A runner that carries no history yet (`carries_history = False`: the batch) must list the
-    rules across time as not assessed, and agree on everything else."""
+    A runner that carries no medication start times (`carries_starts = False`: a wide batch
+    row) is compared with the reference run without them, and must never fire a rule that
+    reads them (`started_after`)."""
 
-    carries_history = True
+    carries_starts = True
 
     @abstractmethod
     def run(self, panels: list[dict[str, Any]]) -> list[Answer]: ...
@@ -158,12 +161,12 @@ class RunnerContract(ABC):
                     cases.append(expand(case.panel))
                     expected.append((rule.code, kind, case.severity))
         wrong = []
-        serial = serial_codes()
+        starts = set() if self.carries_starts else start_codes()
         for panel, (code, kind, severity), got in zip(cases, expected, self.run(cases), strict=True):
             assert isinstance(got, dict), (code, panel, got)
-            if code in serial and not self.carries_history:  # never fires; not assessed unless false anyway
+            if code in starts:  # never fires without start times
                 if got.get(code) is not None:
-                    wrong.append((code, "fired without history", got.get(code)))
+                    wrong.append((code, "fired without start times", got.get(code)))
                 continue
             fired = got.get(code) is not None
             if (kind == "fires") != fired or (kind == "fires" and severity and got[code] != severity):
@@ -172,7 +175,7 @@ class RunnerContract(ABC):
 
     def test_every_vignette(self):
         answers = self.run([expand(v["panel"]) for v in VIGNETTES])
-        serial = set() if self.carries_history else serial_codes()  # without history: never fired
+        serial = set() if self.carries_starts else start_codes()  # without start times: never fired
         for vignette, got in zip(VIGNETTES, answers, strict=True):
             assert isinstance(got, dict), (vignette["name"], got)
             for code, severity in vignette.get("fires", {}).items():
@@ -183,14 +186,14 @@ class RunnerContract(ABC):
                 assert code in got and got[code] is None, (vignette["name"], code)
 
     def test_generated_panels_match_the_reference_row_by_row(self):
-        panels = GENERATED if self.carries_history else [without_history(p) for p in GENERATED]
-        reference, answers = reference_answers(self.carries_history), self.run(panels)
+        panels = GENERATED if self.carries_starts else [without_starts(p) for p in GENERATED]
+        reference, answers = reference_answers(self.carries_starts), self.run(panels)
         wrong = [(i, r, a) for i, (r, a) in enumerate(zip(reference, answers, strict=True)) if r != a]
         assert not wrong, wrong[:3]
         assert sum(isinstance(a, tuple) for a in answers) > 100  # refusals are exercised
         fired = {code for a in answers if isinstance(a, dict) for code, severity in a.items() if severity}
         every = {r.code for r in default_interpreter().ruleset.rules}
-        assert fired == (every if self.carries_history else every - serial_codes())  # and every rule fires
+        assert fired == (every if self.carries_starts else every - start_codes())  # and every rule fires
 
     def test_refusal_texts_are_word_for_word_the_same(self):
         expected = ClosuresRunner().run(REFUSAL_CASES)
@@ -219,8 +222,8 @@ class ClosuresRunner(RunnerContract):
 
 
 @functools.cache
-def reference_answers(with_history: bool = True) -> list[Answer]:
-    return ClosuresRunner().run(GENERATED if with_history else [without_history(p) for p in GENERATED])
+def reference_answers(with_starts: bool = True) -> list[Answer]:
+    return ClosuresRunner().run(GENERATED if with_starts else [without_starts(p) for p in GENERATED])
 
 
 def _field(panel: dict[str, Any], path: tuple[str | int, ...]) -> str:
@@ -239,9 +242,13 @@ class GeneratedRunner(ClosuresRunner):
 class PolarsRunner(RunnerContract):
     """The batch runner: each panel a CSV row, one column per analyte, unit and range."""
 
-    carries_history = False  # the wide format carries no history (the long format does: test_batch.py)
+    # Each panel is a row; its earlier specimens are rows of the same patient before it
+    # (mapping `history:`). A wide row carries no medication start times: `started_after`
+    # is unknown here, and the reference is run without starts too.
+    carries_starts = False
 
-    HEADERS = [f"{a}{s}" for a in ANALYTES for s in ("", "_unit", "_low", "_high")] + ["age", "sex", "hemolyzed"]
+    HEADERS: ClassVar[list[str]] = [f"{a}{s}" for a in ANALYTES for s in ("", "_unit", "_low", "_high")]
+    HEADERS += ["age", "sex", "hemolyzed", "patient", "taken"]
     LABEL = re.compile(r"; (?=(?:\w+ \(column '[^']*'\)|age|sex|hemolyzed): )")
 
     def run(self, panels: list[dict[str, Any]]) -> list[Answer]:
@@ -261,16 +268,28 @@ class PolarsRunner(RunnerContract):
 
     def _run_csv(self, path: Path, panels: list[dict[str, Any]], with_meds: bool) -> list[Answer]:
         headers = self.HEADERS + (["medications"] if with_meds else [])
+        rows, current = [], []
+        for i, panel in enumerate(panels):
+            for entry in panel.get("history", []):  # earlier specimens: rows of the same patient
+                earlier = {"results": entry["results"], "patient": panel.get("patient", {})}
+                rows.append({**_row(earlier), "patient": f"p{i}", "taken": entry["collected_at"]})
+            current.append(len(rows))
+            rows.append({**_row(panel), "patient": f"p{i}", "taken": panel.get("collected_at", "")})
         with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=headers)
             writer.writeheader()
-            writer.writerows(_row(p) for p in panels)
+            writer.writerows(rows)
         rs = default_interpreter().ruleset
         source = open_csv(path)
-        plan = make_plan(source.headers, MappingFile(), rs, {}, None, None, [])
-        run = BatchRun(rs, plan, source)
-        frame = pl.concat([run.evaluate(chunk, severities=True)[0] for chunk in read_chunks(source, chunk_rows=4000)])
-        return [self._answer(row) for row in frame.select("error", "severities", "not_assessed").iter_rows()]
+        mapping = MappingFile.model_validate({"history": {"patient_key": "patient", "time": "taken"}})
+        plan = make_plan(source.headers, mapping, rs, {}, None, None, [])
+        whole = pl.concat(list(read_chunks(source)))
+        whole = whole.with_columns(pl.col("patient").alias("__patient"), pl.col("taken").alias("__time"))
+        whole = with_history(rs, plan, source, whole)
+        run = BatchRun(rs, dataclasses.replace(plan, history=True), source)
+        frame = pl.concat([run.evaluate(chunk, severities=True)[0] for chunk in frame_chunks(whole, 4000)])
+        answers = [self._answer(row) for row in frame.select("error", "severities", "not_assessed").iter_rows()]
+        return [answers[k] for k in current]
 
     def _answer(self, row: tuple[Any, ...]) -> Answer:
         error, severities, not_assessed = row

@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from interpret import derive
-from interpret.batch.columns import PolarsOps, limit_expr
+from interpret.batch.columns import CLASSES, PolarsOps, class_bits, limit_expr
 from interpret.batch.long import STARTS, STARTS_JOIN, STARTS_SEP
 from interpret.batch.read import ROW
 from interpret.derive import EXACT_DECIMALS
@@ -104,49 +104,42 @@ def _aki_columns(rs: Ruleset, frame: pl.DataFrame) -> list[pl.Series]:
     """The KDIGO stage (`derive.aki_stage`) and the baseline it is measured from: the lowest
     creatinine of the baseline window; written where `acute_kidney_injury` fires."""
     window = rs.derivations.acute_kidney_injury.baseline_within_hours
-    baseline = _window(frame, window, [pl.col("q__creatinine").min().alias("b")]).get_column("b")
     now, unit = pl.col("q__creatinine"), pl.col("u__creatinine")
-    ratio = (now / pl.lit(baseline).replace(0.0, None)).round(EXACT_DECIMALS)
+    baseline = _earlier_window(now, "min", window)
+    ratio = (now / pl.when(baseline > 0).then(baseline)).round(EXACT_DECIMALS)
     limits = [(s, r, None if t is None else limit_expr(unit, t)) for s, r, t in rs.aki_stage_limits]
     stage = derive.aki_stage(ratio, now, limits, PolarsOps(pl.Int64))
-    staged = frame.select(pl.when(ratio.is_not_null()).then(stage).cast(pl.Int64)).to_series()
-    return [staged.alias(AKI_COLUMNS[0]), baseline.alias(AKI_COLUMNS[1])]
+    staged = pl.when(ratio.is_not_null()).then(stage).cast(pl.Int64).alias(AKI_COLUMNS[0])
+    return frame.select(staged, baseline.alias(AKI_COLUMNS[1])).get_columns()
 
 
-def _window(frame: pl.DataFrame, hours: float, aggregates: list[pl.Expr]) -> pl.DataFrame:
-    """Aggregates over each panel's earlier panels of the same patient within `hours`."""
-    rolled = frame.rolling(index_column="__t", period=f"{int(hours * 3600)}s", group_by=PATIENT, closed="left").agg(
-        aggregates
-    )
-    if rolled.height != frame.height:  # one output row per input row, in the sorted order
-        raise AssertionError("rolling window lost rows")
-    return rolled
+def _earlier_window(expr: pl.Expr, how: str, hours: float) -> pl.Expr:
+    """`how` (min, max, sum) of `expr` over each panel's earlier panels of the same patient
+    within `hours` (the frame sorted by patient and time; nulls skipped; this panel excluded)."""
+    window = f"{int(hours * 3600)}s"
+    rolled = {"min": expr.rolling_min_by, "max": expr.rolling_max_by, "sum": expr.rolling_sum_by}[how]
+    return rolled("__t", window_size=window, closed="left").over(PATIENT)
 
 
 def _column(node: c.Node, frame: pl.DataFrame) -> pl.Series:
     match node:
         case c.Change(quantity, hours, direction, op, threshold):
-            value, unit = pl.col(f"q__{quantity}"), pl.col(f"u__{quantity}")
-            reference = value.min() if direction == "rise" else value.max()
-            ref = _window(frame, hours, [reference.alias("ref")]).get_column("ref")
-            now = frame.get_column(f"q__{quantity}")
+            now, unit = pl.col(f"q__{quantity}"), pl.col(f"u__{quantity}")
+            ref = _earlier_window(now, "min" if direction == "rise" else "max", hours)
             delta = now - ref if direction == "rise" else ref - now
-            limit = frame.select(limit_expr(unit, threshold)).to_series()
-            return _compare(op, delta.round(EXACT_DECIMALS), limit.round(EXACT_DECIMALS))
+            return frame.select(
+                _COMPARE[op](delta.round(EXACT_DECIMALS), limit_expr(unit, threshold).round(EXACT_DECIMALS))
+            ).to_series()
         case c.Ratio(quantity, hours, op, number):
-            ref = _window(frame, hours, [pl.col(f"q__{quantity}").min().alias("ref")]).get_column("ref")
-            ratio = (frame.get_column(f"q__{quantity}") / pl.Series(ref).replace(0.0, None)).round(EXACT_DECIMALS)
-            return _compare(op, ratio, pl.Series([number] * frame.height))
+            now = pl.col(f"q__{quantity}")
+            ref = _earlier_window(now, "min", hours)
+            ratio = (now / pl.when(ref > 0).then(ref)).round(EXACT_DECIMALS)
+            return frame.select(_COMPARE[op](ratio, pl.lit(number))).to_series()
         case c.Earlier(quantity, hours):
-            meets = _meets(node, frame)
-            marked = frame.with_columns(meets.alias("__meets"))
-            rolled = _window(
-                marked,
-                hours,
-                [pl.col("__meets").cast(pl.Int8).max().alias("any"), pl.col(f"q__{quantity}").count().alias("n")],
-            )
-            any_ = rolled.get_column("any").fill_null(0) > 0
-            return pl.select(pl.when(pl.lit(rolled.get_column("n")) > 0).then(pl.lit(any_))).to_series()
+            meets = _meets(node).cast(pl.Int32)
+            seen = _earlier_window(pl.col(f"q__{quantity}").is_not_null().cast(pl.Int32), "sum", hours)
+            found = _earlier_window(meets, "max", hours)
+            return frame.select(pl.when(seen > 0).then(found.fill_null(0) > 0)).to_series()
     raise TypeError(f"not a condition across time: {node!r}")
 
 
@@ -154,19 +147,22 @@ def _started_after(node: c.StartedAfter, frame: pl.DataFrame, rs: Ruleset) -> pl
     """A drug of the classes started after the earliest earlier panel that meets the
     `earlier` condition, and at least `hours_before` before this one (`--medications` orders
     give each panel's active orders with their starts: long.STARTS)."""
-    if STARTS not in frame.columns:  # no orders: the medication list is not known
-        return pl.Series([None] * frame.height, dtype=pl.Boolean)
     earlier = node.earlier
-    marked = frame.with_columns(_meets(earlier, frame).alias("__meets"))
-    rolled = _window(
-        marked,
-        earlier.within_hours,
-        [
-            pl.col("__t").filter(pl.col("__meets").fill_null(False)).min().alias("first"),
-            pl.col(f"q__{earlier.quantity}").count().alias("n"),
-        ],
-    )
-    since_first = (frame.get_column("__t") - rolled.get_column("first")).dt.total_seconds() / 3600
+    seconds = pl.col("__t").dt.epoch("s")
+    first = _earlier_window(pl.when(_meets(earlier)).then(seconds), "min", earlier.within_hours)
+    seen = _earlier_window(pl.col(f"q__{earlier.quantity}").is_not_null().cast(pl.Int32), "sum", earlier.within_hours)
+    windows = frame.select(((seconds - first) / 3600).alias("__first"), (seen > 0).alias("__seen"))
+    if STARTS not in frame.columns:
+        # a list without start times (a wide row): false when no drug of the classes is
+        # listed or no earlier panel meets the condition; otherwise unknown
+        bits = class_bits(rs)
+        listed = (pl.col(CLASSES) & sum(bits[cl] for cl in node.classes)) != 0
+        false = (
+            pl.col("meds_known").fill_null(False)
+            & pl.lit(windows.get_column("__seen"))
+            & (~listed | pl.lit(windows.get_column("__first")).is_null())
+        )
+        return frame.select(pl.when(false).then(pl.lit(False))).to_series()
     entries = (
         pl.DataFrame({"__i": pl.int_range(frame.height, eager=True), "__s": frame.get_column(STARTS)})
         .with_columns(pl.col("__s").str.split(STARTS_JOIN))
@@ -178,7 +174,7 @@ def _started_after(node: c.StartedAfter, frame: pl.DataFrame, rs: Ruleset) -> pl
     drugs = entries.get_column("drug").drop_nulls().unique().to_list()
     in_class = {d: bool(wanted & rs.medications.match(d).classes) for d in drugs}
     matching = entries.filter(pl.col("drug").replace_strict(in_class, default=False, return_dtype=pl.Boolean))
-    bounds = pl.DataFrame({"__i": pl.int_range(frame.height, eager=True), "__first": since_first})
+    bounds = pl.DataFrame({"__i": pl.int_range(frame.height, eager=True), "__first": windows.get_column("__first")})
     inside = (
         matching.join(bounds, on="__i")
         .with_columns(pl.col("h").cast(pl.Float64))
@@ -187,11 +183,11 @@ def _started_after(node: c.StartedAfter, frame: pl.DataFrame, rs: Ruleset) -> pl
         .unique()
     )
     started = pl.int_range(frame.height, eager=True).is_in(inside.implode())
-    known = (rolled.get_column("n") > 0) & frame.get_column("meds_known").fill_null(False)
+    known = windows.get_column("__seen") & frame.get_column("meds_known").fill_null(False)
     return pl.select(pl.when(pl.lit(known)).then(pl.lit(started))).to_series()
 
 
-def _meets(node: c.Earlier, frame: pl.DataFrame) -> pl.Series:
+def _meets(node: c.Earlier) -> pl.Expr:
     """Whether each panel's value meets the `earlier` condition (its own unit's limit)."""
     value, unit = pl.col(f"q__{node.quantity}"), pl.col(f"u__{node.quantity}")
     expr: Any
@@ -200,8 +196,4 @@ def _meets(node: c.Earlier, frame: pl.DataFrame) -> pl.Series:
     else:
         assert node.op is not None and node.threshold is not None
         expr = _COMPARE[node.op](value, limit_expr(unit, node.threshold))
-    return frame.select(pl.when(value.is_not_null()).then(expr)).to_series()
-
-
-def _compare(op: str, left: pl.Series, right: pl.Series) -> pl.Series:
-    return pl.select(_COMPARE[op](pl.lit(left), pl.lit(right))).to_series()
+    return pl.when(value.is_not_null()).then(expr)

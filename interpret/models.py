@@ -206,6 +206,7 @@ class EarlierOut:
     analyte: str
     label: str
     shown: str  # "3.0 mmol/L"
+    canonical_value: float
     status: Status | None
     collected_at: str  # ISO 8601, as given
     hours_before: float

@@ -199,6 +199,7 @@ class Reporter:
                         analyte=analyte,
                         label=self.labels.get(analyte, label(name)),
                         shown=q.shown,
+                        canonical_value=q.value,
                         status=cast("Status | None", q.status),
                         collected_at=specimen.collected_at.isoformat(),
                         hours_before=round(hours, 2),

@@ -96,3 +96,29 @@ def test_the_full_disclaimer_closes_the_report_once_and_a_short_one_opens_it(int
         out = render(result, fmt)
         assert out.count(full) == 1, fmt
         assert out.index(result.short_disclaimer[:40]) < out.index("Low potassium with low magnesium"), fmt
+
+
+def test_reports_show_the_earlier_values_beside_the_current_ones(interpreter):
+    """Serial panels: the HTML table of earlier values and their dots on the range bar, and
+    one line per analyte in the text report."""
+    from interpret.render import render
+
+    panel = {
+        "collected_at": "2026-01-10T08:00:00Z",
+        "results": [{"analyte": "potassium", "value": 3.1, "unit": "mmol/L"}],
+        "history": [
+            {
+                "collected_at": "2026-01-09T09:00:00+01:00",
+                "results": [{"analyte": "potassium", "value": 3.0, "unit": "mmol/L"}],
+            },
+            {
+                "collected_at": "2026-01-08T08:00:00Z",
+                "results": [{"analyte": "potassium", "value": 3.4, "unit": "mmol/L"}],
+            },
+        ],
+    }
+    result = interpreter.interpret(panel)
+    html, text = render(result, "html"), render(result, "text")
+    assert 'id="earlier"' in html and html.count('class="earlier"') == 2
+    assert 'title="earlier: 3.0 mmol/L, 24 h before"' in html
+    assert "Potassium: 3.0 mmol/L (low) 24 h before; 3.4 mmol/L (low) 48 h before" in text

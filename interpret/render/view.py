@@ -30,22 +30,27 @@ class RangeBar:
     interval_left: float
     interval_width: float
     marker: float
+    earlier: tuple[tuple[float, str], ...] = ()  # (position, "3.0 mmol/L, 24 h before") of earlier values
 
 
-def range_bar(result: ResultOut) -> RangeBar | None:
+def range_bar(result: ResultOut, earlier: list[EarlierOut] | None = None) -> RangeBar | None:
     interval = result.reference_interval
     if interval is None or interval.low is None or interval.high is None:
         return None
     low, high, value = interval.low, interval.high, result.value
+    # earlier values in this result's unit, as dots on the same scale (a small trend)
+    to_shown = result.value / result.canonical_value if result.canonical_value else 1.0
+    before = [(e.canonical_value * to_shown, f"{e.shown}, {e.hours_before:g} h before") for e in earlier or []]
     span = max(high - low, 1e-9)
-    start = min(low - 0.5 * span, value)
-    end = max(high + 0.5 * span, value)
+    start = min(low - 0.5 * span, value, *(v for v, _ in before))
+    end = max(high + 0.5 * span, value, *(v for v, _ in before))
     width = end - start
 
     def pct(x: float) -> float:
         return round(100 * (x - start) / width, 1)
 
-    return RangeBar(pct(low), round(pct(high) - pct(low), 1), pct(value))
+    dots = tuple((pct(v), text) for v, text in before)
+    return RangeBar(pct(low), round(pct(high) - pct(low), 1), pct(value), dots)
 
 
 def group_not_assessed(items: list[NotAssessedOut]) -> list[tuple[str, list[str]]]:
@@ -69,7 +74,10 @@ def context(interpretation: Interpretation) -> dict[str, Any]:
     return {
         "r": interpretation,
         "earlier": earlier_by_analyte(interpretation),
-        "bars": {res.analyte: range_bar(res) for res in interpretation.results},
+        "bars": {
+            res.analyte: range_bar(res, [e for e in interpretation.earlier if e.analyte == res.analyte])
+            for res in interpretation.results
+        },
         "not_assessed": group_not_assessed(interpretation.not_assessed),
         "severity_labels": SEVERITY_LABELS,
         "status_labels": STATUS_LABELS,

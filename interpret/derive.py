@@ -17,6 +17,9 @@ Step = tuple[str, Any, str]
 class Ops(Protocol):
     def where(self, condition: Any, if_true: Any, if_false: Any) -> Any: ...
     def first_of(self, value: Any, steps: list[Step], default: str) -> Any: ...
+    def below(self, value: Any, limit: Any) -> Any: ...  # false where the value is absent
+    def known(self, value: Any) -> Any: ...
+    def at_or_above(self, value: Any, limit: Any) -> Any: ...  # false where the value is absent
     def minimum(self, a: Any, b: float) -> Any: ...
     def maximum(self, a: Any, b: float) -> Any: ...
     def round(self, a: Any, digits: int) -> Any: ...
@@ -28,7 +31,22 @@ COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b:
 class FloatOps:
     @staticmethod
     def where(condition: Any, if_true: Any, if_false: Any) -> Any:
-        return if_true if condition else if_false
+        """A branch may be a function of no arguments: evaluated only when chosen (a float
+        branch may not be computable when its input is absent)."""
+        chosen = if_true if condition else if_false
+        return chosen() if callable(chosen) else chosen
+
+    @staticmethod
+    def below(value: Any, limit: Any) -> Any:
+        return value is not None and value < limit
+
+    @staticmethod
+    def known(value: Any) -> Any:
+        return value is not None
+
+    @staticmethod
+    def at_or_above(value: Any, limit: Any) -> Any:
+        return value is not None and value >= limit
 
     @staticmethod
     def first_of(value: Any, steps: list[Step], default: str) -> Any:
@@ -71,6 +89,17 @@ CKD_EPI_2021 = {
     "age_base": 0.9938,
     "female_factor": 1.012,
 }
+
+
+def calcium_is_corrected(albumin: Any, apply_below: float, ops: Ops = FLOAT_OPS) -> Any:
+    """Total calcium is albumin-corrected only where albumin is known and below the
+    threshold (derivations.yaml `apply_below_albumin_g_per_l`)."""
+    return ops.below(albumin, apply_below)
+
+
+def sodium_is_corrected(glucose: Any, trigger: Any, ops: Ops = FLOAT_OPS) -> Any:
+    """Sodium is glucose-corrected only where glucose is known and at or above the trigger."""
+    return ops.at_or_above(glucose, trigger)
 
 
 def classify(
@@ -131,6 +160,11 @@ def corrected_calcium(
 ) -> Any:
     """Albumin-corrected calcium in mmol/L: Ca + factor × (reference albumin − albumin)."""
     return ops.round(calcium_mmol + factor * (reference_albumin - albumin_g_l), EXACT_DECIMALS)
+
+
+def anion_gap_albumin_correction(albumin: Any, factor: float, reference: float, ops: Ops = FLOAT_OPS) -> Any:
+    """factor × (reference − albumin g/L) where albumin is given, else 0 (no correction)."""
+    return ops.where(ops.known(albumin), lambda: factor * (reference - albumin), 0.0)
 
 
 def anion_gap(sodium: Any, chloride: Any, bicarbonate: Any, albumin_correction: Any, ops: Ops = FLOAT_OPS) -> Any:

@@ -314,7 +314,8 @@ def _total_calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     d = rs.derivations.corrected_calcium
     albumin = facts.quantities.get("albumin")
     value, note = measured.canonical, "total calcium as measured; no albumin result"
-    if albumin is not None and albumin.value >= d.apply_below_albumin_g_per_l:
+    corrected = derive.calcium_is_corrected(albumin.value if albumin else None, d.apply_below_albumin_g_per_l)
+    if albumin is not None and not corrected:
         note = f"total calcium as measured; albumin {albumin.shown} is not low"
     elif albumin is not None:
         value, formula = _corrected_calcium(measured.canonical, measured.unit, albumin.value, rs)
@@ -330,7 +331,7 @@ def _total_calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     )
     _set_status(q, "calcium", panel.sex, rs, measured.lab_low, measured.lab_high)
     facts.quantities["calcium_assessed"] = q
-    if albumin is not None and albumin.value < d.apply_below_albumin_g_per_l:
+    if albumin is not None and corrected:
         facts.derived["corrected_calcium"] = {
             "label": "Albumin-corrected calcium",
             "value": value,
@@ -372,7 +373,9 @@ def _anion_gap(panel: Panel, facts: Facts, rs: Ruleset) -> None:
         return
     d = rs.derivations.anion_gap
     albumin = q.get("albumin")
-    correction = 0.0 if albumin is None else d.albumin_factor * (d.reference_albumin_g_per_l - albumin.value)
+    correction = derive.anion_gap_albumin_correction(
+        albumin.value if albumin else None, d.albumin_factor, d.reference_albumin_g_per_l
+    )
     value = derive.anion_gap(sodium.value, chloride.value, bicarbonate.value, correction)
     how = (
         f"albumin-corrected: + {d.albumin_factor:g} × ({d.reference_albumin_g_per_l:g} − albumin g/L)"
@@ -420,7 +423,7 @@ def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     if sodium is None or glucose is None:
         facts.missing_reason["corrected_sodium"] = "needs sodium and glucose"
         return
-    if glucose.value < rs.sodium_trigger.for_unit(glucose.unit):
+    if not derive.sodium_is_corrected(glucose.value, rs.sodium_trigger.for_unit(glucose.unit)):
         facts.missing_reason["corrected_sodium"] = "glucose below the correction trigger"
         return
     d = rs.derivations.corrected_sodium

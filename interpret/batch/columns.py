@@ -54,10 +54,24 @@ class PolarsOps:
 
     @staticmethod
     def where(condition: Any, if_true: Any, if_false: Any) -> Any:
-        return pl.when(condition).then(if_true).otherwise(if_false)
+        """Expressions are lazy already: a branch given as a function is built here."""
+        branches = [b() if callable(b) else b for b in (if_true, if_false)]
+        return pl.when(condition).then(branches[0]).otherwise(branches[1])
 
     def __init__(self, result_dtype: PolarsDataType | None = None) -> None:
         self.result_dtype = result_dtype or STATUS_DTYPE  # of `first_of`'s results
+
+    @staticmethod
+    def below(value: Any, limit: Any) -> Any:
+        return value.is_not_null() & (value < limit)
+
+    @staticmethod
+    def known(value: Any) -> Any:
+        return value.is_not_null()
+
+    @staticmethod
+    def at_or_above(value: Any, limit: Any) -> Any:
+        return value.is_not_null() & (value >= limit)
 
     def first_of(self, value: Any, steps: list[derive.Step], default: str) -> Any:
         """A when-chain; a null limit makes its comparison null, which decides nothing.
@@ -638,7 +652,7 @@ class PanelColumns:
             )
             corrected = pl.when(pl.col("u__calcium") == unit).then(written * to_ca).otherwise(corrected)
         value = (
-            pl.when(albumin.is_not_null() & (albumin < d.apply_below_albumin_g_per_l))
+            pl.when(derive.calcium_is_corrected(albumin, d.apply_below_albumin_g_per_l, PolarsOps()))
             .then(corrected)
             .otherwise(pl.col("q__calcium"))
         )
@@ -662,7 +676,9 @@ class PanelColumns:
         value = derive.corrected_sodium(pl.col("q__sodium"), mg_dl, main.factor, d.baseline_glucose_mg_dl, PolarsOps())
         status = self._status("sodium", pl.col("q__corrected_sodium"), pl.col("u__corrected_sodium"), "sodium")
         return [
-            pl.when(pl.col("q__sodium").is_not_null() & (glucose >= trigger)).then(value).alias("q__corrected_sodium"),
+            pl.when(pl.col("q__sodium").is_not_null() & derive.sodium_is_corrected(glucose, trigger, PolarsOps()))
+            .then(value)
+            .alias("q__corrected_sodium"),
             pl.col("u__sodium").alias("u__corrected_sodium"),
         ], [status.alias("s__corrected_sodium")]
 
@@ -675,14 +691,10 @@ class PanelColumns:
                 pl.lit(None, dtype=pl.String).alias("u__anion_gap"),
             ], [pl.lit(None, dtype=STATUS_DTYPE).alias("s__anion_gap")]
         d = self.rs.derivations.anion_gap
-        correction = pl.lit(0.0)
-        if "albumin" in self.plan.analyte_columns:
-            albumin = pl.col("q__albumin")
-            correction = (
-                pl.when(albumin.is_not_null())
-                .then(d.albumin_factor * (d.reference_albumin_g_per_l - albumin))
-                .otherwise(0.0)
-            )
+        albumin = pl.col("q__albumin") if "albumin" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
+        correction = derive.anion_gap_albumin_correction(
+            albumin, d.albumin_factor, d.reference_albumin_g_per_l, PolarsOps()
+        )
         value = derive.anion_gap(
             pl.col("q__sodium"), pl.col("q__chloride"), pl.col("q__bicarbonate"), correction, PolarsOps()
         )

@@ -122,6 +122,9 @@ class ResultOut:
     reference_interval: IntervalOut | None
     status: Status | None
     needs_verification: bool
+    # the configured critical limits, in the reported unit (critical below / at or above)
+    critical_below: float | None = None
+    critical_at_or_above: float | None = None
 
 
 @dataclass(slots=True)

@@ -162,6 +162,10 @@ class Reporter:
             reference_interval=interval,
             status=cast("Status | None", q.status),
             needs_verification=q.verify is not None,
+            **{
+                name: (None if t is None else round(t.for_unit(r.unit) / factor, 6))
+                for name, t in zip(("critical_below", "critical_at_or_above"), self.rs.critical[analyte], strict=True)
+            },
         )
 
     def _finding(self, o: Outcome, facts: Facts) -> FindingOut:

@@ -122,3 +122,18 @@ def test_reports_show_the_earlier_values_beside_the_current_ones(interpreter):
     assert 'id="earlier"' in html and html.count('class="earlier"') == 2
     assert 'title="earlier: 3.0 mmol/L, 24 h before"' in html
     assert "Potassium: 3.0 mmol/L (low) 24 h before; 3.4 mmol/L (low) 48 h before" in text
+
+
+def test_range_bars_show_the_scale_and_the_critical_limits(interpreter):
+    """The bar had no numbers and no critical limits, and clamped values to its edge: now the
+    interval's ends and the value are written under it, and the critical limits are on a
+    scale that includes them and the value."""
+    from interpret.render.view import range_bar
+
+    result = interpreter.interpret({"results": [{"analyte": "potassium", "value": 2.2, "unit": "mmol/L"}]})
+    bar = range_bar(result.results[0])
+    assert bar is not None and (bar.low, bar.high, bar.value) == ("3.5", "5.0", "2.2")
+    below, above = (left for left, _ in bar.critical)
+    assert 0 <= bar.marker < below < bar.interval_left < above <= 100  # 2.2 left of the critical limit 2.5
+    assert [text for _, text in bar.critical] == ["critical below 2.5", "critical at or above 6.5"]
+    assert "red ticks, the configured critical limits" in render(result, "html")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interpret.models import EarlierOut, Interpretation, NotAssessedOut, ResultOut
+from interpret.units import format_number
 
 SEVERITY_LABELS = {
     "critical": "Critical",
@@ -31,6 +32,10 @@ class RangeBar:
     interval_width: float
     marker: float
     earlier: tuple[tuple[float, str], ...] = ()  # (position, "3.0 mmol/L, 24 h before") of earlier values
+    critical: tuple[tuple[float, str], ...] = ()  # (position, "critical below 2.5") of the critical limits
+    low: str = ""  # the interval's ends and the value, as numbers under the bar
+    high: str = ""
+    value: str = ""
 
 
 def range_bar(result: ResultOut, earlier: list[EarlierOut] | None = None) -> RangeBar | None:
@@ -41,16 +46,29 @@ def range_bar(result: ResultOut, earlier: list[EarlierOut] | None = None) -> Ran
     # earlier values in this result's unit, as dots on the same scale (a small trend)
     to_shown = result.value / result.canonical_value if result.canonical_value else 1.0
     before = [(e.canonical_value * to_shown, f"{e.shown}, {e.hours_before:g} h before") for e in earlier or []]
+    limits = [
+        (v, f"critical {word} {format_number(v)}")
+        for v, word in ((result.critical_below, "below"), (result.critical_at_or_above, "at or above"))
+        if v is not None
+    ]
     span = max(high - low, 1e-9)
-    start = min(low - 0.5 * span, value, *(v for v, _ in before))
-    end = max(high + 0.5 * span, value, *(v for v, _ in before))
+    start = min(low - 0.5 * span, value, *(v for v, _ in before), *(v for v, _ in limits))
+    end = max(high + 0.5 * span, value, *(v for v, _ in before), *(v for v, _ in limits))
     width = end - start
 
     def pct(x: float) -> float:
         return round(100 * (x - start) / width, 1)
 
-    dots = tuple((pct(v), text) for v, text in before)
-    return RangeBar(pct(low), round(pct(high) - pct(low), 1), pct(value), dots)
+    return RangeBar(
+        pct(low),
+        round(pct(high) - pct(low), 1),
+        pct(value),
+        tuple((pct(v), text) for v, text in before),
+        tuple((pct(v), text) for v, text in limits),
+        format_number(low),
+        format_number(high),
+        format_number(value),
+    )
 
 
 def group_not_assessed(items: list[NotAssessedOut]) -> list[tuple[str, list[str]]]:

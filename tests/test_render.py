@@ -137,3 +137,14 @@ def test_range_bars_show_the_scale_and_the_critical_limits(interpreter):
     assert 0 <= bar.marker < below < bar.interval_left < above <= 100  # 2.2 left of the critical limit 2.5
     assert [text for _, text in bar.critical] == ["critical below 2.5", "critical at or above 6.5"]
     assert "red ticks, the configured critical limits" in render(result, "html")
+
+
+def test_not_assessed_rules_are_counted_by_what_was_missing(interpreter):
+    """Without a medication list, 13 rule names over four lines were noise: one line per
+    missing input with the count, the names folded away (and in brackets in the text)."""
+    result = interpreter.interpret({"results": [{"analyte": "potassium", "value": 3.1, "unit": "mmol/L"}]})
+    medication_rules = sum("medication list: not supplied" in n.missing for n in result.not_assessed)
+    assert medication_rules >= 9
+    html, text = render(result, "html"), render(result, "text")
+    assert f"<strong>medication list: not supplied</strong>: {medication_rules} rules not assessed <details" in html
+    assert f"medication list: not supplied: {medication_rules} rules (" in text

@@ -190,3 +190,12 @@ def test_batch_upload_refuses_identifiers_with_a_message(client):
     )
     assert response.status_code == 422 and "direct identifier" in response.text
     assert client.get("/batch").status_code == 200
+
+
+def test_rules_page_has_an_index_and_filters_without_javascript(client):
+    page = client.get("/rules").text
+    assert "<caption" in page and 'href="#acute_kidney_injury"' in page and 'id="acute_kidney_injury"' in page
+    critical = client.get("/rules?severity=critical").text
+    assert 'id="hypokalemia"' not in critical  # an advisory rule that escalates is listed by its own tier
+    sodium = client.get("/rules?q=sodium").text
+    assert 'id="rapid_sodium_fall"' in sodium and 'id="hypokalemia"' not in sodium

@@ -145,8 +145,21 @@ def create_app(
         return page(web_form.FormState(values=fields), result)
 
     @app.get("/rules", response_class=HTMLResponse, include_in_schema=False)
-    def rules_page() -> HTMLResponse:
-        return HTMLResponse(env.get_template("rules.html").render(c=catalogue(rs)))
+    def rules_page(q: str = "", severity: str = "") -> HTMLResponse:
+        """The catalogue: an index table first, then a card per rule; `?q=` (words of the
+        code, title or logic) and `?severity=` filter both, without JavaScript."""
+        c = catalogue(rs)
+        words = q.casefold().split()
+        shown = [
+            r
+            for r in c["rules"]
+            if (not severity or r["severity"] == severity)
+            and all(w in f"{r['code']} {r['title']} {r['logic']}".casefold() for w in words)
+        ]
+        tiers = [t.name for t in rs.meta.severities]
+        return HTMLResponse(
+            env.get_template("rules.html").render(c=c, shown=shown, q=q, severity=severity, tiers=tiers)
+        )
 
     def openapi_with_panel_schema() -> dict[str, Any]:
         if app.openapi_schema is None:

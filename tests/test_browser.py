@@ -110,3 +110,20 @@ def test_keyboard_reaches_the_submit_button(page, base_url):
         if page.evaluate("document.activeElement.tagName") == "BUTTON":
             break
     assert page.evaluate("document.activeElement.textContent").strip() == "Interpret"
+
+
+def test_the_form_and_the_report_fit_a_phone(page, base_url):
+    """At 390 px the form was 684 px wide: label, value and unit now share a line, the range
+    the next, and wide tables scroll inside themselves. Screenshots kept as artifacts."""
+    browser = page.context.browser
+    assert browser is not None
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+    phone = context.new_page()
+    phone.goto(base_url + "/?example=low-k-low-mg-loop-diuretic")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.screenshot(path=str(ARTIFACTS / "browser-phone-form.png"), full_page=True)
+    phone.get_by_role("button", name="Interpret").click()
+    phone.wait_for_load_state()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.screenshot(path=str(ARTIFACTS / "browser-phone-report.png"), full_page=True)
+    context.close()

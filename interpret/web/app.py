@@ -123,6 +123,7 @@ def create_app(
             examples=web_form.EXAMPLE_LABELS,
             ruleset=rs,
             disclaimer=rs.disclaimer(),
+            short_disclaimer=" ".join(rs.meta.short_disclaimer.split()),
             has_result=result is not None,
             **extra,
         )

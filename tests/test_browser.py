@@ -6,6 +6,7 @@ in CI (CI=true) a missing browser is a failure, since scripts/setup installs it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -127,3 +128,32 @@ def test_the_form_and_the_report_fit_a_phone(page, base_url):
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.screenshot(path=str(ARTIFACTS / "browser-phone-report.png"), full_page=True)
     context.close()
+
+
+def test_print_puts_results_first_prints_sources_and_fits_two_pages(page, interpreter, tmp_path):
+    """The core example printed on 4 US-Letter pages with no citation at all (sources sat in
+    folded <details>). Now: results before findings, sources printed, the page header names
+    the generation time and the ruleset, and the core case fits 2 pages (a smaller panel, 1)."""
+    import re
+
+    from interpret.render import render
+
+    def printed(name: str) -> tuple[int, object]:
+        interpretation = interpreter.interpret(json.loads((ROOT / f"examples/{name}.json").read_text()))
+        path = tmp_path / f"{name}.html"
+        path.write_text(render(interpretation, "html"))
+        page.goto(path.as_uri())
+        page.emulate_media(media="print")
+        pdf = page.pdf(format="Letter")
+        (ARTIFACTS / f"print-{name}.pdf").write_bytes(pdf)
+        return len(re.findall(rb"/Type\s*/Page[^s]", pdf)), page
+
+    pages, p = printed("low-k-low-mg-loop-diuretic")
+    assert pages <= 2
+    results_y = p.locator("#results-section").bounding_box()["y"]
+    assert results_y < p.locator("#findings-section").bounding_box()["y"]
+    sources = p.locator(".finding .print-only").first
+    assert sources.is_visible() and "Huang" in sources.inner_text()
+    assert "Printed from a report generated" in p.locator(".meta").inner_text()
+    assert printed("haemolysed-high-potassium")[0] == 1
+    page.emulate_media(media="screen")

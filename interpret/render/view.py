@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from interpret.models import EarlierOut, Interpretation, NotAssessedOut, ResultOut
@@ -91,6 +92,8 @@ def earlier_by_analyte(interpretation: Interpretation) -> list[tuple[str, list[E
 def context(interpretation: Interpretation) -> dict[str, Any]:
     return {
         "r": interpretation,
+        # printed in the page's header only: the report's content does not depend on it
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "earlier": earlier_by_analyte(interpretation),
         "bars": {
             res.analyte: range_bar(res, [e for e in interpretation.earlier if e.analyte == res.analyte])

@@ -8,9 +8,12 @@ choose (factors, triggers, categories) is read from `rules/derivations.yaml`.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Any, Protocol
 
-# (comparison, limit, result) steps of `Ops.first_of`: the first whose comparison holds wins.
+# (comparison, limit, result) steps of `Ops.first_of`, the comparison named as in the rule
+# vocabulary ("below", "at_or_above"): the first whose comparison holds wins.
 Step = tuple[str, Any, str]
 
 
@@ -25,7 +28,14 @@ class Ops(Protocol):
     def round(self, a: Any, digits: int) -> Any: ...
 
 
-COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+# The comparisons of the rule vocabulary (conditions.OPERATORS) on floats, for every float
+# evaluator (the closures, the conditions across time, `FloatOps.first_of`).
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "below": operator.lt,
+    "at_or_below": operator.le,
+    "above": operator.gt,
+    "at_or_above": operator.ge,
+}
 
 
 class FloatOps:
@@ -112,10 +122,10 @@ def classify(
     return ops.first_of(
         value,
         [
-            ("<", critical_below, "critical_low"),
-            (">=", critical_at_or_above, "critical_high"),
-            ("<", low, "low"),
-            (">", high, "high"),
+            ("below", critical_below, "critical_low"),
+            ("at_or_above", critical_at_or_above, "critical_high"),
+            ("below", low, "low"),
+            ("above", high, "high"),
         ],
         "normal",
     )
@@ -124,7 +134,7 @@ def classify(
 def egfr_category(value: Any, categories: list[tuple[str, float]], ops: Ops = FLOAT_OPS) -> Any:
     """The KDIGO G category of an eGFR: the first of (name, at or above), highest first,
     that the value reaches; below them all, the last (rules/derivations.yaml)."""
-    return ops.first_of(value, [(">=", limit, name) for name, limit in categories], categories[-1][0])
+    return ops.first_of(value, [("at_or_above", limit, name) for name, limit in categories], categories[-1][0])
 
 
 def aki_stage(ratio: Any, creatinine: Any, stages: list[tuple[int, float | None, Any]], ops: Ops = FLOAT_OPS) -> Any:

@@ -8,12 +8,11 @@ same logic column-wise: null plays unknown in `&`, `|` and comparisons.)
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from interpret import codegen, serial
+from interpret import codegen, derive, serial
 from interpret.facts import QUANTITIES
 from interpret.prepare import Facts
 from interpret.ruleset import conditions as c
@@ -67,16 +66,8 @@ def _status(name: str, statuses: frozenset[str]) -> Check:
     return check
 
 
-COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    "below": operator.lt,
-    "at_or_below": operator.le,
-    "above": operator.gt,
-    "at_or_above": operator.ge,
-}
-
-
 def _compare(name: str, op: str, threshold: c.Threshold) -> Check:
-    compare = COMPARISONS[op]
+    compare = derive.COMPARE[op]
 
     def check(f: Facts) -> Tri:
         q = f.quantities.get(name)

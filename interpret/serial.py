@@ -8,22 +8,13 @@ The closures (`engine.py`) and the generated Python (`codegen.py`) both call `ev
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from interpret.derive import EXACT_DECIMALS
+from interpret.derive import COMPARE, EXACT_DECIMALS
 
 if TYPE_CHECKING:
     from interpret.prepare import Facts, Quantity
     from interpret.ruleset import conditions as c
-
-COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "below": operator.lt,
-    "at_or_below": operator.le,
-    "above": operator.gt,
-    "at_or_above": operator.ge,
-}
 
 
 def evaluate(node: c.Node, f: Facts) -> bool | None:

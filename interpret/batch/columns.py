@@ -46,7 +46,9 @@ SEX_DTYPE = pl.Enum(sorted(set(SEXES.values()) - {"unknown"}))  # compared often
 STATUS_DTYPE = pl.Enum(list(STATUSES))
 
 
-_COMPARE = {"<": pl.Expr.lt, "<=": pl.Expr.le, ">": pl.Expr.gt, ">=": pl.Expr.ge}
+# The rule vocabulary's comparisons (conditions.OPERATORS) on polars expressions, for every
+# polars evaluator (`PolarsOps.first_of`, the rule expressions, the conditions across time).
+COMPARE = {"below": pl.Expr.lt, "at_or_below": pl.Expr.le, "above": pl.Expr.gt, "at_or_above": pl.Expr.ge}
 
 
 class PolarsOps:
@@ -80,7 +82,7 @@ class PolarsOps:
         chain: Any = pl.when(value.is_null()).then(pl.lit(None, dtype=dtype))
         for op, limit, result in steps:
             if limit is not None:
-                chain = chain.when(_COMPARE[op](value, limit)).then(pl.lit(result, dtype=dtype))
+                chain = chain.when(COMPARE[op](value, limit)).then(pl.lit(result, dtype=dtype))
         return chain.otherwise(pl.lit(default, dtype=dtype))
 
     @staticmethod

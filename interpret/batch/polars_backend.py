@@ -14,18 +14,11 @@ from typing import Any
 
 import polars as pl
 
-from interpret.batch.columns import CLASSES, class_bits, limit_expr
+from interpret.batch.columns import CLASSES, COMPARE, class_bits, limit_expr
 from interpret.batch.serial import serial_nodes
 from interpret.facts import QUANTITIES
 from interpret.ruleset import Ruleset
 from interpret.ruleset import conditions as c
-
-_COMPARE = {
-    "below": pl.Expr.lt,
-    "at_or_below": pl.Expr.le,
-    "above": pl.Expr.gt,
-    "at_or_above": pl.Expr.ge,
-}
 
 
 def _available(name: str) -> pl.Expr:
@@ -54,7 +47,7 @@ def _leaf(node: c.Node, rs: Ruleset) -> pl.Expr:
                 .otherwise(pl.col(f"s__{quantity}").is_in(sorted(statuses)).fill_null(False))
             )
         case c.Compare(quantity, op, threshold):
-            return _COMPARE[op](pl.col(f"q__{quantity}"), limit_expr(pl.col(f"u__{quantity}"), threshold))
+            return COMPARE[op](pl.col(f"q__{quantity}"), limit_expr(pl.col(f"u__{quantity}"), threshold))
         case c.Available(name):
             return _available(name)
         case c.Missing(name):

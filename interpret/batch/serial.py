@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from interpret import derive
-from interpret.batch.columns import CLASSES, PolarsOps, class_bits, limit_expr
+from interpret.batch.columns import CLASSES, COMPARE, PolarsOps, class_bits, limit_expr
 from interpret.batch.long import STARTS, STARTS_JOIN, STARTS_SEP
 from interpret.batch.read import ROW
 from interpret.derive import EXACT_DECIMALS
@@ -36,7 +36,6 @@ from interpret.ruleset import Ruleset
 from interpret.ruleset import conditions as c
 
 PATIENT, TIME = "__patient", "__time"
-_COMPARE = {"below": pl.Expr.lt, "at_or_below": pl.Expr.le, "above": pl.Expr.gt, "at_or_above": pl.Expr.ge}
 
 
 @functools.cache
@@ -145,13 +144,13 @@ def _column(node: c.Node, frame: pl.DataFrame) -> pl.Series:
             ref = _earlier_window(now, "min" if direction == "rise" else "max", hours)
             delta = now - ref if direction == "rise" else ref - now
             return frame.select(
-                _COMPARE[op](delta.round(EXACT_DECIMALS), limit_expr(unit, threshold).round(EXACT_DECIMALS))
+                COMPARE[op](delta.round(EXACT_DECIMALS), limit_expr(unit, threshold).round(EXACT_DECIMALS))
             ).to_series()
         case c.Ratio(quantity, hours, op, number):
             now = pl.col(f"q__{quantity}")
             ref = _earlier_window(now, "min", hours)
             ratio = (now / pl.when(ref > 0).then(ref)).round(EXACT_DECIMALS)
-            return frame.select(_COMPARE[op](ratio, pl.lit(number))).to_series()
+            return frame.select(COMPARE[op](ratio, pl.lit(number))).to_series()
         case c.Earlier(quantity, hours):
             meets = _meets(node).cast(pl.Int32)
             seen = _earlier_window(pl.col(f"q__{quantity}").is_not_null().cast(pl.Int32), "sum", hours)
@@ -212,5 +211,5 @@ def _meets(node: c.Earlier) -> pl.Expr:
         expr = pl.col(f"s__{node.quantity}").cast(pl.String).is_in(sorted(node.statuses))
     else:
         assert node.op is not None and node.threshold is not None
-        expr = _COMPARE[node.op](value, limit_expr(unit, node.threshold))
+        expr = COMPARE[node.op](value, limit_expr(unit, node.threshold))
     return pl.when(value.is_not_null()).then(expr)

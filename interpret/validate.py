@@ -154,16 +154,22 @@ def schema_refusal(error: Any) -> Refusal:
     value ("<2.0", ">60") or a decimal comma named as such; otherwise pydantic's words."""
     path, given = schema_path(tuple(error["loc"])), error.get("input")
     if isinstance(given, str) and error["type"] == "float_parsing":
-        text = given.strip()
-        if is_censored(text):
-            return refusal(path, "censored", text=text)
-        if DECIMAL_COMMA.match(text):
-            return refusal(path, "decimal_comma", text=text)
-        return refusal(path, "not_a_number", text=text)
+        return not_a_number(given, path)
     return refusal(path, "input", text=str(error["msg"]))
 
 
 DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+$")
+
+
+def not_a_number(text: str, path: tuple[str | int, ...]) -> Refusal:
+    """Why a text that should be a number is not one: a censored value ("<2.0", ">60") and
+    a decimal comma are named as such (a JSON string, a form field or a CSV cell alike)."""
+    cleaned = text.strip()
+    if is_censored(cleaned):
+        return refusal(path, "censored", text=cleaned)
+    if DECIMAL_COMMA.match(cleaned):
+        return refusal(path, "decimal_comma", text=cleaned)
+    return refusal(path, "not_a_number", text=cleaned)
 
 
 def validate_panel(data: Any, ruleset: Ruleset) -> Panel:
@@ -336,17 +342,11 @@ def unit_refusal(
 def number_refusal(
     text: str, path: tuple[str | int, ...], decimal_comma: bool
 ) -> tuple[float, None] | tuple[None, Refusal]:
-    """A number written in a cell or a form field, or why it is refused (the same words as
-    `schema_refusal` gives for a JSON string)."""
+    """A number written in a cell or a form field, or why it is refused (`not_a_number`)."""
     value = read_number(text, decimal_comma)
     if isinstance(value, float) and math.isfinite(value):
         return value, None
-    cleaned = text.strip()
-    if is_censored(cleaned):
-        return None, refusal(path, "censored", text=cleaned)
-    if DECIMAL_COMMA.match(cleaned):
-        return None, refusal(path, "decimal_comma", text=cleaned)
-    return None, refusal(path, "not_a_number", text=cleaned)
+    return None, not_a_number(text, path)
 
 
 def value_refusal(

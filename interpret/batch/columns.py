@@ -143,6 +143,13 @@ class Lookup:
         return column.replace_strict(texts, values, default=None, return_dtype=self.dtype)
 
 
+def censored_not_measured(text: str, analyte: str, rs: Ruleset) -> bool:
+    """A censored value ("<2.0", ">60") of an analyte whose rules say `censored:
+    not_measured` (rules/analytes.yaml): read as not measured, with a note, not refused.
+    `parse_number` is its form on columns."""
+    return is_censored(text) and rs.analytes[analyte].censored == "not_measured"
+
+
 def _problem(condition: pl.Expr, message: pl.Expr | str) -> pl.Expr:
     return pl.when(condition).then(message if isinstance(message, pl.Expr) else pl.lit(message))
 
@@ -269,9 +276,7 @@ class PanelColumns:
         results: list[str] = []
         for analyte, header in plan.analyte_columns.items():
             text = (row[f"__t_{ANALYTE_FACT[analyte]}"] or "").strip()
-            if not text or rs.meta.specimen.is_hemolysis(text):
-                continue
-            if is_censored(text) and rs.analytes[analyte].censored == "not_measured":
+            if not text or rs.meta.specimen.is_hemolysis(text) or censored_not_measured(text, analyte, rs):
                 continue
             refused = self._result_refusal(analyte, text, row)
             if refused is not None:

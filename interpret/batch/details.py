@@ -14,11 +14,11 @@ from typing import Any
 
 import polars as pl
 
+from interpret.batch.columns import censored_not_measured
 from interpret.batch.mapping import Plan
 from interpret.batch.read import ROW, CsvSource
 from interpret.models import to_dict
 from interpret.ruleset import Ruleset
-from interpret.units import is_censored
 from interpret.validate import InputError, read_number
 
 
@@ -53,7 +53,7 @@ def panel_from_row(row: dict[str, Any], plan: Plan, source: CsvSource, rs: Rules
         value = (row.get(header) or "").strip()
         hemolysis = rs.meta.specimen.is_hemolysis(value)
         hemolysis_in_a_cell |= hemolysis
-        not_measured = is_censored(value) and rs.analytes[analyte].censored == "not_measured"  # as in the run
+        not_measured = censored_not_measured(value, analyte, rs)  # as in the run
         if not value or hemolysis or not_measured:
             continue
         unit = (row.get(plan.unit_columns.get(analyte, ""), "") or "").strip() or plan.fixed_units.get(analyte, "")

@@ -10,7 +10,6 @@ reference runner row by row, and the refusal texts, word for word.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import functools
 import random
 import re
@@ -23,9 +22,9 @@ from typing import Any, ClassVar
 import polars as pl
 import yaml
 
-from interpret.batch.job import with_history
+from interpret.batch.job import wide_with_history
 from interpret.batch.mapping import MappingFile, make_plan
-from interpret.batch.read import frame_chunks, open_csv, read_chunks
+from interpret.batch.read import frame_chunks, open_csv
 from interpret.batch.run import BatchRun
 from interpret.compact import expand
 from interpret.pipeline import default_interpreter
@@ -283,10 +282,8 @@ class PolarsRunner(RunnerContract):
         source = open_csv(path)
         mapping = MappingFile.model_validate({"history": {"patient_key": "patient", "time": "taken"}})
         plan = make_plan(source.headers, mapping, rs, {}, None, None, [])
-        whole = pl.concat(list(read_chunks(source)))
-        whole = whole.with_columns(pl.col("patient").alias("__patient"), pl.col("taken").alias("__time"))
-        whole = with_history(rs, plan, source, whole)
-        run = BatchRun(rs, dataclasses.replace(plan, history=True), source)
+        whole, plan = wide_with_history(rs, plan, source, mapping, None)  # as `interpret batch` does
+        run = BatchRun(rs, plan, source)
         frame = pl.concat([run.evaluate(chunk, severities=True)[0] for chunk in frame_chunks(whole, 4000)])
         answers = [self._answer(row) for row in frame.select("error", "severities", "not_assessed").iter_rows()]
         return [answers[k] for k in current]

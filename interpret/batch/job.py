@@ -29,7 +29,7 @@ from interpret.batch.read import (
     read_chunks,
 )
 from interpret.batch.run import BatchRun, Stats, sidecar
-from interpret.batch.serial import AKI_COLUMNS, add_serial_columns, has_history, unreadable_times
+from interpret.batch.serial import add_serial_columns, has_history, unreadable_times
 from interpret.ruleset import Ruleset
 
 
@@ -152,16 +152,11 @@ def _execute(
             from interpret.batch.long import long_to_wide
 
             source, plan, wide = long_to_wide(source, plan, mapping, rs, options.medications, options.patients)
-            wide = with_history(rs, plan, source, wide)
-            plan = replace(plan, history=AKI_COLUMNS[0] in wide.columns)
+            wide, plan = with_history(rs, plan, source, wide)
         elif careful:
             wide = careful_frame(source)
         if plan.format == "wide" and mapping.history is not None:
-            wide = _wide_history(rs, plan, source, mapping, wide)
-            used = (mapping.history.patient_key, mapping.history.time)  # mapped: not "unmapped"
-            plan = replace(
-                plan, history=AKI_COLUMNS[0] in wide.columns, unmapped=[h for h in plan.unmapped if h not in used]
-            )
+            wide, plan = wide_with_history(rs, plan, source, mapping, wide)
 
         run = BatchRun(rs, plan, source)
         # counted beside the run (75 ms for 135 MB, on its own thread), unless already known: see below
@@ -202,11 +197,12 @@ def _execute(
     return BatchResult(stats, plan, source)
 
 
-def _wide_history(
+def wide_with_history(
     rs: Ruleset, plan: Plan, source: CsvSource, mapping: MappingFile, wide: pl.DataFrame | None
-) -> pl.DataFrame:
-    """A wide export with `history:` in its mapping, read whole, its rows given their
-    patient's earlier rows as history."""
+) -> tuple[pl.DataFrame, Plan]:
+    """A wide export with `history:` in its mapping, read whole (unless `wide` is the file
+    already read), its rows given their patient's earlier rows as history; the patient and
+    time columns count as mapped."""
     spec = mapping.history
     assert spec is not None
     missing = [c for c in (spec.patient_key, spec.time) if c not in source.headers]
@@ -214,15 +210,17 @@ def _wide_history(
         raise BatchInputError(f"history: column(s) {', '.join(map(repr, missing))} not in the file")
     frame = wide if wide is not None else pl.concat(list(read_chunks(source)), how="vertical")
     frame = frame.with_columns(pl.col(spec.patient_key).alias("__patient"), pl.col(spec.time).alias("__time"))
-    return with_history(rs, plan, source, frame)
+    frame, plan = with_history(rs, plan, source, frame)
+    used = (spec.patient_key, spec.time)
+    return frame, replace(plan, unmapped=[h for h in plan.unmapped if h not in used])
 
 
-def with_history(rs: Ruleset, plan: Plan, source: CsvSource, wide: pl.DataFrame) -> pl.DataFrame:
+def with_history(rs: Ruleset, plan: Plan, source: CsvSource, wide: pl.DataFrame) -> tuple[pl.DataFrame, Plan]:
     """Panels with a patient and a time get the conditions across time as columns
     (batch/serial.py), worked out on the whole file before it is cut into chunks: a
-    patient's earlier panel may lie in another chunk."""
+    patient's earlier panel may lie in another chunk. The plan then writes the AKI stage."""
     if not has_history(wide) or wide.height == 0:
-        return wide
+        return wide, plan
     notes = unreadable_times(wide)
     if notes.null_count() < wide.height:
         given = (
@@ -237,7 +235,8 @@ def with_history(rs: Ruleset, plan: Plan, source: CsvSource, wide: pl.DataFrame)
     facts = columns.patient(columns.results(wide))
     facts = columns.medications(facts, plan.roles.get("medications"))
     facts = ensure_quantities(columns.facts(facts))
-    return wide.join(add_serial_columns(rs, facts), on=ROW, how="left", maintain_order="left")
+    found = wide.join(add_serial_columns(rs, facts), on=ROW, how="left", maintain_order="left")
+    return found, replace(plan, history=True)
 
 
 def open_input(

@@ -821,30 +821,41 @@ def test_a_patients_table_that_cannot_be_used_is_refused(interpreter, tmp_path, 
 MIMIC_HOSP = SHARED / "data/mimic-iv-demo/hosp"
 
 
-@pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
-def test_mimic_demo_long_export_agrees_with_the_wide_join(interpreter, tmp_path):
-    """labevents + prescriptions + patients, straight from the .gz files, give every specimen
-    of the wide join (README: built from the same tables) the same eGFR, and the README's own
-    count of K < 3.5."""
+def mimic_long(interpreter, tmp_path: Path, analytes_and_more: str, **options) -> Run:
+    """`interpret batch` on the demo's labevents.csv.gz as README's long mapping reads it
+    (panel, patient, time; prescriptions as orders), with `analytes_and_more` of the mapping."""
     mapping = tmp_path / "mimic.yaml"
     mapping.write_text(
         "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
         "       value: valuenum, unit: valueuom, time: charttime}\n"
-        'analytes: {"50971": potassium, "50960": magnesium, "50983": sodium, "50912": creatinine,\n'
-        '           "50893": calcium, "50931": glucose, "50862": albumin}\n'
         "medications_file: {patient_key: subject_id, name: drug, start: starttime, stop: stoptime}\n"
-        "patients_file: {patient_key: subject_id, age: anchor_age, age_year: anchor_year, sex: gender}\n"
+        + analytes_and_more
     )
-    code, long = batch(
+    return batch(
         interpreter,
         tmp_path,
         (MIMIC_HOSP / "labevents.csv.gz").read_bytes(),
         name="labevents.csv.gz",
         mapping_path=mapping,
         medications=MIMIC_HOSP / "prescriptions.csv.gz",
-        patients=MIMIC_HOSP / "patients.csv.gz",
         id_column="specimen_id",
         allow=["subject_id"],
+        **options,
+    )
+
+
+@pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+def test_mimic_demo_long_export_agrees_with_the_wide_join(interpreter, tmp_path):
+    """labevents + prescriptions + patients, straight from the .gz files, give every specimen
+    of the wide join (README: built from the same tables) the same eGFR, and the README's own
+    count of K < 3.5."""
+    code, long = mimic_long(
+        interpreter,
+        tmp_path,
+        'analytes: {"50971": potassium, "50960": magnesium, "50983": sodium, "50912": creatinine,\n'
+        '           "50893": calcium, "50931": glucose, "50862": albumin}\n'
+        "patients_file: {patient_key: subject_id, age: anchor_age, age_year: anchor_year, sex: gender}\n",
+        patients=MIMIC_HOSP / "patients.csv.gz",
     )
     assert code == 0
     counts = json.loads((tmp_path / "out.csv.json").read_text())["counts"]["findings"]
@@ -1096,22 +1107,8 @@ def test_mimic_demo_serial_counts_agree_with_an_independent_query(interpreter, t
     without the panels exactly on 1.5 x, such as 0.2 -> 0.3 mg/dL, that a float comparison
     misses), a rapid sodium rise 24, a rapid fall 15; with the prescriptions, potassium still
     low after replacement was started 69."""
-    mapping = tmp_path / "mimic.yaml"
-    mapping.write_text(
-        "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
-        "       value: valuenum, unit: valueuom, time: charttime}\n"
-        'analytes: {"50971": potassium, "50983": sodium, "50912": creatinine}\n'
-        "medications_file: {patient_key: subject_id, name: drug, start: starttime, stop: stoptime}\n"
-    )
-    code, out = batch(
-        interpreter,
-        tmp_path,
-        (MIMIC_HOSP / "labevents.csv.gz").read_bytes(),
-        name="labevents.csv.gz",
-        mapping_path=mapping,
-        id_column="specimen_id",
-        allow=["subject_id"],
-        medications=MIMIC_HOSP / "prescriptions.csv.gz",
+    code, out = mimic_long(
+        interpreter, tmp_path, 'analytes: {"50971": potassium, "50983": sodium, "50912": creatinine}\n'
     )
     assert code == 0
 

@@ -143,6 +143,19 @@ class Lookup:
         return column.replace_strict(texts, values, default=None, return_dtype=self.dtype)
 
 
+NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+def instants(text: pl.Expr) -> pl.Expr:
+    """Times written in cells as UTC instants: with an offset or Z as written, without one
+    read as UTC (as the FHIR mapping does), a date as its start; null where unreadable. The
+    one reading of a time cell for every batch step (panel times, orders, ages)."""
+    text = text.cast(pl.String).str.strip_chars()
+    parsed = [text.str.to_datetime(strict=False, time_zone="UTC")]
+    parsed += [text.str.to_datetime(f, strict=False).dt.replace_time_zone("UTC") for f in NAIVE_FORMATS]
+    return pl.coalesce(parsed)
+
+
 def censored_not_measured(text: str, analyte: str, rs: Ruleset) -> bool:
     """A censored value ("<2.0", ">60") of an analyte whose rules say `censored:
     not_measured` (rules/analytes.yaml): read as not measured, with a note, not refused.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from interpret.batch.columns import join
+from interpret.batch.columns import instants, join
 from interpret.batch.mapping import MappingFile, Plan
 from interpret.batch.read import (
     INPUT_ERROR,
@@ -215,7 +215,7 @@ def _patients(
         text = pl.col("__age").fill_null("").str.strip_chars()
         age = text
         if spec.age_year:  # e.g. MIMIC-IV: anchor_age in anchor_year
-            year = pl.col("__time").str.to_datetime(strict=False).dt.year()
+            year = instants(pl.col("__time")).dt.year()
             shifted = text.cast(pl.Float64, strict=False) + (
                 year - pl.col("__age_year").str.strip_chars().cast(pl.Int64, strict=False)
             )
@@ -266,8 +266,8 @@ def _medications(
         pl.col(ROW),
         pl.col(spec.patient_key).alias("__patient"),
         pl.col(spec.name).str.strip_chars().alias("__drug"),
-        pl.col(spec.start).str.to_datetime(strict=False).alias("__start"),
-        pl.col(spec.stop).str.to_datetime(strict=False).alias("__stop"),
+        instants(pl.col(spec.start)).alias("__start"),
+        instants(pl.col(spec.stop)).alias("__stop"),
         (stop_text == "").alias("__ongoing"),  # no stop yet: the order is still running
         (pl.col(spec.start).fill_null("").str.strip_chars() == "").alias("__no_start"),
         (stop_text != "").alias("__has_stop"),
@@ -280,7 +280,7 @@ def _medications(
         | (pl.col("__stop") < pl.col("__start"))
     )
     orders = orders.join(unplaced.select(ROW), on=ROW, how="anti")
-    panels = wide.select(PANEL, "__patient", pl.col("__time").str.to_datetime(strict=False).alias("__at"))
+    panels = wide.select(PANEL, "__patient", instants(pl.col("__time")).alias("__at"))
     active = (
         panels.join(orders, on="__patient", how="inner")
         .filter((pl.col("__start") <= pl.col("__at")) & (pl.col("__ongoing") | (pl.col("__at") <= pl.col("__stop"))))

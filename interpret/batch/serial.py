@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from interpret import derive
-from interpret.batch.columns import CLASSES, COMPARE, PolarsOps, class_bits, limit_expr
+from interpret.batch.columns import CLASSES, COMPARE, PolarsOps, class_bits, instants, limit_expr
 from interpret.batch.long import STARTS, STARTS_JOIN, STARTS_SEP
 from interpret.batch.read import ROW
 from interpret.derive import EXACT_DECIMALS
@@ -54,26 +54,13 @@ def unknown_columns(rs: Ruleset) -> list[pl.Expr]:
     return [pl.lit(None, dtype=pl.Boolean).alias(name) for name in serial_nodes(rs).values()]
 
 
-NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
-
-
-def instants(times: pl.Series) -> pl.Series:
-    """Collection times as UTC instants: with an offset or Z as written, without one read as
-    UTC (as the FHIR mapping does), a date as its start; null where unreadable."""
-    text = times.cast(pl.String).str.strip_chars()
-    parsed = [text.str.to_datetime(strict=False, time_zone="UTC")]
-    parsed += [text.str.to_datetime(f, strict=False).dt.replace_time_zone("UTC") for f in NAIVE_FORMATS]
-    return pl.select(pl.coalesce([pl.lit(p) for p in parsed])).to_series()
-
-
 def unreadable_times(frame: pl.DataFrame) -> pl.Series:
     """A note for each panel whose time is written but cannot be read (its rules across time
     are then not assessed): said, never silent."""
-    text = frame.get_column(TIME).cast(pl.String).fill_null("").str.strip_chars()
+    text = pl.col(TIME).cast(pl.String).fill_null("").str.strip_chars()
     bad = (text != "") & instants(text).is_null()
-    return pl.select(
-        pl.when(pl.lit(bad)).then(pl.format("time {} could not be read: rules across time not assessed", pl.lit(text)))
-    ).to_series()
+    note = pl.format("time {} could not be read: rules across time not assessed", text)
+    return frame.select(pl.when(bad).then(note)).to_series()
 
 
 def has_history(frame: pl.DataFrame) -> bool:
@@ -84,7 +71,7 @@ def add_serial_columns(rs: Ruleset, facts: pl.DataFrame) -> pl.DataFrame:
     """ROW and every `t__` column, from a frame of facts (q__, u__, s__ columns) that carries
     each panel's patient and time."""
     nodes = serial_nodes(rs)
-    work = facts.with_columns(instants(facts.get_column(TIME)).alias("__t"))
+    work = facts.with_columns(instants(pl.col(TIME)).alias("__t"))
     usable = work.filter(pl.col(PATIENT).is_not_null() & (pl.col(PATIENT) != "") & pl.col("__t").is_not_null())
     usable = _apart(usable.sort(PATIENT, "__t"), rs)
     per_row: list[pl.Series] = [usable.get_column(ROW)]

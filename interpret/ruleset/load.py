@@ -113,6 +113,7 @@ class Ruleset:
             for unit in a.units
         }
         self._check_citations(meds)
+        self._link_derivations()
         self.rules = self._read_rules()
         self._raise_if_problems()
         self.severity_plans = severity_plans(
@@ -253,6 +254,10 @@ class Ruleset:
         self._check_refs("derivations.yaml: anion_gap", d.anion_gap.references)
         self._check_refs("derivations.yaml: osmolality", d.osmolality.references)
         self._check_refs("derivations.yaml: acute_kidney_injury", d.acute_kidney_injury.references)
+
+    def _link_derivations(self) -> None:
+        """The limits of derivations.yaml in canonical units, per reported unit (as a rule's)."""
+        d = self.derivations
         self.aki_stage_limits = [
             (s.stage, s.ratio_at_least, self.threshold("creatinine", s.creatinine_at_least, "derivations.yaml: aki"))
             for s in d.acute_kidney_injury.stages

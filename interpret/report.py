@@ -195,7 +195,7 @@ class Reporter:
     def _earlier(self, panel: Panel, facts: Facts) -> list[EarlierOut]:
         """Every earlier result used as history, latest first."""
         out = []
-        for specimen, (hours, quantities) in zip(panel.history, facts.history or [], strict=False):
+        for specimen, (hours, quantities) in zip(panel.history, facts.history or [], strict=True):
             for name, q in quantities.items():
                 analyte = QUANTITIES[name].analyte
                 out.append(

@@ -101,8 +101,6 @@ def test_the_full_disclaimer_closes_the_report_once_and_a_short_one_opens_it(int
 def test_reports_show_the_earlier_values_beside_the_current_ones(interpreter):
     """Serial panels: the HTML table of earlier values and their dots on the range bar, and
     one line per analyte in the text report."""
-    from interpret.render import render
-
     panel = {
         "collected_at": "2026-01-10T08:00:00Z",
         "results": [{"analyte": "potassium", "value": 3.1, "unit": "mmol/L"}],

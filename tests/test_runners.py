@@ -17,6 +17,20 @@ class TestPolars(PolarsRunner):
     pass
 
 
+class TestPolarsByMedicationEntry(PolarsRunner):
+    """The medication stage's other path: each distinct entry looked up, rows OR'ed (taken
+    when a chunk has many distinct lists, as real exports do; the generated chunks do not)."""
+
+    def run(self, panels):
+        from interpret.batch.columns import PanelColumns
+
+        few, PanelColumns.FEW_LISTS = PanelColumns.FEW_LISTS, 0
+        try:
+            return super().run(panels)
+        finally:
+            PanelColumns.FEW_LISTS = few
+
+
 def test_one_vocabulary_of_statuses_and_severities(interpreter):
     """The type checker's spellings (models.Status, models.Severity) are the vocabulary's own:
     facts.STATUSES and the tiers that rules/ruleset.yaml declares."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from interpret import serial
-from interpret.facts import QUANTITIES
+from interpret.facts import QUANTITIES, presence_of
 from interpret.ruleset import conditions as c
 from interpret.ruleset.load import Ruleset
 
@@ -85,13 +85,12 @@ class _Source:
 
     @staticmethod
     def _available(name: str) -> str:
-        if name in QUANTITIES:
-            return f"({_local(name)} is not None)"
-        return {
-            "age": "(f.age is not None)",
-            "sex": "(f.sex is not None)",
-            "medications": "(C is not None)",
-        }.get(name, "True")
+        tested = presence_of(name)
+        if tested is None:
+            return "True"
+        if tested in QUANTITIES:
+            return f"({_local(tested)} is not None)"
+        return {"age": "(f.age is not None)", "sex": "(f.sex is not None)", "medications": "(C is not None)"}[tested]
 
 
 def _local(quantity: str) -> str:

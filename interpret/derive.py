@@ -107,6 +107,14 @@ def calcium_is_corrected(albumin: Any, apply_below: float, ops: Ops = FLOAT_OPS)
     return ops.below(albumin, apply_below)
 
 
+def calcium_assessed(ionized_value: Any, ionized: Any, total: Any, ops: Ops = FLOAT_OPS) -> Any:
+    """The calcium every calcium rule reads (findings.md, "More analytes"): ionised calcium
+    where it is measured, else total calcium (albumin-corrected where albumin is low).
+    `ionized` and `total` are what is chosen (a value, its unit, its status); a branch may
+    be a function, built only when chosen."""
+    return ops.where(ops.known(ionized_value), ionized, total)
+
+
 def sodium_is_corrected(glucose: Any, trigger: Any, ops: Ops = FLOAT_OPS) -> Any:
     """Sodium is glucose-corrected only where glucose is known and at or above the trigger."""
     return ops.at_or_above(glucose, trigger)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from interpret import codegen, derive, serial
-from interpret.facts import QUANTITIES
+from interpret.facts import QUANTITIES, presence_of
 from interpret.prepare import Facts
 from interpret.ruleset import conditions as c
 from interpret.ruleset.load import Rule, Ruleset
@@ -77,17 +77,16 @@ def _compare(name: str, op: str, threshold: c.Threshold) -> Check:
 
 
 def available(name: str, f: Facts) -> bool:
-    if name in QUANTITIES:
-        return name in f.quantities
-    if name == "age":
-        return f.age is not None
-    if name == "sex":
-        return f.sex is not None
-    if name == "medications":
-        return f.classes is not None
-    if name.startswith("earlier "):  # an earlier value of a quantity, in any window
+    """Whether an input is present (`facts.presence_of`), or an earlier value of a quantity
+    in any window (`earlier <quantity>`, for the report's "not assessed")."""
+    if name.startswith("earlier "):
         return bool(f.earlier(name.removeprefix("earlier "), float("inf")))
-    return True  # specimen notes: an unreported flag reads as "not reported"
+    tested = presence_of(name)
+    if tested is None:
+        return True
+    if tested in QUANTITIES:
+        return tested in f.quantities
+    return {"age": f.age, "sex": f.sex, "medications": f.classes}[tested] is not None
 
 
 def _taking(classes: tuple[str, ...]) -> Check:

@@ -54,6 +54,19 @@ OTHER_INPUTS: dict[str, str] = {
     "specimen": "the specimen notes",
 }
 
+
+def presence_of(name: str) -> str | None:
+    """What `available: <name>` (and `missing:`) tests, for every runner: the quantity
+    itself, or the input `age`, `sex`, `medications`; None for the specimen notes, which
+    are always available (an unreported flag reads as "not reported"). Each runner maps
+    these few names to its own representation; none decides presence on its own."""
+    if name in QUANTITIES or name in ("age", "sex", "medications"):
+        return name
+    if name in OTHER_INPUTS:
+        return None
+    raise ValueError(f"{name!r} is not an input")
+
+
 # Maps a panel's analyte name to the fact that carries it.
 ANALYTE_FACT = {q.analyte: name for name, q in QUANTITIES.items() if not q.derived}
 

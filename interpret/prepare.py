@@ -296,14 +296,17 @@ def egfr_category(value: float, rs: Ruleset) -> tuple[str, str]:
 def _calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     _total_calcium(panel, facts, rs)
     ionized = panel.results.get("ionized_calcium")
-    if ionized is None:
-        return
-    # Ionised calcium, where measured, decides in every calcium rule (findings.md, "More
-    # analytes"); the corrected total stays in the derived values for comparison.
-    q = _measured("ionized_calcium", ionized, panel.sex, rs)
-    q.name, q.note = "calcium_assessed", "ionised calcium, preferred to total calcium where measured"
-    facts.quantities["calcium_assessed"] = q
-    facts.missing_reason.pop("calcium_assessed", None)
+
+    def measured() -> Quantity:
+        q = _measured("ionized_calcium", ionized, panel.sex, rs)  # type: ignore[arg-type]
+        q.name, q.note = "calcium_assessed", "ionised calcium, preferred to total calcium where measured"
+        return q
+
+    # the corrected total stays in the derived values for comparison
+    chosen = derive.calcium_assessed(ionized, measured, facts.quantities.get("calcium_assessed"))
+    if chosen is not None:
+        facts.quantities["calcium_assessed"] = chosen
+        facts.missing_reason.pop("calcium_assessed", None)
 
 
 def _total_calcium(panel: Panel, facts: Facts, rs: Ruleset) -> None:

@@ -623,25 +623,21 @@ class PanelColumns:
         ]
 
     def _calcium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
-        """The calcium the rules read: ionised calcium where measured (prepare._calcium's
-        twin), else total calcium, albumin-corrected when albumin is low."""
+        """The calcium the rules read (`derive.calcium_assessed`)."""
         values, statuses = self._total_calcium()
         if "ionized_calcium" not in self.plan.analyte_columns:
             return values, statuses
-        ionized = pl.col("q__ionized_calcium").is_not_null()
         if "calcium" in self.plan.analyte_columns:
             total_value, total_unit = values
         else:
             total_value, total_unit = pl.lit(None, dtype=pl.Float64), pl.lit(None, dtype=pl.String)
-        value = pl.when(ionized).then(pl.col("q__ionized_calcium")).otherwise(total_value)
-        unit = pl.when(ionized).then(pl.col("u__ionized_calcium")).otherwise(total_unit)
+        ionized_value, ops = pl.col("q__ionized_calcium"), PolarsOps()
+        value = derive.calcium_assessed(ionized_value, ionized_value, total_value, ops)
+        unit = derive.calcium_assessed(ionized_value, pl.col("u__ionized_calcium"), total_unit, ops)
         assessed, assessed_unit = pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed")
         total_status = statuses[0] if statuses else pl.lit(None, dtype=STATUS_DTYPE)
-        status = (
-            pl.when(ionized)
-            .then(self._status("ionized_calcium", assessed, assessed_unit, "ionized_calcium"))
-            .otherwise(total_status)
-        )
+        ionized_status = self._status("ionized_calcium", assessed, assessed_unit, "ionized_calcium")
+        status = derive.calcium_assessed(ionized_value, ionized_status, total_status, ops)
         return [value.alias("q__calcium_assessed"), unit.alias("u__calcium_assessed")], [
             status.alias("s__calcium_assessed")
         ]

@@ -16,19 +16,22 @@ import polars as pl
 
 from interpret.batch.columns import CLASSES, COMPARE, class_bits, limit_expr
 from interpret.batch.serial import serial_nodes
-from interpret.facts import QUANTITIES
+from interpret.facts import QUANTITIES, presence_of
 from interpret.ruleset import Ruleset
 from interpret.ruleset import conditions as c
 
 
 def _available(name: str) -> pl.Expr:
-    if name in QUANTITIES:
-        return pl.col(f"q__{name}").is_not_null()
+    tested = presence_of(name)
+    if tested is None:
+        return pl.lit(True)
+    if tested in QUANTITIES:
+        return pl.col(f"q__{tested}").is_not_null()
     return {
         "age": pl.col("age").is_not_null(),
         "sex": pl.col("sex").is_not_null(),
         "medications": pl.col("meds_known"),
-    }.get(name, pl.lit(True))
+    }[tested]
 
 
 def _meds(expr: pl.Expr) -> pl.Expr:

@@ -16,12 +16,12 @@ import functools
 import operator
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import polars as pl
 from polars._typing import PolarsDataType
 
-from interpret import derive
+from interpret import column_facts, derive
 from interpret.batch.mapping import Plan
 from interpret.batch.read import ROW
 from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES, STATUSES
@@ -96,6 +96,48 @@ class PolarsOps:
     @staticmethod
     def round(a: Any, digits: int) -> Any:
         return a.round(digits)
+
+    # column_facts.ColumnOps
+
+    DTYPES: ClassVar[dict[str, PolarsDataType]] = {"float": pl.Float64, "text": pl.String, "bool": pl.Boolean}
+
+    @staticmethod
+    def col(name: str) -> Any:
+        return pl.col(name)
+
+    def null(self, kind: str) -> Any:
+        return pl.lit(None, dtype=STATUS_DTYPE if kind == "status" else self.DTYPES[kind])
+
+    @staticmethod
+    def text(value: str) -> Any:
+        return pl.lit(value)
+
+    @staticmethod
+    def by_key(key: Any, values: dict[str, float | None], default: float | None) -> Any:
+        return _by_unit(key, values, default)
+
+    @staticmethod
+    def cases(branches: list[tuple[Any, Any]], default: Any) -> Any:
+        chain: Any = pl
+        for condition, value in branches:
+            chain = chain.when(condition).then(value)
+        return chain.otherwise(default)
+
+    @staticmethod
+    def coalesce(*values: Any) -> Any:
+        return pl.coalesce([v if isinstance(v, pl.Expr) else pl.lit(v) for v in values])
+
+    @staticmethod
+    def is_in(value: Any, options: list[str]) -> Any:
+        return value.is_in(options)
+
+    @staticmethod
+    def equals(value: Any, text: str) -> Any:
+        return value == text
+
+    @staticmethod
+    def named(value: Any, name: str) -> Any:
+        return value.alias(name)
 
 
 def join(parts: list[pl.Expr], separator: str = "; ") -> pl.Expr:
@@ -223,10 +265,8 @@ def _by_unit(unit: pl.Expr, mapping: dict[str, float | None], default: float | N
 
 
 def limit_expr(unit: pl.Expr, threshold: Threshold | None) -> pl.Expr:
-    """A written limit as an expression: the figure for each row's reported unit (rules/README)."""
-    if threshold is None:
-        return pl.lit(None, dtype=pl.Float64)
-    return _by_unit(unit, dict(threshold.by_unit), threshold.primary)
+    """A written limit as a polars expression (`column_facts.limit`)."""
+    return column_facts.limit(PolarsOps(), unit, threshold)  # type: ignore[no-any-return]
 
 
 class ResultSteps(NamedTuple):
@@ -537,194 +577,19 @@ class PanelColumns:
     # --- statuses and derived values ---------------------------------------------------------
 
     def facts(self, frame: pl.DataFrame) -> pl.DataFrame:
-        first, second = self._fact_steps
-        return frame.with_columns(first).with_columns(second)
+        steps = self._fact_steps
+        return frame.with_columns(steps.first).with_columns(steps.second)
 
     @functools.cached_property
-    def _fact_steps(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
-        """Statuses and derived values in two steps (the second uses values of the first);
-        the same for every chunk, so built once."""
-        first = [self._statuses(a) for a in self.plan.analyte_columns] + [
-            self._verify(a) for a in self.plan.analyte_columns
-        ]
-        second: list[pl.Expr] = []
-        for values, statuses in (self._egfr(), self._calcium(), self._sodium(), self._anion_gap()):
-            first += values
-            second += statuses
-        return first, second
-
-    def _interval(self, analyte: str, unit: pl.Expr, end: int) -> pl.Expr:
-        """The default interval end (0 low, 1 high) for each row's sex and reported unit."""
-        accepted = self.rs.analytes[analyte].units
-
-        def for_sex(sex: str | None) -> pl.Expr:
-            values: dict[str, float | None] = {}
-            for u in accepted:
-                iv = self.rs.interval(analyte, sex, u)
-                values[u] = None if iv is None else (iv.low, iv.high)[end]
-            return _by_unit(unit, values, None)
-
-        if set(self.rs.analytes[analyte].reference_interval) <= {"any"}:
-            return for_sex(None)  # not sex-specific: one expression for every row
-        female, male, other = for_sex("female"), for_sex("male"), for_sex(None)
-        return pl.when(pl.col("sex") == "female").then(female).when(pl.col("sex") == "male").then(male).otherwise(other)
-
-    def _status(self, analyte: str, value: pl.Expr, unit: pl.Expr, fact_for_lab: str) -> pl.Expr:
-        low, high = self._interval(analyte, unit, 0), self._interval(analyte, unit, 1)
-        if analyte in self.plan.range_columns:  # the laboratory's own range, where the row gives one
-            lab_low, lab_high = pl.col(f"lab_low__{fact_for_lab}"), pl.col(f"lab_high__{fact_for_lab}")
-            has_lab = lab_low.is_not_null() | lab_high.is_not_null()
-            low = pl.when(has_lab).then(lab_low).otherwise(low)
-            high = pl.when(has_lab).then(lab_high).otherwise(high)
-        below, above = (None if t is None else limit_expr(unit, t) for t in self.rs.critical[analyte])
-        status: pl.Expr = derive.classify(value, low, high, below, above, PolarsOps())
-        return status
-
-    def _statuses(self, analyte: str) -> pl.Expr:
-        fact = ANALYTE_FACT[analyte]
-        has_limits = bool(self.rs.analytes[analyte].reference_interval) or self.rs.critical[analyte] != (None, None)
-        if not has_limits:
-            return pl.lit(None, dtype=STATUS_DTYPE).alias(f"s__{fact}")
-        return self._status(analyte, pl.col(f"q__{fact}"), pl.col(f"u__{fact}"), fact).alias(f"s__{fact}")
-
-    def _verify(self, analyte: str) -> pl.Expr:
-        fact = ANALYTE_FACT[analyte]
-        value, unit = pl.col(f"q__{fact}"), pl.col(f"u__{fact}")
-        limits = self.rs.plausibility[analyte]
-        below = (value < limit_expr(unit, limits.get("verify_below"))).fill_null(False)
-        above = (value > limit_expr(unit, limits.get("verify_above"))).fill_null(False)
-        return (below | above).alias(f"v__{fact}")
-
-    def _egfr(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
-        d = self.rs.derivations.egfr
-        creatinine = (
-            pl.col("q__creatinine") if "creatinine" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
+    def _fact_steps(self) -> column_facts.FactSteps:
+        """Statuses and derived values (`column_facts`): the same for every chunk, so built once."""
+        return column_facts.fact_steps(
+            self.rs, list(self.plan.analyte_columns), set(self.plan.range_columns), PolarsOps()
         )
-        reported = pl.col("q__egfr_reported") if "egfr" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
-        scr = creatinine / self.rs.units.factor("creatinine", "mg/dL")
-        ok = (
-            creatinine.is_not_null()
-            & pl.col("age").is_not_null()
-            & (pl.col("age") >= d.min_age)
-            & pl.col("sex").is_in(list(derive.CKD_EPI_SEXES))
-        )
-        calculated = pl.when(ok).then(derive.ckd_epi_2021(scr, pl.col("age"), pl.col("sex") == "female", PolarsOps()))
-        return [
-            calculated.alias("q__egfr_calculated"),
-            pl.lit("mL/min/1.73m2").alias("u__egfr_calculated"),
-            pl.lit("mL/min/1.73m2").alias("u__egfr"),
-        ], [
-            pl.coalesce(pl.col("q__egfr_calculated"), reported).alias("q__egfr"),
-            pl.when(pl.col("q__egfr_calculated").is_not_null())
-            .then(pl.lit("calculated"))
-            .when(reported.is_not_null())
-            .then(pl.lit("laboratory"))
-            .alias("egfr_source"),
-        ]
-
-    def _calcium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
-        """The calcium the rules read (`derive.calcium_assessed`)."""
-        values, statuses = self._total_calcium()
-        if "ionized_calcium" not in self.plan.analyte_columns:
-            return values, statuses
-        if "calcium" in self.plan.analyte_columns:
-            total_value, total_unit = values
-        else:
-            total_value, total_unit = pl.lit(None, dtype=pl.Float64), pl.lit(None, dtype=pl.String)
-        ionized_value, ops = pl.col("q__ionized_calcium"), PolarsOps()
-        value = derive.calcium_assessed(ionized_value, ionized_value, total_value, ops)
-        unit = derive.calcium_assessed(ionized_value, pl.col("u__ionized_calcium"), total_unit, ops)
-        assessed, assessed_unit = pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed")
-        total_status = statuses[0] if statuses else pl.lit(None, dtype=STATUS_DTYPE)
-        ionized_status = self._status("ionized_calcium", assessed, assessed_unit, "ionized_calcium")
-        status = derive.calcium_assessed(ionized_value, ionized_status, total_status, ops)
-        return [value.alias("q__calcium_assessed"), unit.alias("u__calcium_assessed")], [
-            status.alias("s__calcium_assessed")
-        ]
-
-    def _total_calcium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
-        if "calcium" not in self.plan.analyte_columns:
-            return [
-                pl.lit(None, dtype=pl.Float64).alias("q__calcium_assessed"),
-                pl.lit(None, dtype=STATUS_DTYPE).alias("s__calcium_assessed"),
-                pl.lit(None, dtype=pl.String).alias("u__calcium_assessed"),
-            ], []
-        d = self.rs.derivations.corrected_calcium
-        albumin = pl.col("q__albumin") if "albumin" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
-        corrected = derive.corrected_calcium(
-            pl.col("q__calcium"), albumin, d.factor_mmol_per_g, d.reference_albumin_g_per_l, PolarsOps()
-        )
-        conventional = d.conventional
-        if conventional is not None:  # the same arithmetic as prepare._corrected_calcium
-            unit = self.rs.units.resolve(conventional.calcium_unit) or ""
-            to_ca = self.rs.units.factor("calcium", unit)
-            to_albumin = self.rs.units.factor("albumin", self.rs.units.resolve(conventional.albumin_unit) or "")
-            written = derive.corrected_calcium(
-                pl.col("q__calcium") / to_ca,
-                albumin / to_albumin,
-                conventional.factor,
-                conventional.reference_albumin,
-                PolarsOps(),
-            )
-            corrected = pl.when(pl.col("u__calcium") == unit).then(written * to_ca).otherwise(corrected)
-        value = (
-            pl.when(derive.calcium_is_corrected(albumin, d.apply_below_albumin_g_per_l, PolarsOps()))
-            .then(corrected)
-            .otherwise(pl.col("q__calcium"))
-        )
-        status = self._status("calcium", pl.col("q__calcium_assessed"), pl.col("u__calcium_assessed"), "calcium")
-        return [value.alias("q__calcium_assessed"), pl.col("u__calcium").alias("u__calcium_assessed")], [
-            status.alias("s__calcium_assessed")
-        ]
-
-    def _sodium(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
-        if not {"sodium", "glucose"} <= set(self.plan.analyte_columns):
-            return [
-                pl.lit(None, dtype=pl.Float64).alias("q__corrected_sodium"),
-                pl.lit(None, dtype=STATUS_DTYPE).alias("s__corrected_sodium"),
-                pl.lit(None, dtype=pl.String).alias("u__corrected_sodium"),
-            ], []
-        d = self.rs.derivations.corrected_sodium
-        glucose = pl.col("q__glucose")
-        trigger = limit_expr(pl.col("u__glucose"), self.rs.sodium_trigger)
-        mg_dl = glucose / self.rs.units.factor("glucose", "mg/dL")
-        main = d.factors[0]
-        value = derive.corrected_sodium(pl.col("q__sodium"), mg_dl, main.factor, d.baseline_glucose_mg_dl, PolarsOps())
-        status = self._status("sodium", pl.col("q__corrected_sodium"), pl.col("u__corrected_sodium"), "sodium")
-        return [
-            pl.when(pl.col("q__sodium").is_not_null() & derive.sodium_is_corrected(glucose, trigger, PolarsOps()))
-            .then(value)
-            .alias("q__corrected_sodium"),
-            pl.col("u__sodium").alias("u__corrected_sodium"),
-        ], [status.alias("s__corrected_sodium")]
-
-    def _anion_gap(self) -> tuple[list[pl.Expr], list[pl.Expr]]:
-        """Na − (Cl + HCO3), + the albumin correction where albumin is given (prepare's twin
-        on columns; the formula is derive.anion_gap for both)."""
-        if not {"sodium", "chloride", "bicarbonate"} <= set(self.plan.analyte_columns):
-            return [
-                pl.lit(None, dtype=pl.Float64).alias("q__anion_gap"),
-                pl.lit(None, dtype=pl.String).alias("u__anion_gap"),
-            ], [pl.lit(None, dtype=STATUS_DTYPE).alias("s__anion_gap")]
-        d = self.rs.derivations.anion_gap
-        albumin = pl.col("q__albumin") if "albumin" in self.plan.analyte_columns else pl.lit(None, dtype=pl.Float64)
-        correction = derive.anion_gap_albumin_correction(
-            albumin, d.albumin_factor, d.reference_albumin_g_per_l, PolarsOps()
-        )
-        value = derive.anion_gap(
-            pl.col("q__sodium"), pl.col("q__chloride"), pl.col("q__bicarbonate"), correction, PolarsOps()
-        )
-        status = self._status("anion_gap", pl.col("q__anion_gap"), pl.col("u__anion_gap"), "anion_gap")
-        return [value.alias("q__anion_gap"), pl.lit("mmol/L").alias("u__anion_gap")], [status.alias("s__anion_gap")]
 
     def osmolality(self) -> pl.Expr | None:
         """Calculated osmolality (mOsm/kg) where the file has sodium, glucose and urea or BUN."""
-        columns = set(self.plan.analyte_columns)
-        urea = [f"q__{u}" for u in ("urea", "bun") if u in columns]
-        if not {"sodium", "glucose"} <= columns or not urea:
-            return None
-        value: pl.Expr = derive.osmolality(pl.col("q__sodium"), pl.col("q__glucose"), pl.coalesce(urea), PolarsOps())
-        return value
+        return self._fact_steps.osmolality  # type: ignore[no-any-return]
 
 
 def ensure_quantities(frame: pl.DataFrame) -> pl.DataFrame:

@@ -245,6 +245,7 @@ class PolarsRunner(RunnerContract):
     # (mapping `history:`). A wide row carries no medication start times: `started_after`
     # is unknown here, and the reference is run without starts too.
     carries_starts = False
+    engine = "polars"
 
     HEADERS: ClassVar[list[str]] = [f"{a}{s}" for a in ANALYTES for s in ("", "_unit", "_low", "_high")]
     HEADERS += ["age", "sex", "hemolyzed", "patient", "taken"]
@@ -283,7 +284,7 @@ class PolarsRunner(RunnerContract):
         mapping = MappingFile.model_validate({"history": {"patient_key": "patient", "time": "taken"}})
         plan = make_plan(source.headers, mapping, rs, {}, None, None, [])
         whole, plan = wide_with_history(rs, plan, source, mapping, None)  # as `interpret batch` does
-        run = BatchRun(rs, plan, source)
+        run = BatchRun(rs, plan, source, self.engine)
         frame = pl.concat([run.evaluate(chunk, severities=True)[0] for chunk in frame_chunks(whole, 4000)])
         answers = [self._answer(row) for row in frame.select("error", "severities", "not_assessed").iter_rows()]
         return [answers[k] for k in current]

@@ -31,6 +31,12 @@ class TestPolarsByMedicationEntry(PolarsRunner):
             PanelColumns.FEW_LISTS = few
 
 
+class TestDuckdbSql(PolarsRunner):
+    """The SQL runner on duckdb: the facts plan and the rules rendered by sqlglot."""
+
+    engine = "duckdb"
+
+
 def test_one_vocabulary_of_statuses_and_severities(interpreter):
     """The type checker's spellings (models.Status, models.Severity) are the vocabulary's own:
     facts.STATUSES and the tiers that rules/ruleset.yaml declares."""

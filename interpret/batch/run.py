@@ -98,17 +98,30 @@ class Stats:
         )
 
 
+ENGINES = ("polars", "duckdb")
+
+
+def sql_facts(engine: str, rs: Ruleset, plan: Plan) -> Any:
+    """The SQL runner of the facts and rules for `engine` (interpret/sql)."""
+    if engine == "duckdb":
+        from interpret.sql.engines import DuckdbFacts
+
+        return DuckdbFacts(rs, list(plan.analyte_columns), set(plan.range_columns))
+    raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+
+
 def _add(total: dict[str, int], more: dict[str, int]) -> None:
     for key, n in more.items():
         total[key] = total.get(key, 0) + n
 
 
 class BatchRun:
-    def __init__(self, rs: Ruleset, plan: Plan, source: CsvSource) -> None:
+    def __init__(self, rs: Ruleset, plan: Plan, source: CsvSource, engine: str = "polars") -> None:
         self.rs, self.plan, self.source = rs, plan, source
         self.columns = PanelColumns(rs, plan, source.decimal_comma)
         self.rules = PolarsRules(rs)
         self.stats = Stats()
+        self.sql = None if engine == "polars" else sql_facts(engine, rs, plan)
 
     # --- one chunk ----------------------------------------------------------------------------
 
@@ -150,10 +163,13 @@ class BatchRun:
             error = pl.lit(None, dtype=pl.String)
         frame = frame.with_columns(error.alias("error"))
         frame = frame.drop(self._spent(frame.columns))  # parsed and checked: free the memory early
-        frame = ensure_quantities(self.columns.facts(frame))
         if not any(c.startswith("t__") for c in frame.columns):  # no history (batch/serial.py)
             frame = frame.with_columns(unknown_columns(self.rs))
-        return self.rules.summary(self.rules.evaluate(frame), severities)
+        if self.sql is None:
+            frame = self.rules.evaluate(ensure_quantities(self.columns.facts(frame)))
+        else:  # the same facts plan and rules, as SQL run by the engine (interpret/sql)
+            frame = self.sql.evaluate(frame)
+        return self.rules.summary(frame, severities)
 
     def _spent(self, columns: list[str]) -> list[str]:
         """Columns no later step reads: input texts (but the id column) and parsing steps.

@@ -264,6 +264,12 @@ def batch(
     inspect: Annotated[
         bool, typer.Option("--inspect", help="Show how the headers would be mapped, then stop.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine", help="Where the facts and rules run: polars (default) or duckdb (the same rules as SQL)."
+        ),
+    ] = "polars",
     rules: RulesOption = None,
 ) -> None:
     """Interpret a CSV export column-wise: one output row per panel, nothing dropped."""
@@ -274,9 +280,12 @@ def batch(
 
     from interpret.batch.job import BatchOptions, execute, open_input
     from interpret.batch.mapping import describe_plan, load_mapping
+    from interpret.batch.run import ENGINES
 
     rs = _ruleset(rules)
     try:
+        if engine not in ENGINES:
+            raise BatchInputError(f"--engine {engine!r}: known engines are {', '.join(ENGINES)}")
         if inspect:
             source, plan = open_input(
                 rs,
@@ -307,6 +316,7 @@ def batch(
             details=details,
             progress=_progress(),
             prefetch=prefetch,
+            engine=engine,
         )
         with _stopped_cleanly():
             result = execute(rs, input_csv, output, options)
@@ -316,6 +326,39 @@ def batch(
     if result.plan.unmapped:
         _error("unmapped columns (reported, not used): " + ", ".join(result.plan.unmapped))
     print(result.stats.line([t.name for t in reversed(rs.meta.severities)]))
+
+
+@app.command()
+def sql(
+    dialect: Annotated[
+        str, typer.Option("--dialect", help="duckdb, spark, bigquery, snowflake or postgres")
+    ] = "duckdb",
+    table: Annotated[str, typer.Option("--table", help="The validated-panel table to read.")] = "validated_panels",
+    analyte: Annotated[
+        list[str] | None, typer.Option("--analyte", help="An analyte the table has (repeat; default: all).")
+    ] = None,
+    lab_range: Annotated[
+        list[str] | None, typer.Option("--lab-range", help="An analyte with the laboratory's own range columns.")
+    ] = None,
+    history: Annotated[bool, typer.Option("--history", help="The table has the t__ columns across time.")] = False,
+    rules: RulesOption = None,
+) -> None:
+    """Print the facts and rules as one SQL statement, for a warehouse to run where the data are."""
+    from interpret.facts import ANALYTE_FACT
+    from interpret.sql.query import DIALECTS, warehouse_sql
+
+    rs = _ruleset(rules)
+    measured = [a for a in rs.analytes if a in ANALYTE_FACT]
+    chosen = list(analyte or measured)
+    unknown = [a for a in [*chosen, *(lab_range or [])] if a not in measured]
+    if dialect not in DIALECTS or unknown:
+        _error(
+            f"--dialect {dialect!r}: known are {', '.join(DIALECTS)}"
+            if dialect not in DIALECTS
+            else f"not measured analytes: {', '.join(unknown)}; known: {', '.join(measured)}"
+        )
+        raise typer.Exit(2)
+    print(warehouse_sql(rs, dialect, chosen, set(lab_range or []), history, table), end="")
 
 
 @contextlib.contextmanager

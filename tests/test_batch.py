@@ -33,6 +33,7 @@ OPTIONS = {
     "details": "--details",
     "units": "--unit",
     "allow": "--allow-identifier",
+    "engine": "--engine",
 }
 
 

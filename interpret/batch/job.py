@@ -65,6 +65,7 @@ class BatchOptions:
     details: Path | None = None
     progress: Any = None
     prefetch: Prefetch | None = None  # the file's reading, started before the ruleset was loaded
+    engine: str = "polars"  # where the facts and rules run (batch/run.ENGINES)
 
 
 def execute(
@@ -158,7 +159,7 @@ def _execute(
         if plan.format == "wide" and mapping.history is not None:
             wide, plan = wide_with_history(rs, plan, source, mapping, wide)
 
-        run = BatchRun(rs, plan, source)
+        run = BatchRun(rs, plan, source, options.engine)
         # counted beside the run (75 ms for 135 MB, on its own thread), unless already known: see below
         lines = _line_total(source) if wide is None else None
 

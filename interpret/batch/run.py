@@ -138,6 +138,16 @@ class BatchRun:
     def evaluate(self, chunk: pl.DataFrame, severities: bool = False) -> tuple[pl.DataFrame, Counts]:
         """The full facts frame with each row's findings (and, if asked, their `severities`:
         the parity test compares them), and the chunk's counts of findings."""
+        frame = self.validated(chunk)
+        if self.sql is None:
+            frame = self.rules.evaluate(ensure_quantities(self.columns.facts(frame)))
+        else:  # the same facts plan and rules, as SQL run by the engine (interpret/sql)
+            frame = self.sql.evaluate(frame)
+        return self.rules.summary(frame, severities)
+
+    def validated(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """The validated panels (canonical values, unit keys, patient, classes, `error`): what
+        the facts and rules read, on every engine (`sql/query.py` documents the columns)."""
         spilled = [c for c in OVERFLOW if chunk.get_column(c).null_count() < chunk.height]
         overflow = pl.any_horizontal([pl.col(c).fill_null("").str.strip_chars() != "" for c in spilled] or [False])
         frame = self.columns.results(chunk)
@@ -165,11 +175,7 @@ class BatchRun:
         frame = frame.drop(self._spent(frame.columns))  # parsed and checked: free the memory early
         if not any(c.startswith("t__") for c in frame.columns):  # no history (batch/serial.py)
             frame = frame.with_columns(unknown_columns(self.rs))
-        if self.sql is None:
-            frame = self.rules.evaluate(ensure_quantities(self.columns.facts(frame)))
-        else:  # the same facts plan and rules, as SQL run by the engine (interpret/sql)
-            frame = self.sql.evaluate(frame)
-        return self.rules.summary(frame, severities)
+        return frame
 
     def _spent(self, columns: list[str]) -> list[str]:
         """Columns no later step reads: input texts (but the id column) and parsing steps.

@@ -69,3 +69,66 @@ def statement(rs: Ruleset, analytes: list[str], lab_ranges: set[str], inputs: li
     for name, expressions, source in layers:
         final = final.with_(name, as_=exp.select(*expressions).from_(source))
     return Statement(final, [*kept, *(_name(m) for m in masks)])
+
+
+DIALECTS = ("duckdb", "spark", "bigquery", "snowflake", "postgres")
+
+
+def for_dialect(select: exp.Select, dialect: str) -> str:
+    """The statement's text for one dialect, past the traps measured there: Postgres has no
+    ROUND of a DOUBLE PRECISION, so the rounding goes through NUMERIC and back."""
+    if dialect == "postgres":
+
+        def numeric_round(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Round) and not getattr(node, "_numeric", False):
+                inner = exp.Round(this=exp.cast(node.this, "DECIMAL(38, 18)"), decimals=node.args.get("decimals"))
+                inner._numeric = True  # type: ignore[attr-defined]
+                return exp.cast(inner, exp.DataType.Type.DOUBLE)
+            return node
+
+        select = select.transform(numeric_round)  # type: ignore[assignment]
+    return select.sql(dialect=dialect, pretty=True)
+
+
+def validated_columns(rs: Ruleset, analytes: list[str], lab_ranges: set[str], history: bool) -> list[str]:
+    """The columns of the validated-panel table a warehouse provides (the validation's output)."""
+    from interpret.facts import ANALYTE_FACT
+
+    names = ["line"]
+    for analyte in analytes:
+        fact = ANALYTE_FACT[analyte]
+        names += [f"q__{fact}", f"u__{fact}"]
+        if analyte in lab_ranges:
+            names += [f"lab_low__{fact}", f"lab_high__{fact}"]
+    names += ["age", "sex", "hemolyzed", "meds_known", "unrecognized", "m__classes", "error"]
+    return names + (list(serial_nodes(rs).values()) if history else [])
+
+
+def warehouse_sql(
+    rs: Ruleset, dialect: str, analytes: list[str], lab_ranges: set[str], history: bool, table: str
+) -> str:
+    """`interpret sql`: the statement with a header saying what it reads and what it gives."""
+    from interpret.batch.columns import class_bits
+
+    inputs = validated_columns(rs, analytes, lab_ranges, history)
+    made = statement(rs, analytes, lab_ranges, inputs, table)
+    tiers = [t.name for t in rs.meta.severities]
+    bits = "\n".join(
+        f"--   bit {i}: {r.code} ({tiers[plan.base]})"
+        for i, (r, plan) in enumerate(zip(rs.rules, rs.severity_plans, strict=True))
+    )
+    classes = "\n".join(f"--   bit {i}: {c}" for i, c in enumerate(class_bits(rs)))
+    header = f"""-- interpret: facts and rules as SQL ({dialect}), ruleset {rs.version} (sha256 {rs.sha256})
+-- Reads {table}: one row per panel, validated (canonical units), columns:
+--   {", ".join(inputs)}
+--   q__<quantity> canonical value (rules/analytes.yaml canonical_unit), u__<quantity> the unit key
+--   as reported (its limits are chosen by it), sex 'female'/'male'/NULL, m__classes the medication
+--   classes as bits (below), error NULL unless the row is refused.
+-- Gives every column above, the facts (s__ statuses, v__ verification flags, derived values) and
+-- per row the masks __fired (rules that fired), __na (rules not assessed), __raised (escalations).
+-- Rule bits:
+{bits}
+-- Medication class bits (m__classes):
+{classes}
+"""
+    return header + for_dialect(made.select, dialect) + ";\n"

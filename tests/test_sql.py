@@ -8,7 +8,6 @@ and `--engine duckdb` on the MIMIC-IV demo, byte for byte the polars engine's ou
 
 from __future__ import annotations
 
-
 import duckdb
 import polars as pl
 import pytest

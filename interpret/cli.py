@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import signal
 import sys
@@ -267,9 +268,12 @@ def batch(
     engine: Annotated[
         str,
         typer.Option(
-            "--engine", help="Where the facts and rules run: polars (default) or duckdb (the same rules as SQL)."
+            "--engine", help="Where the facts and rules run: polars (default), duckdb or spark (the same rules as SQL)."
         ),
     ] = "polars",
+    spark_master: Annotated[
+        str | None, typer.Option("--spark-master", help="--engine spark: the master URL (default local[*]).")
+    ] = None,
     rules: RulesOption = None,
 ) -> None:
     """Interpret a CSV export column-wise: one output row per panel, nothing dropped."""
@@ -286,6 +290,8 @@ def batch(
     try:
         if engine not in ENGINES:
             raise BatchInputError(f"--engine {engine!r}: known engines are {', '.join(ENGINES)}")
+        if engine == "spark" and importlib.util.find_spec("pyspark") is None:
+            raise BatchInputError("--engine spark needs pyspark: pip install '.[spark]' (and Java 17)")
         if inspect:
             source, plan = open_input(
                 rs,
@@ -317,6 +323,7 @@ def batch(
             progress=_progress(),
             prefetch=prefetch,
             engine=engine,
+            spark_master=spark_master,
         )
         with _stopped_cleanly():
             result = execute(rs, input_csv, output, options)

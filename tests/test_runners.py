@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
+
 from tests.runner_contract import ClosuresRunner, GeneratedRunner, PolarsRunner
 
 
@@ -35,6 +39,19 @@ class TestDuckdbSql(PolarsRunner):
     """The SQL runner on duckdb: the facts plan and the rules rendered by sqlglot."""
 
     engine = "duckdb"
+
+
+class TestSparkSql(PolarsRunner):
+    """The SQL runner on Spark local mode (one session for the module): the same statement in
+    Spark's dialect. Skipped only where pyspark is not installed (`pip install '.[spark]'`)."""
+
+    engine = "spark"
+
+    @classmethod
+    def setup_class(cls):
+        pytest.importorskip("pyspark")
+        if shutil.which("java") is None:
+            pytest.skip("Java is not installed (scripts/setup installs openjdk-17-jre-headless)")
 
 
 def test_one_vocabulary_of_statuses_and_severities(interpreter):

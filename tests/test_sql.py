@@ -8,6 +8,8 @@ and `--engine duckdb` on the MIMIC-IV demo, byte for byte the polars engine's ou
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import polars as pl
 import pytest
@@ -143,19 +145,32 @@ def _all_quantities(frame: pl.DataFrame) -> pl.DataFrame:
     return ensure_quantities(frame)
 
 
+def _engine(name: str) -> str:
+    if name == "spark":
+        pytest.importorskip("pyspark")
+        if shutil.which("java") is None:
+            pytest.skip("Java is not installed (scripts/setup installs openjdk-17-jre-headless)")
+    return name
+
+
+ENGINES = ["duckdb", "spark"]
+
+
 @pytest.mark.skipif(not MIMIC_WIDE.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
-def test_duckdb_engine_gives_the_polars_output_on_the_mimic_wide_join(interpreter, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_gives_the_polars_output_on_the_mimic_wide_join(interpreter, tmp_path, engine):
     data, runs = MIMIC_WIDE.read_bytes(), {}
-    for engine in ("polars", "duckdb"):
-        (tmp_path / engine).mkdir()
-        runs[engine] = batch(interpreter, tmp_path / engine, data, id_column="specimen_id", engine=engine)
-    assert runs["polars"].code == runs["duckdb"].code == 0
-    assert runs["duckdb"].out.equals(runs["polars"].out)
-    assert runs["duckdb"].out.height == 3011
+    for name in ("polars", _engine(engine)):
+        (tmp_path / name).mkdir()
+        runs[name] = batch(interpreter, tmp_path / name, data, id_column="specimen_id", engine=name)
+    assert runs["polars"].code == runs[engine].code == 0
+    assert runs[engine].out.equals(runs["polars"].out)
+    assert runs[engine].out.height == 3011
 
 
 @pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
-def test_duckdb_engine_gives_the_polars_output_on_the_mimic_long_export(interpreter, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_gives_the_polars_output_on_the_mimic_long_export(interpreter, tmp_path, engine):
     """With histories (acute kidney injury, sodium changes) and orders' start times."""
     patients = '"patients_file": {patient_key: subject_id, age: anchor_age, age_year: anchor_year, sex: gender}\n'
     analytes = 'analytes: {"50971": potassium, "50983": sodium, "50912": creatinine, "50960": magnesium}\n' + patients
@@ -173,4 +188,4 @@ def test_duckdb_engine_gives_the_polars_output_on_the_mimic_long_export(interpre
 
 def test_unknown_engine_is_refused_clearly(interpreter, tmp_path):
     run = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.1,mmol/L\n", engine="oracle")
-    assert run.code == 2 and "known engines are polars, duckdb" in run.stderr
+    assert run.code == 2 and "known engines are polars, duckdb, spark" in run.stderr

@@ -66,6 +66,7 @@ class BatchOptions:
     progress: Any = None
     prefetch: Prefetch | None = None  # the file's reading, started before the ruleset was loaded
     engine: str = "polars"  # where the facts and rules run (batch/run.ENGINES)
+    spark_master: str | None = None  # --engine spark: the cluster's master URL (default local[*])
 
 
 def execute(
@@ -159,7 +160,7 @@ def _execute(
         if plan.format == "wide" and mapping.history is not None:
             wide, plan = wide_with_history(rs, plan, source, mapping, wide)
 
-        run = BatchRun(rs, plan, source, options.engine)
+        run = BatchRun(rs, plan, source, options.engine, options.spark_master)
         # counted beside the run (75 ms for 135 MB, on its own thread), unless already known: see below
         lines = _line_total(source) if wide is None else None
 

@@ -98,15 +98,19 @@ class Stats:
         )
 
 
-ENGINES = ("polars", "duckdb")
+ENGINES = ("polars", "duckdb", "spark")
 
 
-def sql_facts(engine: str, rs: Ruleset, plan: Plan) -> Any:
+def sql_facts(engine: str, rs: Ruleset, plan: Plan, spark_master: str | None = None) -> Any:
     """The SQL runner of the facts and rules for `engine` (interpret/sql)."""
     if engine == "duckdb":
         from interpret.sql.engines import DuckdbFacts
 
         return DuckdbFacts(rs, list(plan.analyte_columns), set(plan.range_columns))
+    if engine == "spark":
+        from interpret.sql.engines import SparkFacts
+
+        return SparkFacts(rs, list(plan.analyte_columns), set(plan.range_columns), spark_master)
     raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
 
 
@@ -116,12 +120,14 @@ def _add(total: dict[str, int], more: dict[str, int]) -> None:
 
 
 class BatchRun:
-    def __init__(self, rs: Ruleset, plan: Plan, source: CsvSource, engine: str = "polars") -> None:
+    def __init__(
+        self, rs: Ruleset, plan: Plan, source: CsvSource, engine: str = "polars", spark_master: str | None = None
+    ) -> None:
         self.rs, self.plan, self.source = rs, plan, source
         self.columns = PanelColumns(rs, plan, source.decimal_comma)
         self.rules = PolarsRules(rs)
         self.stats = Stats()
-        self.sql = None if engine == "polars" else sql_facts(engine, rs, plan)
+        self.sql = None if engine == "polars" else sql_facts(engine, rs, plan, spark_master)
 
     # --- one chunk ----------------------------------------------------------------------------
 

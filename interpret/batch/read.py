@@ -103,6 +103,8 @@ def open_csv(
     """The file's encoding (sniffed unless given), delimiter and header line."""
     if not path.is_file():
         raise BatchInputError(f"{path}: no such file")
+    if is_parquet(path):
+        return open_parquet(path)
     if is_gzip(path):  # exports are often shipped compressed (MIMIC-IV: labevents.csv.gz)
         expanded, lines = _check_expansion(path)  # then read as a stream: every reader decompresses as it goes
         source = _open_plain(path, delimiter, encoding, head_only)
@@ -274,11 +276,54 @@ def _physical_lines(f: Any, cr_ends_lines: bool = False) -> Iterator[bytes]:
         yield rest
 
 
+PARQUET = "parquet"  # the `encoding` of a Parquet source: typed columns, no lines
+
+
+def is_parquet(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"PAR1"
+
+
+def open_parquet(path: Path) -> CsvSource:
+    """A Parquet file: its columns are the headers; `line` is the row's number (1-based)."""
+    try:
+        schema = pl.read_parquet_schema(path)
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BatchInputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    nested = [name for name, dtype in schema.items() if dtype.is_nested()]
+    if nested:
+        raise BatchInputError(f"{path}: column(s) {', '.join(map(repr, nested))} hold lists or structs, not cells")
+    return CsvSource(path, list(schema), ",", PARQUET, header_line=0, size=path.stat().st_size, line_total=rows)
+
+
+def as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A typed Parquet column as the text a CSV cell would hold: times as ISO 8601 (an
+    instant with Z, a naive time without), numbers as written by polars, "" when null."""
+    column = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            column = column.dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%dT%H:%M:%SZ")
+        else:
+            column = column.dt.to_string("%Y-%m-%d %H:%M:%S")
+    elif isinstance(dtype, pl.Date):
+        column = column.dt.to_string("%Y-%m-%d")
+    elif dtype != pl.String:
+        column = column.cast(pl.String)
+    return column.fill_null("").alias(name)
+
+
 def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
     """Chunks of rows, all cells as text ("" when empty), with their line numbers.
 
     Reading starts at once, in polars' own threads (the chunks are read ahead of their use).
     """
+    if source.encoding == PARQUET:
+        scan = pl.scan_parquet(source.path)
+        texts = [as_text(n, t) for n, t in scan.collect_schema().items()]
+        overflow = [pl.lit(None, dtype=pl.String).alias(c) for c in OVERFLOW]
+        frame = scan.select(*texts, *overflow).with_row_index(ROW, offset=1)
+        return frame.collect_batches(chunk_size=chunk_rows)
     columns = [*source.headers, *OVERFLOW]
     frame = pl.scan_csv(
         source.path,

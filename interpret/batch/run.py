@@ -26,7 +26,16 @@ from interpret import derive
 from interpret.batch.columns import PanelColumns, PolarsOps, ensure_quantities, join
 from interpret.batch.mapping import Plan
 from interpret.batch.polars_backend import Counts, PolarsRules
-from interpret.batch.read import INPUT_ERROR, INPUT_NOTE, OVERFLOW, ROW, CsvSource, blank_rows, remove_leftovers
+from interpret.batch.read import (
+    INPUT_ERROR,
+    INPUT_NOTE,
+    OVERFLOW,
+    PARQUET,
+    ROW,
+    CsvSource,
+    blank_rows,
+    remove_leftovers,
+)
 from interpret.batch.serial import AKI_CODE, AKI_COLUMNS, unknown_columns
 from interpret.facts import ANALYTE_FACT, STATUSES
 from interpret.ruleset import Ruleset
@@ -385,6 +394,8 @@ class OutputFile:
         self.path = path
         self.temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         self._file: BinaryIO | None = None
+        self.parquet = path.suffix.lower() == ".parquet"  # else CSV: the output's format by its name
+        self._parquet: Any = None  # the Parquet writer, opened with the first chunk's schema
         self._turn = threading.Condition()
         self._written = 0  # chunks written so far
         self._abandoned = False
@@ -403,13 +414,26 @@ class OutputFile:
             if self._abandoned:
                 raise RuntimeError("the run stopped at an earlier chunk")
             try:
-                frame.write_csv(self._file, include_header=n == 0)
+                if self.parquet:
+                    self._write_parquet(frame)
+                else:
+                    frame.write_csv(self._file, include_header=n == 0)
             except BaseException:
                 self._abandoned = True
                 raise
             finally:
                 self._written += 1
                 self._turn.notify_all()
+
+    def _write_parquet(self, frame: pl.DataFrame) -> None:
+        """One row group per chunk, all in the first chunk's schema (a chunk whose column is
+        all empty has the same types as the others)."""
+        import pyarrow.parquet as pq
+
+        table = frame.to_arrow()
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._file, table.schema, compression="zstd")
+        self._parquet.write_table(table.cast(self._parquet.schema))
 
     def abandon(self) -> None:
         """A chunk failed: those waiting for their turn stop waiting."""
@@ -419,9 +443,13 @@ class OutputFile:
 
     @property
     def empty(self) -> bool:
+        if self.parquet:
+            return self._parquet is None
         return self._file is None or self._file.tell() == 0
 
     def __exit__(self, exc_type: object, *_: object) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
         if self._file is not None:
             self._file.close()
         if exc_type is not None:
@@ -473,7 +501,11 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
         },
         "unrecognized_medications": dict(sorted(stats.unrecognized_medications.items(), key=lambda kv: -kv[1])),
         "columns": {
-            "line": "line number in the input file (header is line 1)",
+            "line": (
+                "row number in the Parquet file (the first row is 1)"
+                if source.encoding == PARQUET
+                else "line number in the input file (header is line 1)"
+            ),
             "<analyte>_<unit>": "the result in its canonical unit",
             "<analyte>_status": ", ".join(STATUSES[:-1]) + " or " + STATUSES[-1],
             "findings": "codes of the findings that fired, ';'-separated (findings catalogue)",

@@ -101,7 +101,8 @@ def test_interpret_sql_names_the_ruleset_and_parses_back(interpreter, dialect):
 
 
 @pytest.mark.skipif(not MIMIC_WIDE.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
-def test_printed_statement_runs_unchanged_on_duckdb(interpreter, tmp_path):
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_printed_statement_runs_unchanged(interpreter, tmp_path, dialect):
     """What a warehouse team would do: the validated panels as a table, `interpret sql` run on
     it as printed. The masks it gives are the polars runner's, row for row, on the MIMIC demo."""
     from interpret.batch.job import open_input, wide_with_history
@@ -123,11 +124,9 @@ def test_printed_statement_runs_unchanged_on_duckdb(interpreter, tmp_path):
         pl.col(n).cast(pl.String) if isinstance(validated.schema.get(n), pl.Enum) else pl.col(n) for n in wanted
     )
     chosen = [part for a in analytes for part in ("--analyte", a)]
-    code, text = _cli("sql", "--dialect", "duckdb", "--table", "validated_panels", "--history", *chosen)
+    code, text = _cli("sql", "--dialect", _engine(dialect), "--table", "validated_panels", "--history", *chosen)
     assert code == 0
-    con = duckdb.connect()
-    con.register("validated_panels", table.to_arrow())
-    from_sql = pl.from_arrow(con.sql(text.rstrip().rstrip(";")).to_arrow_table())
+    from_sql = _run_printed(dialect, text.rstrip().rstrip(";"), table)
     reference = run.rules.evaluate(run.columns.facts(validated).pipe(_all_quantities))
     assert from_sql.height == reference.height == 3011
     for mask in ("__fired", "__raised", "__na"):
@@ -137,6 +136,20 @@ def test_printed_statement_runs_unchanged_on_duckdb(interpreter, tmp_path):
     assert int((from_sql["__fired"] & aki != 0).sum()) > 400  # across time too (the t__ columns)
     aki = 1 << next(i for i, r in enumerate(rs.rules) if r.code == "acute_kidney_injury")
     assert int((from_sql["__fired"] & aki != 0).sum()) > 400  # across time too (the t__ columns)
+
+
+def _run_printed(dialect: str, text: str, table: pl.DataFrame) -> pl.DataFrame:
+    """The printed statement, as a warehouse team would run it, over `table`."""
+    if dialect == "duckdb":
+        con = duckdb.connect()
+        con.register("validated_panels", table.to_arrow())
+        return pl.from_arrow(con.sql(text).to_arrow_table())
+    from interpret.sql.engines import spark_session
+
+    session = spark_session()
+    signed = table.with_columns((pl.col(pl.UInt64, pl.UInt32) & ((1 << 63) - 1)).cast(pl.Int64))
+    session.createDataFrame(signed.to_arrow()).createOrReplaceTempView("validated_panels")
+    return pl.from_arrow(session.sql(text).toArrow()).sort("line")
 
 
 def _all_quantities(frame: pl.DataFrame) -> pl.DataFrame:

@@ -109,10 +109,12 @@ def spark_session(master: str | None = None) -> Any:
     URL is given. Whole-stage code generation is off: compiling one projection of every rule
     took 12-25 s against 2-2.6 s without it (measured for this project)."""
     import os
+    import sys
 
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers with this interpreter's packages
     builder = (
         SparkSession.builder.master(master or "local[*]")
         .appName("interpret")

@@ -14,9 +14,9 @@ from typing import Any
 
 import polars as pl
 
-from interpret.batch.columns import SEX_DTYPE, STATUS_DTYPE
+from interpret.batch.columns import CLASSES, SEX_DTYPE, STATUS_DTYPE
 from interpret.ruleset import Ruleset
-from interpret.sql.query import Statement, statement
+from interpret.sql.query import statement
 
 TABLE = "panels"
 MASKS = ("__fired", "__raised", "__na")
@@ -27,9 +27,9 @@ def _restore(result: pl.DataFrame, frame: pl.DataFrame, texts: list[str]) -> pl.
     statuses = [c for c in result.columns if c.startswith("s__")]
     return result.with_columns(
         pl.col(statuses).cast(STATUS_DTYPE),
-        pl.col("sex").cast(SEX_DTYPE),
+        *([pl.col("sex").cast(SEX_DTYPE)] if "sex" in result.columns else []),
         pl.col(MASKS).cast(pl.UInt64),
-        *(pl.col(c).cast(frame.schema[c]) for c in texts if c != "sex"),
+        *(pl.col(c).cast(frame.schema[c]) for c in texts if c != "sex" and c in result.columns),
     )
 
 
@@ -47,27 +47,33 @@ class DuckdbFacts:
         import duckdb  # a base dependency; imported here so that the polars runner never loads it
 
         self.rs, self.analytes, self.lab_ranges = rs, analytes, lab_ranges
-        self._connection = duckdb.connect(":memory:", config={"preserve_insertion_order": True, "threads": 2})
-        self._lock = threading.Lock()  # one connection: chunks in flight take turns (duckdb itself is parallel)
+        self._connection = duckdb.connect(":memory:", config={"preserve_insertion_order": True})
 
     @functools.cache  # noqa: B019  (one per runner, for each distinct set of input columns)
-    def _statement(self, inputs: tuple[str, ...]) -> tuple[Statement, str]:
-        made = statement(self.rs, self.analytes, self.lab_ranges, list(inputs), TABLE)
-        return made, made.sql(self.dialect)
+    def _statement(self, inputs: tuple[str, ...]) -> str:
+        made = statement(self.rs, self.analytes, self.lab_ranges, list(inputs), TABLE, keep_inputs=False)
+        return made.sql(self.dialect)
 
     def evaluate(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """The same columns `PolarsRules.evaluate(ensure_quantities(facts(frame)))` gives."""
-        inputs, texts = _as_text(frame)
-        _, sql = self._statement(tuple(inputs.columns))
-        with self._lock:
-            cursor = self._connection.cursor()
-            try:
-                cursor.register(TABLE, inputs.to_arrow())
-                result = pl.from_arrow(cursor.sql(sql).to_arrow_table())
-            finally:
-                cursor.close()
+        """The same columns `PolarsRules.evaluate(ensure_quantities(facts(frame)))` gives: the
+        columns the statement reads go to duckdb, the facts and masks it adds come back."""
+        inputs, _ = _as_text(frame.select(read_by_statement(frame.columns)))
+        sql = self._statement(tuple(inputs.columns))
+        cursor = self._connection.cursor()  # a connection of its own: two chunks run at once
+        try:
+            cursor.register(TABLE, inputs.to_arrow())
+            result = pl.from_arrow(cursor.sql(sql).to_arrow_table())
+        finally:
+            cursor.close()
         assert isinstance(result, pl.DataFrame)
-        return _restore(result, frame, texts)
+        return frame.hstack(_restore(result, inputs, []).get_columns())
+
+
+def read_by_statement(columns: list[str]) -> list[str]:
+    """The input columns the facts-and-rules statement reads (the rest stay in polars)."""
+    prefixes = ("q__", "u__", "lab_low__", "lab_high__", "t__")
+    named = ("age", "sex", "hemolyzed", "meds_known", "unrecognized", CLASSES, "error")
+    return [c for c in columns if c.startswith(prefixes) or c in named]
 
 
 POSITION = "__position"  # Spark keeps no row order: each row's place, to put them back

@@ -41,8 +41,10 @@ def _name(named: exp.Expression) -> str:
     return named.alias
 
 
-def statement(rs: Ruleset, analytes: list[str], lab_ranges: set[str], inputs: list[str], table: str) -> Statement:
-    """SELECT every input column, the facts and the masks FROM `table`."""
+def statement(
+    rs: Ruleset, analytes: list[str], lab_ranges: set[str], inputs: list[str], table: str, keep_inputs: bool = True
+) -> Statement:
+    """SELECT every input column (unless not `keep_inputs`), the facts and the masks FROM `table`."""
     steps = column_facts.fact_steps(rs, analytes, lab_ranges, OPS)
     produced = {_name(e) for e in steps.first + steps.second}
     present = set(inputs) | produced
@@ -64,7 +66,11 @@ def statement(rs: Ruleset, analytes: list[str], lab_ranges: set[str], inputs: li
         ("facts_2", [star, *steps.second], "facts_1"),
         ("conditions", [star, *conditions], "facts_2"),
     ]
-    kept = [*inputs, *(_name(e) for e in missing), *(_name(e) for e in steps.first + steps.second)]
+    kept = [
+        *(inputs if keep_inputs else []),
+        *(_name(e) for e in missing),
+        *(_name(e) for e in steps.first + steps.second),
+    ]
     final = exp.select(*(column(c) for c in kept), *masks).from_("conditions")
     for name, expressions, source in layers:
         final = final.with_(name, as_=exp.select(*expressions).from_(source))

@@ -113,7 +113,8 @@ class SparkFacts:
 def spark_session(master: str | None = None) -> Any:
     """One Spark session for the process: local (all cores, bound to loopback) unless a master
     URL is given. Whole-stage code generation is off: compiling one projection of every rule
-    took 12-25 s against 2-2.6 s without it (measured for this project)."""
+    took 12-25 s against 2-2.6 s without it (measured for this project; INTERPRET_SPARK_CODEGEN
+    and INTERPRET_SPARK_DRIVER_MEMORY change the two settings)."""
     import os
     import sys
 
@@ -124,7 +125,12 @@ def spark_session(master: str | None = None) -> Any:
     builder = (
         SparkSession.builder.master(master or "local[*]")
         .appName("interpret")
-        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.codegen.wholeStage", os.environ.get("INTERPRET_SPARK_CODEGEN", "false"))
+        .config("spark.driver.memory", os.environ.get("INTERPRET_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.ui.showConsoleProgress", "false")
+        # a chunk handed over from Python may become a local relation, which this rule then
+        # evaluates row by row in the optimizer: 100 s for 150,000 rows against 2.7 s without
+        .config("spark.sql.optimizer.excludedRules", "org.apache.spark.sql.catalyst.optimizer.ConvertToLocalRelation")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

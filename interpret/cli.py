@@ -136,8 +136,102 @@ def rules_check(rules: RulesOption = None) -> None:
         f"ruleset {rs.meta.name} v{rs.version} sha256 {rs.sha256}: {len(rs.rules)} rules, "
         f"{len(runs) - len(failed)} passed, {len(failed)} failed"
     )
-    if failed:
+    problems = _release_problems(interpreter)
+    for problem in problems:
+        _error(problem)
+    if failed or problems:
         raise typer.Exit(1)
+
+
+def _release_problems(interpreter: Any) -> list[str]:
+    """The ruleset against its recorded release (ruleset/release.py): a changed content under
+    the same version; changed rules whose examples do not tell the released rule from the new."""
+    import tempfile
+
+    from interpret.batch.impact import ruleset_folder
+    from interpret.batch.read import BatchInputError
+    from interpret.pipeline import Interpreter
+    from interpret.ruleset.release import released, uncovered_changes, version_problems
+
+    rs = interpreter.ruleset
+    problems = version_problems(rs)
+    done = released(rs)
+    if done is None:
+        print(f"no {rs.directory.name}/released.yaml: the release is not recorded (interpret rules release)")
+    elif done.sha256 != rs.sha256 and not problems:  # a new version: are its changes tested?
+        with tempfile.TemporaryDirectory(prefix="rules-released-") as workdir:
+            try:
+                old = Interpreter(_ruleset(ruleset_folder(done.version, Path(workdir))))
+            except BatchInputError as exc:
+                print(f"released version {done.version} not found to compare the examples with ({exc})")
+            else:
+                problems += uncovered_changes(old, interpreter)
+        print(f"version {rs.version} is not recorded as released yet ({done.version} is): interpret rules release")
+    return problems
+
+
+@rules_app.command("release")
+def rules_release(rules: RulesOption = None) -> None:
+    """Record this ruleset's version and content hash as released (after `rules check` passes)."""
+    from interpret.ruleset.release import record
+
+    rules_check(rules)
+    rs = _ruleset(rules)
+    print(f"recorded {record(rs)}: version {rs.version}, sha256 {rs.sha256}")
+
+
+@rules_app.command("diff")
+def rules_diff(
+    old: Annotated[
+        str, typer.Option("--old", help="The ruleset in use: a folder, or a version of this repository's rules.")
+    ],
+    new: Annotated[Path, typer.Option("--new", help="The changed ruleset's folder.")],
+    export: Annotated[Path, typer.Option("--on", help="The export to compare them on (CSV, .gz or Parquet).")],
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a page.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="wide or long (default: wide, or the mapping's)")] = None,
+    mapping: Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML) for foreign headers.")] = None,
+    unit: Annotated[list[str] | None, typer.Option("--unit", help="A unit for a whole column: potassium=mEq/L")] = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Name example rows by this column.")] = None,
+    allow_identifier: Annotated[
+        list[str] | None, typer.Option("--allow-identifier", help="Allow an identifier-like column (never shown).")
+    ] = None,
+    medications: Annotated[
+        Path | None, typer.Option("--medications", help="Long format: medication orders CSV.")
+    ] = None,
+    patients: Annotated[Path | None, typer.Option("--patients", help="Long format: a patients CSV (age, sex).")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="polars (default), duckdb or spark")] = "polars",
+) -> None:
+    """What a ruleset change does to an export: panels gaining and losing each finding, and what changed in the files."""
+    import tempfile
+
+    from interpret.batch.impact import compare, file_changes, ruleset_folder, text_report, write_html
+    from interpret.batch.job import BatchOptions
+    from interpret.batch.read import BatchInputError
+    from interpret.batch.run import ENGINES
+
+    with tempfile.TemporaryDirectory(prefix="rules-old-") as workdir:
+        try:
+            if engine not in ENGINES:
+                raise BatchInputError(f"--engine {engine!r}: known engines are {', '.join(ENGINES)}")
+            old_dir = ruleset_folder(old, Path(workdir))
+            rulesets = [_ruleset(old_dir), _ruleset(new)]
+            options = BatchOptions(
+                fmt=fmt,
+                mapping_path=mapping,
+                units=tuple(unit or ()),
+                id_column=id_column,
+                allow=tuple(allow_identifier or ()),
+                medications=medications,
+                patients=patients,
+                engine=engine,
+            )
+            impact = compare(rulesets[0], rulesets[1], export, options, file_changes(old_dir, new))
+        except BatchInputError as exc:
+            _error(str(exc))
+            raise typer.Exit(2) from None
+    print(text_report(impact), end="")
+    if html is not None:
+        write_html(html, impact, export)
 
 
 @rules_app.command("list")

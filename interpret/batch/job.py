@@ -67,6 +67,7 @@ class BatchOptions:
     prefetch: Prefetch | None = None  # the file's reading, started before the ruleset was loaded
     engine: str = "polars"  # where the facts and rules run (batch/run.ENGINES)
     spark_master: str | None = None  # --engine spark: the cluster's master URL (default local[*])
+    severities: bool = False  # a `severities` column (code=severity;...): `interpret rules diff` compares them
 
 
 def execute(
@@ -161,6 +162,7 @@ def _execute(
             wide, plan = wide_with_history(rs, plan, source, mapping, wide)
 
         run = BatchRun(rs, plan, source, options.engine, options.spark_master)
+        run.severities = options.severities
         # counted beside the run (75 ms for 135 MB, on its own thread), unless already known: see below
         lines = _line_total(source) if wide is None else None
 

@@ -137,6 +137,7 @@ class BatchRun:
         self.rules = PolarsRules(rs)
         self.stats = Stats()
         self.sql = None if engine == "polars" else sql_facts(engine, rs, plan, spark_master)
+        self.severities = False  # the output also has each finding's severity (`code=severity;...`)
 
     # --- one chunk ----------------------------------------------------------------------------
 
@@ -147,7 +148,9 @@ class BatchRun:
         if INPUT_ERROR in chunk.columns:  # a record that could not be read is a row, not a blank
             blank = blank & chunk.get_column(INPUT_ERROR).is_null()
         blank_lines = int(blank.sum())
-        frame, counts = self.evaluate(chunk.filter(~blank) if blank_lines else chunk)  # a filter copies
+        frame, counts = self.evaluate(
+            chunk.filter(~blank) if blank_lines else chunk, self.severities
+        )  # a filter copies
         return self._output(frame), self._tally(frame, counts, blank_lines)
 
     def evaluate(self, chunk: pl.DataFrame, severities: bool = False) -> tuple[pl.DataFrame, Counts]:
@@ -254,6 +257,7 @@ class BatchRun:
             out.append(when_ok(osmolality.round(1)).alias("osmolality_mOsm_kg"))
         out += [
             pl.col("findings").fill_null(""),
+            *([pl.col("severities").fill_null("")] if self.severities else []),
             pl.col("max_severity"),
             pl.col("not_assessed").fill_null(""),
             spreadsheet_safe(pl.col("unrecognized_names")).alias("unrecognized_medications"),

@@ -380,9 +380,10 @@ def _rule_code(raw: Any, loc: list[Any]) -> str:
 
 
 def content_hash(directory: Path) -> str:
-    """SHA-256 over every file in the ruleset (relative path and bytes, in sorted order)."""
+    """SHA-256 over every file in the ruleset (relative path and bytes, in sorted order), but
+    the record of its release (`release.RELEASED`), which names this hash."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "released.yaml"):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -157,3 +157,27 @@ def test_print_puts_results_first_prints_sources_and_fits_two_pages(page, interp
     assert "Printed from a report generated" in p.locator(".meta").inner_text()
     assert printed("haemolysed-high-potassium")[0] == 1
     page.emulate_media(media="screen")
+
+
+def test_api_docs_render_without_a_network(base_url):
+    """/docs with JavaScript on and every request outside this server blocked: Swagger UI
+    still lists the interpret operation (its files are served from here)."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page()
+        outside: list[str] = []
+
+        def only_local(route):
+            if route.request.url.startswith(base_url):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_local)
+        page.goto(f"{base_url}/docs")
+        page.wait_for_selector(".opblock", timeout=15_000)
+        assert "/api/v1/interpret" in page.inner_text("body")
+        page.screenshot(path=str(ARTIFACTS / "api-docs-offline.png"))
+        browser.close()
+    assert outside == []

@@ -74,7 +74,17 @@ def test_rules_catalogue_and_health(client, interpreter):
 def test_openapi_and_docs(client):
     schema = client.get("/openapi.json").json()
     assert "/api/v1/interpret" in schema["paths"] and "/cds-services" in schema["paths"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # offline: every script and stylesheet the page loads is this server's own
+    import re
+
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert loaded and all(u.startswith("/docs-assets/") for u in loaded), loaded
+    for url in loaded:
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 100, url
+    assert "cdn" not in docs.headers["content-security-policy"]
 
 
 def test_security_headers(client):

@@ -39,6 +39,32 @@ JSON_PATHS = ("/api/v1/interpret", "/cds-services/")  # POSTs here take applicat
 CDS_BODY_LIMIT = 8 * 1024 * 1024
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _local_docs(app: FastAPI) -> None:
+    """Swagger UI from the files the fastapi-offline package ships, not a CDN (a hospital
+    network, or a laptop on a train, has no CDN)."""
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+
 def create_app(
     interpreter: Interpreter | None = None,
     cors_origins: list[str] | None = None,
@@ -54,7 +80,10 @@ def create_app(
         title="Electrolyte panel interpretation (decision support)",
         version=__version__,
         description=f"Rule set {rs.meta.name} v{rs.version} (sha256 {rs.sha256}). {rs.disclaimer()}",
+        docs_url=None,  # served below from local assets: /docs works offline
+        redoc_url=None,
     )
+    _local_docs(app)
     app.state.interpreter = interpreter
     env = environment()
 

@@ -26,11 +26,11 @@ CSP = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-# Swagger UI and ReDoc load their scripts from a CDN; only those two pages allow it.
+# Swagger UI (served from this server's own files, app._local_docs) starts itself with an
+# inline script: only that page allows one.
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
-    "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -48,7 +48,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] in ("/docs", "/redoc") else CSP
+        csp = DOCS_CSP if scope["path"] == "/docs" else CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -18,6 +18,7 @@ Run: .venv/bin/python benchmarks/bench_engines.py [--rows 1000000] [--big-rows 1
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -96,6 +97,13 @@ def main() -> None:
     parser.add_argument("--only-big", action="store_true", help="only duckdb on --big-rows rows from Parquet")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-engines-"))
+    try:
+        run_all(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, folder: Path) -> None:
     if args.only_big:
         big_duckdb(folder, args.big_rows)
         return

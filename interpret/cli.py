@@ -60,6 +60,34 @@ RulesOption = Annotated[
 ]
 
 
+SiteOption = Annotated[
+    Path | None,
+    typer.Option("--site", help="A site overlay (YAML): the site's intervals, critical limits, settings, wording."),
+]
+
+
+def _with_site(rules: Path | None, site: Path | None) -> Path | None:
+    """The ruleset folder to use: `rules` (or the shipped one) with the site's overlay applied,
+    in a folder that lives as long as this process (ruleset/site.py)."""
+    if site is None:
+        return rules
+    import atexit
+    import shutil
+    import tempfile
+
+    from interpret.ruleset import RulesetError
+    from interpret.ruleset.load import default_rules_dir
+    from interpret.ruleset.site import apply_site
+
+    workdir = Path(tempfile.mkdtemp(prefix="interpret-site-"))
+    atexit.register(shutil.rmtree, workdir, True)
+    try:
+        return apply_site(rules or default_rules_dir(), site, workdir)
+    except RulesetError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+
+
 def _ruleset(rules: Path | None) -> Ruleset:
     # imported here: `batch` starts reading its file while the ruleset is imported and loaded
     from interpret.ruleset import RulesetError, default_ruleset, load_ruleset
@@ -98,8 +126,10 @@ def panel(
     file: Annotated[str, typer.Argument(help="A panel as JSON; '-' reads standard input.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="json, html or text")] = "json",
     rules: RulesOption = None,
+    site: SiteOption = None,
 ) -> None:
     """Interpret one panel and print the report."""
+    rules = _with_site(rules, site)
     from interpret.render import FORMATS, render
     from interpret.validate import InputError
 
@@ -122,21 +152,32 @@ def panel(
 
 
 @rules_app.command("check")
-def rules_check(rules: RulesOption = None) -> None:
-    """Validate the ruleset and run every rule's examples."""
+def rules_check(rules: RulesOption = None, site: SiteOption = None) -> None:
+    """Validate the ruleset and run every rule's examples (with --site: an example whose outcome
+    only the site's overlay changes is reported, not failed: the examples are the shipped defaults')."""
     from interpret.ruleset.check import run_examples
 
+    base = rules
+    rules = _with_site(rules, site)
     interpreter = _interpreter(rules)
     runs = list(run_examples(interpreter))
     failed = [r for r in runs if r.problem]
+    if site is not None and failed:
+        as_shipped = {r.name: r.problem for r in run_examples(_interpreter(base))}
+        for r in [r for r in failed if not as_shipped[r.name]]:
+            print(f"{r.name}: changed by the site's overlay (the example is the shipped default's): {r.problem}")
+        failed = [r for r in failed if as_shipped[r.name]]
     for r in failed:
         _error(f"{r.name}: {r.problem}\n  panel: {r.panel}")
     rs = interpreter.ruleset
     print(
         f"ruleset {rs.meta.name} v{rs.version} sha256 {rs.sha256}: {len(rs.rules)} rules, "
+        f"{len(runs) - len(failed)} passed or changed by the site, {len(failed)} failed"
+        if site is not None
+        else f"ruleset {rs.meta.name} v{rs.version} sha256 {rs.sha256}: {len(rs.rules)} rules, "
         f"{len(runs) - len(failed)} passed, {len(failed)} failed"
     )
-    problems = _release_problems(interpreter)
+    problems = [] if site is not None else _release_problems(interpreter)
     for problem in problems:
         _error(problem)
     if failed or problems:
@@ -200,8 +241,10 @@ def rules_diff(
     ] = None,
     patients: Annotated[Path | None, typer.Option("--patients", help="Long format: a patients CSV (age, sex).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="polars (default), duckdb or spark")] = "polars",
+    site: SiteOption = None,
 ) -> None:
-    """What a ruleset change does to an export: panels gaining and losing each finding, and what changed in the files."""
+    """What a ruleset change does to an export: panels gaining and losing each finding, and what changed in the files.
+    With --site, the site's overlay is applied to both."""
     import tempfile
 
     from interpret.batch.impact import compare, file_changes, ruleset_folder, text_report, write_html
@@ -214,6 +257,7 @@ def rules_diff(
             if engine not in ENGINES:
                 raise BatchInputError(f"--engine {engine!r}: known engines are {', '.join(ENGINES)}")
             old_dir = ruleset_folder(old, Path(workdir))
+            old_dir, new = _with_site(old_dir, site) or old_dir, _with_site(new, site) or new
             rulesets = [_ruleset(old_dir), _ruleset(new)]
             options = BatchOptions(
                 fmt=fmt,
@@ -235,8 +279,9 @@ def rules_diff(
 
 
 @rules_app.command("list")
-def rules_list(rules: RulesOption = None) -> None:
+def rules_list(rules: RulesOption = None, site: SiteOption = None) -> None:
     """A table of the rules: code, severity (and escalations) and title."""
+    rules = _with_site(rules, site)
     from rich.console import Console
     from rich.table import Table
 
@@ -288,8 +333,10 @@ def serve(
         typer.Option(help="Trust X-Forwarded-* headers from these proxy addresses (default: from none)."),
     ] = None,
     rules: RulesOption = None,
+    site: SiteOption = None,
 ) -> None:
     """Start the web form, JSON API and CDS Hooks service."""
+    rules = _with_site(rules, site)
     import json
     import os
 
@@ -369,8 +416,10 @@ def batch(
         str | None, typer.Option("--spark-master", help="--engine spark: the master URL (default local[*]).")
     ] = None,
     rules: RulesOption = None,
+    site: SiteOption = None,
 ) -> None:
     """Interpret a CSV export column-wise: one output row per panel, nothing dropped."""
+    rules = _with_site(rules, site)
     from interpret.batch.read import BatchInputError, Prefetch
 
     plain = output is not None and not inspect and mapping is None and fmt in (None, "wide")
@@ -443,8 +492,10 @@ def sql(
     ] = None,
     history: Annotated[bool, typer.Option("--history", help="The table has the t__ columns across time.")] = False,
     rules: RulesOption = None,
+    site: SiteOption = None,
 ) -> None:
     """Print the facts and rules as one SQL statement, for a warehouse to run where the data are."""
+    rules = _with_site(rules, site)
     from interpret.facts import ANALYTE_FACT
     from interpret.sql.query import DIALECTS, warehouse_sql
 

@@ -171,6 +171,9 @@ class FindingOut:
     logic: Annotated[str, Field(description="The rule's condition in words")]
     critical_note: str | None = None
     caveat: str | None = None  # a data-quality finding of the same panel puts this one in doubt
+    # the single-result findings of this panel that this pattern combines (its rule's
+    # `at_least_as_severe_as`): a report shows them inside this one, not beside it
+    explains: list[str] = dataclass_field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -98,6 +98,9 @@ class Reporter:
     def build(self, panel: Panel, facts: Facts, outcomes: list[Outcome]) -> Interpretation:
         rank = self.rs.severity_rank
         findings = [self._finding(o, facts) for o in outcomes if o.fired]
+        fired = {f.code for f in findings}
+        for f in findings:  # the single-result findings each pattern combines, where they fired
+            f.explains = [c for c in self.rs.rule(f.code).definition.at_least_as_severe_as or [] if c in fired]
         qualifying = self._qualify(findings)
         # what puts the others in doubt is read first; then the most severe first
         findings.sort(key=lambda fo: (fo.code not in qualifying, -rank[fo.severity]))

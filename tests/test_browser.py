@@ -58,13 +58,18 @@ def base_url(interpreter):
 
 
 @pytest.fixture(scope="module")
-def page():
+def browser():
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        context = browser.new_context(java_script_enabled=False, viewport={"width": 1100, "height": 1400})
-        yield context.new_page()
-        browser.close()
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1100, "height": 1400})
+    return context.new_page()
 
 
 def test_fill_submit_and_read_the_findings(page, base_url):
@@ -130,7 +135,7 @@ def test_the_form_and_the_report_fit_a_phone(page, base_url):
     context.close()
 
 
-def test_print_puts_results_first_prints_sources_and_fits_two_pages(page, interpreter, tmp_path):
+def test_print_puts_results_first_prints_sources_and_fits_one_page(page, interpreter, tmp_path):
     """The core example printed on 4 US-Letter pages with no citation at all (sources sat in
     folded <details>). Now: results before findings, sources printed, the page header names
     the generation time and the ruleset, and the core case fits 2 pages (a smaller panel, 1)."""
@@ -149,7 +154,7 @@ def test_print_puts_results_first_prints_sources_and_fits_two_pages(page, interp
         return len(re.findall(rb"/Type\s*/Page[^s]", pdf)), page
 
     pages, p = printed("low-k-low-mg-loop-diuretic")
-    assert pages <= 2
+    assert pages == 1  # the core case on one Letter page (4 pages before the print stylesheet)
     results_y = p.locator("#results-section").bounding_box()["y"]
     assert results_y < p.locator("#findings-section").bounding_box()["y"]
     sources = p.locator(".finding .print-only").first
@@ -159,25 +164,51 @@ def test_print_puts_results_first_prints_sources_and_fits_two_pages(page, interp
     page.emulate_media(media="screen")
 
 
-def test_api_docs_render_without_a_network(base_url):
+def test_api_docs_render_without_a_network(browser, base_url):
     """/docs with JavaScript on and every request outside this server blocked: Swagger UI
     still lists the interpret operation (its files are served from here)."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page()
-        outside: list[str] = []
+    page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+    outside: list[str] = []
 
-        def only_local(route):
-            if route.request.url.startswith(base_url):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
+    def only_local(route):
+        if route.request.url.startswith(base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
 
-        page.route("**/*", only_local)
-        page.goto(f"{base_url}/docs")
-        page.wait_for_selector(".opblock", timeout=15_000)
-        assert "/api/v1/interpret" in page.inner_text("body")
-        page.screenshot(path=str(ARTIFACTS / "api-docs-offline.png"))
-        browser.close()
+    page.route("**/*", only_local)
+    page.goto(f"{base_url}/docs")
+    page.wait_for_selector(".opblock", timeout=15_000)
+    assert "/api/v1/interpret" in page.inner_text("body")
+    page.screenshot(path=str(ARTIFACTS / "api-docs-offline.png"))
+    page.context.close()
     assert outside == []
+
+
+def test_the_report_reads_in_ten_seconds(page, interpreter, tmp_path):
+    """The core case (K 3.0, Mg 1.3 mg/dL, furosemide): an impression line first; the two
+    single-result advisories folded into the pattern that combines them (not beside it);
+    one short disclaimer at the top, the full text once."""
+    from interpret.render import render
+
+    interpretation = interpreter.interpret(json.loads((ROOT / "examples/low-k-low-mg-loop-diuretic.json").read_text()))
+    path = tmp_path / "core.html"
+    path.write_text(render(interpretation, "html"))
+    page.goto(path.as_uri())
+    impression = page.locator("#impression")
+    assert impression.inner_text() == (
+        "2 warnings, 1 advisory, 1 note — Low potassium with low magnesium; "
+        "Low potassium or magnesium on a loop or thiazide diuretic"
+    )
+    assert impression.bounding_box()["y"] < page.locator("#findings").bounding_box()["y"] < 900
+    pattern = page.locator("article#finding-hypokalemia_with_hypomagnesemia")
+    assert pattern.locator(".folded").count() == 2
+    assert (
+        pattern.locator("#finding-hypokalemia").count() == 1 and pattern.locator("#finding-hypomagnesemia").count() == 1
+    )
+    assert page.locator("article.finding").count() == 4  # 6 findings, 2 of them inside the pattern
+    assert page.locator("article#finding-hypokalemia").count() == 0
+    body = page.inner_text("main")
+    assert body.count(interpretation.disclaimer) == 1 and body.count(interpretation.short_disclaimer) == 1
+    page.screenshot(path=str(ARTIFACTS / "report-core-case.png"), full_page=True)

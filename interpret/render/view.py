@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from interpret.models import EarlierOut, Interpretation, NotAssessedOut, ResultOut
+from interpret.models import EarlierOut, FindingOut, Interpretation, NotAssessedOut, ResultOut
 from interpret.units import format_number
 
 SEVERITY_LABELS = {
@@ -89,9 +89,69 @@ def earlier_by_analyte(interpretation: Interpretation) -> list[tuple[str, list[E
     return list(rows.items())
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A finding as the report shows it: with the single-result findings it combines inside
+    it (`FindingOut.explains`), their evidence lines that it does not already state, and
+    whether the critical note is shown here (once per report)."""
+
+    finding: FindingOut
+    inner: list[tuple[FindingOut, list[str]]]
+    critical_note: str | None
+
+
+def entries(interpretation: Interpretation) -> list[Entry]:
+    findings = interpretation.findings
+    owner: dict[str, str] = {}
+    for f in findings:  # a finding combined by several patterns goes inside the first shown
+        for code in f.explains:
+            owner.setdefault(code, f.code)
+    by_code = {f.code: f for f in findings}
+    out, noted = [], False
+    for f in findings:
+        if f.code in owner and owner[f.code] != f.code:
+            continue
+        stated = {e.statement for e in f.evidence}
+        inner = []
+        for code in (c for c, o in owner.items() if o == f.code):
+            folded = by_code[code]
+            inner.append((folded, [e.statement for e in folded.evidence if e.statement not in stated]))
+            stated |= {e.statement for e in folded.evidence}
+        notes = [f.critical_note, *(i.critical_note for i, _ in inner)]
+        note = next((n for n in notes if n), None)
+        out.append(Entry(f, inner, None if noted else note))
+        noted = noted or note is not None
+    return out
+
+
+def impression(interpretation: Interpretation) -> str:
+    """One line to read first: the findings by severity, and what the most severe say."""
+    findings = interpretation.findings
+    if not findings:
+        return "No finding fired for these inputs"
+    shown = entries(interpretation)  # the findings as shown: those folded in count with their pattern
+    counts: dict[str, int] = {}
+    for e in shown:
+        counts[e.finding.severity] = counts.get(e.finding.severity, 0) + 1
+    tally = ", ".join(f"{counts[s]} {IMPRESSION_WORDS[s][counts[s] > 1]}" for s in SEVERITY_LABELS if s in counts)
+    top = [e.finding.title for e in shown][:2]
+    return f"{tally} — {'; '.join(top)}"
+
+
+# how the impression line counts each severity (one, several)
+IMPRESSION_WORDS = {
+    "critical": ("critical", "critical"),
+    "warning": ("warning", "warnings"),
+    "advisory": ("advisory", "advisories"),
+    "info": ("note", "notes"),
+}
+
+
 def context(interpretation: Interpretation) -> dict[str, Any]:
     return {
         "r": interpretation,
+        "entries": entries(interpretation),
+        "impression": impression(interpretation),
         # printed in the page's header only: the report's content does not depend on it
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "earlier": earlier_by_analyte(interpretation),

@@ -152,7 +152,8 @@ class EvidenceOut:
 
 @dataclass(slots=True)
 class ReferenceOut:
-    key: str
+    """A source, in the response's `references` table under its key."""
+
     citation: str
     url: str | None
     verified: bool
@@ -166,7 +167,9 @@ class FindingOut:
     message: str
     evidence: list[EvidenceOut]
     recommendation: str
-    references: list[ReferenceOut]
+    references: Annotated[
+        list[str], Field(description="Keys of the sources in the response's `references` table, in citation order")
+    ]
     rule: Annotated[str, Field(description="Where the rule is defined, e.g. findings/20-patterns.yaml#code")]
     logic: Annotated[str, Field(description="The rule's condition in words")]
     critical_note: str | None = None
@@ -232,6 +235,8 @@ class Interpretation:
     intended_use: str
     disclaimer: str
     short_disclaimer: str  # the one line that opens a report; `disclaimer` closes it, once
+    # every source the findings and derived values of this response cite, once, by key
+    references: dict[str, ReferenceOut] = dataclass_field(default_factory=dict)
     collected_at: str | None = None
     earlier: list[EarlierOut] = dataclass_field(default_factory=list)  # latest first
     history_notes: list[str] = dataclass_field(default_factory=list)  # earlier specimens not used, and why

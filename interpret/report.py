@@ -79,8 +79,7 @@ class Reporter:
         self.disclaimer = ruleset.disclaimer()
         self.short_disclaimer = " ".join(ruleset.meta.short_disclaimer.split())
         self.references = {
-            k: ReferenceOut(key=k, citation=r.citation, url=r.url, verified=r.verified)
-            for k, r in ruleset.references.items()
+            k: ReferenceOut(citation=r.citation, url=r.url, verified=r.verified) for k, r in ruleset.references.items()
         }
         self.logic = {r.code: r.condition.words() for r in ruleset.rules}
         # What each rule reads (its condition; with its escalations), walked once, not per panel
@@ -128,7 +127,14 @@ class Reporter:
             intended_use=self.rs.meta.intended_use,
             disclaimer=self.disclaimer,
             short_disclaimer=self.short_disclaimer,
+            references=self._cited(findings, facts),
         )
+
+    def _cited(self, findings: list[FindingOut], facts: Facts) -> dict[str, ReferenceOut]:
+        """The sources this response cites (findings, then derived values), each once."""
+        keys = [k for f in findings for k in f.references]
+        keys += [k for d in facts.derived.values() for k in d.get("references", [])]
+        return {k: self.references[k] for k in dict.fromkeys(keys) if k in self.references}
 
     def _medication(self, m: MedicationMatch) -> MedicationOut:
         classes = sorted(m.classes)
@@ -189,7 +195,7 @@ class Reporter:
             message=self._fill(d.message, facts, drugs),
             evidence=evidence,
             recommendation=self._fill(d.recommendation, facts, drugs),
-            references=[self.references[k] for k in d.references],
+            references=list(d.references),
             rule=f"{rule.source}#{d.code}",
             logic=self.logic[d.code],
             critical_note=self.rs.meta.critical_wording if self._beyond_critical_limit(o, facts) else None,

@@ -146,3 +146,21 @@ def test_not_assessed_rules_are_counted_by_what_was_missing(interpreter):
     html, text = render(result, "html"), render(result, "text")
     assert f"<strong>medication list: not supplied</strong>: {medication_rules} rules not assessed <details" in html
     assert f"medication list: not supplied: {medication_rules} rules (" in text
+
+
+def test_sources_are_one_table_referenced_by_key(seed, interpreter):
+    """Each finding names its sources by key; the response's `references` table holds each
+    cited source once (findings and derived values), and nothing it does not cite."""
+    data = json.loads(render(seed, "json"))
+    cited = [k for f in data["findings"] for k in f["references"]]
+    cited += [k for d in data["derived"].values() for k in d.get("references", [])]
+    assert cited and set(data["references"]) == set(cited)
+    rs = interpreter.ruleset
+    for key, ref in data["references"].items():
+        assert ref == {
+            "citation": rs.references[key].citation,
+            "url": rs.references[key].url,
+            "verified": rs.references[key].verified,
+        }
+    text = render(seed, "text")
+    assert "SOURCES" in text and rs.references[cited[0]].citation in text

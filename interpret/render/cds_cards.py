@@ -128,7 +128,7 @@ class CdsCards:
         lines += [f"**To consider:** {md(finding.recommendation)}", "", "**Evidence**", ""]
         lines += [f"- {md(e.statement)}" for e in finding.evidence]
         lines += ["", f"**Rule** `{finding.code}`: fires when {md(finding.logic)}.", "", "**Sources**", ""]
-        lines += [f"- {md(r.citation)}" for r in finding.references]
+        lines += [f"- {md(result.references[k].citation)}" for k in finding.references]
         lines += ["", f"_{md(self.short_disclaimer)}_"]
         return Card(
             uuid=str(uuid.uuid4()),

@@ -20,9 +20,10 @@ Step = tuple[str, Any, str]
 class Ops(Protocol):
     def where(self, condition: Any, if_true: Any, if_false: Any) -> Any: ...
     def first_of(self, value: Any, steps: list[Step], default: str) -> Any: ...
-    def below(self, value: Any, limit: Any) -> Any: ...  # false where the value is absent
+    def below(self, value: Any, limit: Any) -> Any: ...  # false where the value or the limit is absent
     def known(self, value: Any) -> Any: ...
     def at_or_above(self, value: Any, limit: Any) -> Any: ...  # false where the value is absent
+    def above(self, value: Any, limit: Any) -> Any: ...  # false where the value or the limit is absent
     def minimum(self, a: Any, b: float) -> Any: ...
     def maximum(self, a: Any, b: float) -> Any: ...
     def round(self, a: Any, digits: int) -> Any: ...
@@ -48,7 +49,7 @@ class FloatOps:
 
     @staticmethod
     def below(value: Any, limit: Any) -> Any:
-        return value is not None and value < limit
+        return value is not None and limit is not None and value < limit
 
     @staticmethod
     def known(value: Any) -> Any:
@@ -57,6 +58,10 @@ class FloatOps:
     @staticmethod
     def at_or_above(value: Any, limit: Any) -> Any:
         return value is not None and value >= limit
+
+    @staticmethod
+    def above(value: Any, limit: Any) -> Any:
+        return value is not None and limit is not None and value > limit
 
     @staticmethod
     def first_of(value: Any, steps: list[Step], default: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from interpret.derive import FLOAT_OPS
 from interpret.facts import SEXES
 from interpret.medications import MedicationMatch
 from interpret.models import EarlierSpecimenIn, MedicationIn, PanelIn, PatientIn, ResultIn
@@ -113,10 +114,13 @@ def read_number(text: str, decimal_comma: bool = True) -> float | str:
     cleaned = text.strip()
     if decimal_comma and cleaned.count(",") == 1 and "." not in cleaned:
         cleaned = cleaned.replace(",", ".")
-    try:
-        return float(cleaned)
-    except ValueError:
+    if not NUMBER.fullmatch(cleaned):  # Python's float() also takes "1_000", "٣.٤", "inf"
         return text.strip()
+    return float(cleaned)
+
+
+# A number as a laboratory writes one: ASCII digits, an optional sign, decimals, exponent.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def location(loc: tuple[Any, ...]) -> str:
@@ -265,10 +269,28 @@ def _refusals_of_the_rest(data: Any, ruleset: Ruleset) -> list[Refusal]:
     return errors
 
 
+def age_refused(age: Any, minimum: float, maximum: float, ops: Any = FLOAT_OPS) -> Any:
+    """Whether an age is refused (adults only: limits in rules/ruleset.yaml), for every runner
+    (one age, or a column of them: `derive.Ops`)."""
+    return ops.below(age, minimum) | ops.above(age, maximum)
+
+
+def value_checks(
+    value: Any, canonical: Any, refuse_below: Any, refuse_above: Any, ops: Any = FLOAT_OPS
+) -> list[tuple[str, Any]]:
+    """Why a result's value is refused, as (refusal code, condition), in the order they are
+    worded: a negative value, then one beyond the plausibility limits (rules/analytes.yaml).
+    Every runner decides with these: floats for one panel, columns for the batch."""
+    return [
+        ("negative", ops.below(value, 0.0)),
+        ("implausible", ops.below(canonical, refuse_below) | ops.above(canonical, refuse_above)),
+    ]
+
+
 def age_refusal(age: float, ruleset: Ruleset) -> Refusal | None:
     """Adults only (limits in rules/ruleset.yaml)."""
     limits = ruleset.meta.patient_age
-    if limits.min <= age <= limits.max:
+    if not age_refused(age, limits.min, limits.max):
         return None
     shown = (format_number(x) for x in (age, limits.min, limits.max))
     return refusal(("patient", "age"), "age", **dict(zip(("age", "min", "max"), shown, strict=True)))
@@ -355,12 +377,12 @@ def value_refusal(
     """A negative value, or one beyond the plausibility limits (rules/analytes.yaml)."""
     limits = rs.plausibility[analyte]
     below, above = limits.get("refuse_below"), limits.get("refuse_above")
-    too_low = below is not None and canonical < below.for_unit(unit)
-    too_high = above is not None and canonical > above.for_unit(unit)
-    if value >= 0 and not too_low and not too_high:
+    bounds_here = [None if t is None else t.for_unit(unit) for t in (below, above)]
+    code = next((code for code, refused in value_checks(value, canonical, *bounds_here) if refused), None)
+    if code is None:
         return None
     shown = f"{format_number(value)} {rs.units.display(unit)}"
-    if value < 0:
+    if code == "negative":
         return refusal(path, "negative", value=shown)
     bounds = " to ".join(t.words() for t in (below, above) if t)
     return refusal(path, "implausible", value=shown, analyte=analyte, bounds=bounds)

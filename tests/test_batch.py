@@ -1196,3 +1196,21 @@ def test_wide_format_rows_of_a_patient_are_each_others_history(interpreter, tmp_
     assert "acute_kidney_injury" in findings(out, 1) and out["aki_stage"][1] == "1"
     assert "time yesterday could not be read" in out["notes"][2]
     assert "acute_kidney_injury" in out["not_assessed"][2].split(";")
+
+
+def test_what_is_a_number_is_decided_once(interpreter, tmp_path):
+    """A cell is a number in the batch exactly when it is one for a single panel
+    (`validate.read_number`): Python's float() would also take "1_000" or Arabic-Indic digits,
+    a polars cast neither; both paths now refuse them, and read a decimal comma alike."""
+    from interpret.validate import read_number
+
+    cells = ["3,4", " 3.4 ", "+3.4", "3.", "1_000", "٣.٤", "3,4,5", "3.4.5", "0x10", "inf", "1e0"]
+    rows = "".join(f"{c};mmol/L\n" for c in cells)
+    run = batch(interpreter, tmp_path, "potassium;potassium_unit\n" + rows)
+    assert run.code == 0
+    for cell, error, value in zip(cells, run.out["error"], run.out["potassium_mmol_L"], strict=True):
+        read = read_number(cell, decimal_comma=True)
+        if isinstance(read, float):
+            assert error is None and float(value) == read, cell
+        else:
+            assert error is not None and "not a number" in error, (cell, error)

@@ -28,7 +28,18 @@ from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES, STATUSES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
 from interpret.units import CENSORED, is_censored
-from interpret.validate import Refusal, age_refusal, number_refusal, refusal, sex_refusal, unit_refusal, value_refusal
+from interpret.validate import (
+    Refusal,
+    age_refusal,
+    age_refused,
+    number_refusal,
+    read_number,
+    refusal,
+    sex_refusal,
+    unit_refusal,
+    value_checks,
+    value_refusal,
+)
 
 UNRECOGNIZED_BIT = 63  # in the medication class mask: the list has a name the catalogue does not know
 CLASSES = "m__classes"  # the medication class mask of each row
@@ -65,7 +76,11 @@ class PolarsOps:
 
     @staticmethod
     def below(value: Any, limit: Any) -> Any:
-        return value.is_not_null() & (value < limit)
+        return (value < limit).fill_null(False)
+
+    @staticmethod
+    def above(value: Any, limit: Any) -> Any:
+        return (value > limit).fill_null(False)
 
     @staticmethod
     def known(value: Any) -> Any:
@@ -234,13 +249,20 @@ def materialise(
         odd = (number.is_null() & (raw != "")).arg_true()
         if len(odd):
             text = raw.gather(odd).str.strip_chars()
-            number_text = text.str.replace(r"^([-+]?\d+),(\d+)$", "${1}.${2}") if decimal_comma else text
             raw = raw.scatter(odd, text)
-            number = number.scatter(odd, number_text.cast(pl.Float64, strict=False))
+            number = number.scatter(odd, _odd_numbers(text, decimal_comma))
             hemo = hemo.scatter(odd, text.str.to_lowercase().is_in(hemolyzed_words))
             censored = censored.scatter(odd, text.str.contains(CENSORED))
         columns += [raw.alias(f"__t_{key}"), number.alias(f"__n_{key}"), hemo, censored]
     return frame.with_columns(columns)
+
+
+def _odd_numbers(texts: pl.Series, decimal_comma: bool) -> pl.Series:
+    """The cells a plain cast does not read ("3,4", " 3.4 ", words), each distinct text read
+    by the single-panel path's own `validate.read_number` (null where it is no number)."""
+    distinct = texts.unique().to_list()
+    values = [v if isinstance(v := read_number(t, decimal_comma), float) else None for t in distinct]
+    return texts.replace_strict(distinct, values, default=None, return_dtype=pl.Float64)
 
 
 def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
@@ -410,8 +432,8 @@ class PanelColumns:
             limits = self.rs.plausibility[analyte]
             low = limit_expr(unit_key, limits.get("refuse_below"))
             high = limit_expr(unit_key, limits.get("refuse_above"))
-            implausible = (canonical < low).fill_null(False) | (canonical > high).fill_null(False)
-            flags += [bad, ~empty & ~not_measured & unit_key.is_null(), (value < 0).fill_null(False), implausible]
+            refused_value = [refused for _, refused in value_checks(value, canonical, low, high, PolarsOps())]
+            flags += [bad, ~empty & ~not_measured & unit_key.is_null(), *refused_value]
             hemolysis_cells.append(hemo)
             notes.append(_problem(hemo, f"{analyte}: haemolysis written in the value cell, read as not measured"))
             if censored == "not_measured":
@@ -489,7 +511,7 @@ class PanelColumns:
         if "age" in roles:
             age, _, _, bad = parse_number("age")
             limits = self.rs.meta.patient_age
-            flags += [bad, ((age < limits.min) | (age > limits.max)).fill_null(False)]
+            flags += [bad, age_refused(age, limits.min, limits.max, PolarsOps())]
             exprs.append(age.alias("age"))
         else:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias("age"))

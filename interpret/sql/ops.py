@@ -83,7 +83,11 @@ class SqlOps:
 
     @staticmethod
     def below(v: Any, limit: Any) -> Any:
-        return exp.and_(known(v), compare("below", v, limit))
+        return coalesce(compare("below", v, limit), False)
+
+    @staticmethod
+    def above(v: Any, limit: Any) -> Any:
+        return coalesce(compare("above", v, limit), False)
 
     @staticmethod
     def known(v: Any) -> Any:

@@ -145,6 +145,8 @@ class BatchRun:
         """One chunk of input rows in, the same rows out (blank lines aside), as output columns,
         with the chunk's own counts. Safe to run on several chunks at once (`run` does)."""
         blank = blank_rows(chunk, [*self.source.headers, *OVERFLOW])  # overflow text is not blank
+        if self.source.encoding == PARQUET:  # no lines, so no blank lines: an empty record is a row
+            blank = pl.Series([False] * chunk.height, dtype=pl.Boolean)
         if INPUT_ERROR in chunk.columns:  # a record that could not be read is a row, not a blank
             blank = blank & chunk.get_column(INPUT_ERROR).is_null()
         blank_lines = int(blank.sum())

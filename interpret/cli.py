@@ -491,6 +491,10 @@ def sql(
         list[str] | None, typer.Option("--lab-range", help="An analyte with the laboratory's own range columns.")
     ] = None,
     history: Annotated[bool, typer.Option("--history", help="The table has the t__ columns across time.")] = False,
+    mapping: Annotated[
+        Path | None,
+        typer.Option("--map", help="A mapping file: its analytes (columns, analytes) and history choose the columns."),
+    ] = None,
     rules: RulesOption = None,
     site: SiteOption = None,
 ) -> None:
@@ -502,6 +506,19 @@ def sql(
     rs = _ruleset(rules)
     measured = [a for a in rs.analytes if a in ANALYTE_FACT]
     chosen = list(analyte or measured)
+    if mapping is not None:  # the analytes the export maps, and whether it has history
+        from interpret.batch.mapping import load_mapping
+        from interpret.batch.read import BatchInputError
+
+        try:
+            spec = load_mapping(mapping)
+        except BatchInputError as exc:
+            _error(str(exc))
+            raise typer.Exit(2) from None
+        named = [a for a in (*spec.columns, *spec.analytes.values(), *spec.units) if a in ANALYTE_FACT]
+        chosen = list(analyte or dict.fromkeys(named) or measured)
+        long_history = spec.long is not None and spec.long.patient_key is not None and spec.long.time is not None
+        history = history or spec.history is not None or long_history
     unknown = [a for a in [*chosen, *(lab_range or [])] if a not in measured]
     if dialect not in DIALECTS or unknown:
         _error(

@@ -202,3 +202,18 @@ def test_engine_gives_the_polars_output_on_the_mimic_long_export(interpreter, tm
 def test_unknown_engine_is_refused_clearly(interpreter, tmp_path):
     run = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.1,mmol/L\n", engine="oracle")
     assert run.code == 2 and "known engines are polars, duckdb, spark" in run.stderr
+
+
+def test_interpret_sql_takes_its_columns_from_a_mapping(tmp_path):
+    """The MIMIC long mapping names four analytes and a patient key with a time: the statement
+    reads those analytes and the t__ columns across time, and no other analyte."""
+    (tmp_path / "mimic.yaml").write_text(
+        "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
+        "       value: valuenum, unit: valueuom, time: charttime}\n"
+        'analytes: {"50971": potassium, "50983": sodium, "50912": creatinine, "50960": magnesium}\n'
+    )
+    code, text = _cli("sql", "--map", str(tmp_path / "mimic.yaml"))
+    assert code == 0, text
+    reads = text.splitlines()[2]
+    assert all(f"q__{a}" in reads for a in ("potassium", "sodium", "creatinine", "magnesium"))
+    assert "q__calcium" not in reads and "q__glucose" not in reads and "t__0" in reads

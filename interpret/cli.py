@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -435,6 +437,8 @@ def batch(
             raise BatchInputError(f"--engine {engine!r}: known engines are {', '.join(ENGINES)}")
         if engine == "spark" and importlib.util.find_spec("pyspark") is None:
             raise BatchInputError("--engine spark needs pyspark: pip install '.[spark]' (and Java 17)")
+        if engine == "spark" and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+            raise BatchInputError("--engine spark needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)")
         if inspect:
             source, plan = open_input(
                 rs,

@@ -217,3 +217,11 @@ def test_interpret_sql_takes_its_columns_from_a_mapping(tmp_path):
     reads = text.splitlines()[2]
     assert all(f"q__{a}" in reads for a in ("potassium", "sodium", "creatinine", "magnesium"))
     assert "q__calcium" not in reads and "q__glucose" not in reads and "t__0" in reads
+
+
+def test_spark_without_java_is_refused_clearly(interpreter, tmp_path, monkeypatch):
+    """Not a Java stack trace from deep inside pyspark: what to install, before any row is read."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java on it
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    run = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.1,mmol/L\n", engine="spark")
+    assert run.code == 2 and "--engine spark needs" in run.stderr

@@ -285,11 +285,24 @@ def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
 
 def duplicate_key(text: str) -> tuple[str, str] | None:
     """(where, key) of the first key named twice in one JSON object, or None (also for
-    text that is not JSON: the app's own parser reports that)."""
+    text that is not JSON: the app's own parser reports that). Every request body is checked:
+    a first pass only compares each object's key count with its pairs' (C-level dicts), and
+    only a body that has a duplicate is parsed again to say where."""
+    seen_twice: list[bool] = []
+
+    def count(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen_twice.append(True)
+        return obj
+
     try:
-        doc = json.loads(text, object_pairs_hook=_pairs)
+        json.loads(text, object_pairs_hook=count)
     except ValueError:
         return None
+    if not seen_twice:
+        return None
+    doc = json.loads(text, object_pairs_hook=_pairs)
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack:
         where, node = stack.pop()

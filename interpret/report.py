@@ -6,6 +6,7 @@ shows exactly the facts that made it fire, in the words of the rule's own vocabu
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, cast
 
@@ -108,15 +109,7 @@ class Reporter:
             results=[self._result(panel, facts, a) for a in panel.results],
             derived={k: DerivedOut(name=k, **_defaults(v)) for k, v in facts.derived.items()},
             findings=findings,
-            not_assessed=[
-                NotAssessedOut(
-                    code=o.rule.code,
-                    title=o.rule.definition.title,
-                    missing=[missing_words(n, facts) for n in o.missing],
-                )
-                for o in outcomes
-                if o.fired is None
-            ],
+            not_assessed=self._not_assessed(outcomes, facts),
             medications=None if panel.medications is None else [self._medication(m) for m in panel.medications],
             specimen_hemolyzed=panel.hemolyzed,
             collected_at=panel.collected_at.isoformat() if panel.collected_at else None,
@@ -129,6 +122,17 @@ class Reporter:
             short_disclaimer=self.short_disclaimer,
             references=self._cited(findings, facts),
         )
+
+    @staticmethod
+    def _not_assessed(outcomes: list[Outcome], facts: Facts) -> list[NotAssessedOut]:
+        """The rules not assessed, each with what it lacks (the same input is worded once)."""
+        words: dict[str, str] = {}
+        out = []
+        for o in outcomes:
+            if o.fired is None:
+                missing = [words[n] if n in words else words.setdefault(n, missing_words(n, facts)) for n in o.missing]
+                out.append(NotAssessedOut(code=o.rule.code, title=o.rule.definition.title, missing=missing))
+        return out
 
     def _cited(self, findings: list[FindingOut], facts: Facts) -> dict[str, ReferenceOut]:
         """The sources this response cites (findings, then derived values), each once."""
@@ -171,11 +175,16 @@ class Reporter:
             reference_interval=interval,
             status=cast("Status | None", q.status),
             needs_verification=q.verify is not None,
-            **{
-                name: (None if t is None else round(t.for_unit(r.unit) / factor, 6))
-                for name, t in zip(("critical_below", "critical_at_or_above"), self.rs.critical[analyte], strict=True)
-            },
+            **self._critical_shown(analyte, r.unit, factor),
         )
+
+    @functools.cache  # noqa: B019  (one reporter per ruleset, a few units per analyte)
+    def _critical_shown(self, analyte: str, unit: str, factor: float) -> dict[str, float | None]:
+        """The critical limits in the unit the result was reported in (the range bar's ticks)."""
+        return {
+            name: (None if t is None else round(t.for_unit(unit) / factor, 6))
+            for name, t in zip(("critical_below", "critical_at_or_above"), self.rs.critical[analyte], strict=True)
+        }
 
     def _finding(self, o: Outcome, facts: Facts) -> FindingOut:
         rule = o.rule

@@ -8,6 +8,7 @@ medication class 'potasium_supplement'`. All mistakes are collected before raisi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -354,7 +355,11 @@ class Ruleset:
     # --- lookups used by the engines --------------------------------------------------------
 
     def rule(self, code: str) -> Rule:
-        return next(r for r in self.rules if r.code == code)
+        return self._rules_by_code[code]
+
+    @functools.cached_property
+    def _rules_by_code(self) -> dict[str, Rule]:
+        return {r.code: r for r in self.rules}
 
     @property
     def version(self) -> str:

@@ -172,13 +172,19 @@ ENGINES = ["duckdb", "spark"]
 @pytest.mark.skipif(not MIMIC_WIDE.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
 @pytest.mark.parametrize("engine", ENGINES)
 def test_engine_gives_the_polars_output_on_the_mimic_wide_join(interpreter, tmp_path, engine):
+    """Every option with every engine: the output, the summary page and `--details` too."""
     data, runs = MIMIC_WIDE.read_bytes(), {}
     for name in ("polars", _engine(engine)):
         (tmp_path / name).mkdir()
-        runs[name] = batch(interpreter, tmp_path / name, data, id_column="specimen_id", engine=name)
+        runs[name] = batch(
+            interpreter, tmp_path / name, data, id_column="specimen_id", engine=name,
+            summary=tmp_path / name / "summary.html", details=tmp_path / name / "details.jsonl",
+        )  # fmt: skip
     assert runs["polars"].code == runs[engine].code == 0
     assert runs[engine].out.equals(runs["polars"].out)
     assert runs[engine].out.height == 3011
+    for made in ("summary.html", "details.jsonl"):
+        assert (tmp_path / engine / made).read_text() == (tmp_path / "polars" / made).read_text(), made
 
 
 @pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
-import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -55,6 +52,21 @@ def _error(message: str) -> None:
     """Errors go to standard error unwrapped, one per line, so they can be grepped."""
     print(message, file=sys.stderr)
 
+
+# Options `batch` and `rules diff` share: one declaration each.
+FormatOption = Annotated[str | None, typer.Option("--format", help="wide or long (default: wide, or the mapping's)")]
+MapOption = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML) for foreign headers.")]
+UnitOption = Annotated[list[str] | None, typer.Option("--unit", help="A unit for a whole column: potassium=mEq/L")]
+MedicationsOption = Annotated[Path | None, typer.Option("--medications", help="Long format: medication orders CSV.")]
+PatientsOption = Annotated[
+    Path | None, typer.Option("--patients", help="Long format: a patients CSV (age, sex), per patients_file.")
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine", help="Where the facts and rules run: polars (default), duckdb or spark (the same rules as SQL)."
+    ),
+]
 
 RulesOption = Annotated[
     Path | None,
@@ -172,12 +184,10 @@ def rules_check(rules: RulesOption = None, site: SiteOption = None) -> None:
     for r in failed:
         _error(f"{r.name}: {r.problem}\n  panel: {r.panel}")
     rs = interpreter.ruleset
+    passed = "passed or changed by the site" if site is not None else "passed"
     print(
         f"ruleset {rs.meta.name} v{rs.version} sha256 {rs.sha256}: {len(rs.rules)} rules, "
-        f"{len(runs) - len(failed)} passed or changed by the site, {len(failed)} failed"
-        if site is not None
-        else f"ruleset {rs.meta.name} v{rs.version} sha256 {rs.sha256}: {len(rs.rules)} rules, "
-        f"{len(runs) - len(failed)} passed, {len(failed)} failed"
+        f"{len(runs) - len(failed)} {passed}, {len(failed)} failed"
     )
     problems = [] if site is not None else _release_problems(interpreter)
     for problem in problems:
@@ -231,18 +241,16 @@ def rules_diff(
     new: Annotated[Path, typer.Option("--new", help="The changed ruleset's folder.")],
     export: Annotated[Path, typer.Option("--on", help="The export to compare them on (CSV, .gz or Parquet).")],
     html: Annotated[Path | None, typer.Option("--html", help="Also write the comparison as a page.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="wide or long (default: wide, or the mapping's)")] = None,
-    mapping: Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML) for foreign headers.")] = None,
-    unit: Annotated[list[str] | None, typer.Option("--unit", help="A unit for a whole column: potassium=mEq/L")] = None,
+    fmt: FormatOption = None,
+    mapping: MapOption = None,
+    unit: UnitOption = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="Name example rows by this column.")] = None,
     allow_identifier: Annotated[
         list[str] | None, typer.Option("--allow-identifier", help="Allow an identifier-like column (never shown).")
     ] = None,
-    medications: Annotated[
-        Path | None, typer.Option("--medications", help="Long format: medication orders CSV.")
-    ] = None,
-    patients: Annotated[Path | None, typer.Option("--patients", help="Long format: a patients CSV (age, sex).")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="polars (default), duckdb or spark")] = "polars",
+    medications: MedicationsOption = None,
+    patients: PatientsOption = None,
+    engine: EngineOption = "polars",
     site: SiteOption = None,
 ) -> None:
     """What a ruleset change does to an export: panels gaining and losing each finding, and what changed in the files.
@@ -252,12 +260,12 @@ def rules_diff(
     from interpret.batch.impact import compare, file_changes, ruleset_folder, text_report, write_html
     from interpret.batch.job import BatchOptions
     from interpret.batch.read import BatchInputError
-    from interpret.batch.run import ENGINES
+    from interpret.batch.run import engine_missing
 
     with tempfile.TemporaryDirectory(prefix="rules-old-") as workdir:
         try:
-            if engine not in ENGINES:
-                raise BatchInputError(f"--engine {engine!r}: known engines are {', '.join(ENGINES)}")
+            if why := engine_missing(engine):
+                raise BatchInputError(why)
             old_dir = ruleset_folder(old, Path(workdir))
             old_dir, new = _with_site(old_dir, site) or old_dir, _with_site(new, site) or new
             rulesets = [_ruleset(old_dir), _ruleset(new)]
@@ -388,19 +396,15 @@ def serve(
 def batch(
     input_csv: Annotated[Path, typer.Argument(help="The CSV export (wide: one row per panel; long: one per result).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output CSV (one row per input panel).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="wide or long (default: wide, or the mapping's)")] = None,
-    mapping: Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML) for foreign headers.")] = None,
-    unit: Annotated[list[str] | None, typer.Option("--unit", help="A unit for a whole column: potassium=mEq/L")] = None,
+    fmt: FormatOption = None,
+    mapping: MapOption = None,
+    unit: UnitOption = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="Copy this column to the output.")] = None,
     allow_identifier: Annotated[
         list[str] | None, typer.Option("--allow-identifier", help="Allow an identifier-like column (never copied).")
     ] = None,
-    medications: Annotated[
-        Path | None, typer.Option("--medications", help="Long format: medication orders CSV.")
-    ] = None,
-    patients: Annotated[
-        Path | None, typer.Option("--patients", help="Long format: a patients CSV (age, sex), per patients_file.")
-    ] = None,
+    medications: MedicationsOption = None,
+    patients: PatientsOption = None,
     summary: Annotated[Path | None, typer.Option("--summary", help="Write an HTML summary page here.")] = None,
     details: Annotated[
         Path | None, typer.Option("--details", help="Write each row's full Interpretation (JSON lines).")
@@ -408,12 +412,7 @@ def batch(
     inspect: Annotated[
         bool, typer.Option("--inspect", help="Show how the headers would be mapped, then stop.")
     ] = False,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine", help="Where the facts and rules run: polars (default), duckdb or spark (the same rules as SQL)."
-        ),
-    ] = "polars",
+    engine: EngineOption = "polars",
     spark_master: Annotated[
         str | None, typer.Option("--spark-master", help="--engine spark: the master URL (default local[*]).")
     ] = None,
@@ -429,16 +428,12 @@ def batch(
 
     from interpret.batch.job import BatchOptions, execute, open_input
     from interpret.batch.mapping import describe_plan, load_mapping
-    from interpret.batch.run import ENGINES
+    from interpret.batch.run import engine_missing
 
     rs = _ruleset(rules)
     try:
-        if engine not in ENGINES:
-            raise BatchInputError(f"--engine {engine!r}: known engines are {', '.join(ENGINES)}")
-        if engine == "spark" and importlib.util.find_spec("pyspark") is None:
-            raise BatchInputError("--engine spark needs pyspark: pip install '.[spark]' (and Java 17)")
-        if engine == "spark" and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-            raise BatchInputError("--engine spark needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)")
+        if why := engine_missing(engine):
+            raise BatchInputError(why)
         if inspect:
             source, plan = open_input(
                 rs,

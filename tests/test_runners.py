@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tests.runner_contract import ClosuresRunner, GeneratedRunner, PolarsRunner
@@ -49,9 +47,10 @@ class TestSparkSql(PolarsRunner):
 
     @classmethod
     def setup_class(cls):
-        pytest.importorskip("pyspark")
-        if shutil.which("java") is None:
-            pytest.skip("Java is not installed (scripts/setup installs openjdk-17-jre-headless)")
+        from interpret.batch.run import engine_missing
+
+        if why := engine_missing("spark"):
+            pytest.skip(why)
 
 
 def test_one_vocabulary_of_statuses_and_severities(interpreter):

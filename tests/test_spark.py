@@ -4,18 +4,16 @@ for the same rows out. Skipped only where pyspark or Java is not installed."""
 
 from __future__ import annotations
 
-import shutil
-
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from interpret.batch.run import engine_missing
 from interpret.cli import app
 from tests.test_batch import MIMIC_WIDE
 
-pytest.importorskip("pyspark")
-if shutil.which("java") is None:
-    pytest.skip("Java is not installed (scripts/setup installs openjdk-17-jre-headless)", allow_module_level=True)
+if why := engine_missing("spark"):
+    pytest.skip(why, allow_module_level=True)
 
 ALLOW = ["subject_id", "hadm_id", "specimen_id"]
 HISTORY = {"history": {"patient_key": "subject_id", "time": "charttime"}}

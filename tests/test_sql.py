@@ -8,8 +8,6 @@ and `--engine duckdb` on the MIMIC-IV demo, byte for byte the polars engine's ou
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import polars as pl
 import pytest
@@ -159,10 +157,11 @@ def _all_quantities(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _engine(name: str) -> str:
-    if name == "spark":
-        pytest.importorskip("pyspark")
-        if shutil.which("java") is None:
-            pytest.skip("Java is not installed (scripts/setup installs openjdk-17-jre-headless)")
+    """`name`, or the test is skipped where it cannot run (the command line's own check)."""
+    from interpret.batch.run import engine_missing
+
+    if why := engine_missing(name):
+        pytest.skip(why)
     return name
 
 

@@ -110,6 +110,22 @@ class Stats:
 ENGINES = ("polars", "duckdb", "spark")
 
 
+def engine_missing(engine: str) -> str | None:
+    """Why `engine` cannot run here (unknown, or Spark without pyspark or Java), said before
+    any row is read; None when it can. The command line refuses with it, the tests skip."""
+    import importlib.util
+    import os
+    import shutil
+
+    if engine not in ENGINES:
+        return f"--engine {engine!r}: known engines are {', '.join(ENGINES)}"
+    if engine == "spark" and importlib.util.find_spec("pyspark") is None:
+        return "--engine spark needs pyspark: pip install '.[spark]' (and Java 17)"
+    if engine == "spark" and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        return "--engine spark needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
+    return None
+
+
 def sql_facts(engine: str, rs: Ruleset, plan: Plan, spark_master: str | None = None) -> Any:
     """The SQL runner of the facts and rules for `engine` (interpret/sql)."""
     if engine == "duckdb":
@@ -146,7 +162,7 @@ class BatchRun:
         with the chunk's own counts. Safe to run on several chunks at once (`run` does)."""
         blank = blank_rows(chunk, [*self.source.headers, *OVERFLOW])  # overflow text is not blank
         if self.source.encoding == PARQUET:  # no lines, so no blank lines: an empty record is a row
-            blank = pl.Series([False] * chunk.height, dtype=pl.Boolean)
+            blank = pl.repeat(False, chunk.height, dtype=pl.Boolean, eager=True)
         if INPUT_ERROR in chunk.columns:  # a record that could not be read is a row, not a blank
             blank = blank & chunk.get_column(INPUT_ERROR).is_null()
         blank_lines = int(blank.sum())

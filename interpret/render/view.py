@@ -124,12 +124,11 @@ def entries(interpretation: Interpretation) -> list[Entry]:
     return out
 
 
-def impression(interpretation: Interpretation) -> str:
-    """One line to read first: the findings by severity, and what the most severe say."""
-    findings = interpretation.findings
-    if not findings:
+def impression(shown: list[Entry]) -> str:
+    """One line to read first: the findings by severity, and what the most severe say. It
+    counts the findings as shown (`entries`): those folded in count with their pattern."""
+    if not shown:
         return "No finding fired for these inputs"
-    shown = entries(interpretation)  # the findings as shown: those folded in count with their pattern
     counts: dict[str, int] = {}
     for e in shown:
         counts[e.finding.severity] = counts.get(e.finding.severity, 0) + 1
@@ -148,10 +147,11 @@ IMPRESSION_WORDS = {
 
 
 def context(interpretation: Interpretation) -> dict[str, Any]:
+    shown = entries(interpretation)
     return {
         "r": interpretation,
-        "entries": entries(interpretation),
-        "impression": impression(interpretation),
+        "entries": shown,
+        "impression": impression(shown),
         # printed in the page's header only: the report's content does not depend on it
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "earlier": earlier_by_analyte(interpretation),

@@ -34,12 +34,18 @@ def run_examples(interpreter: Any) -> Iterator[ExampleRun]:
                 yield ExampleRun(rule.code, kind, i, case.panel, case.severity, problem)
 
 
+def example_outcome(interpreter: Any, code: str, panel: dict[str, Any]) -> Any:
+    """Rule `code`'s outcome on an example panel (compact notation), None where it was not
+    evaluated; raises `InputError` or `ValueError` when the example is no valid panel."""
+    _, _, outcomes = interpreter.evaluate(expand(panel))
+    return next((o for o in outcomes if o.rule.code == code), None)
+
+
 def _check(interpreter: Any, code: str, kind: str, panel: dict[str, Any], severity: Any) -> str:
     try:
-        _, _, outcomes = interpreter.evaluate(expand(panel))
+        outcome = example_outcome(interpreter, code, panel)
     except (InputError, ValueError) as exc:
         return f"example is not a valid panel: {exc}"
-    outcome = next((o for o in outcomes if o.rule.code == code), None)
     fired = outcome is not None and outcome.fired
     if kind == "silent":
         return f"fired ({outcome.severity}) but should stay silent" if fired and outcome else ""

@@ -62,7 +62,7 @@ def uncovered_changes(old: Any, new: Any) -> list[str]:
     """Rules whose logic (condition, severity, escalations) differs between two interpreters'
     rulesets, none of whose examples (old or new) has a different outcome under the two: the
     changed branch is untested."""
-    from interpret.compact import expand
+    from interpret.ruleset.check import example_outcome
     from interpret.validate import InputError
 
     before = {r.code: r for r in old.ruleset.rules}
@@ -77,10 +77,9 @@ def uncovered_changes(old: Any, new: Any) -> list[str]:
 
         def outcome(interpreter: Any, panel: dict[str, Any], code: str = rule.code) -> Any:
             try:
-                _, _, outcomes = interpreter.evaluate(expand(panel))
+                found = example_outcome(interpreter, code, panel)
             except (InputError, ValueError):
                 return "invalid"
-            found = next((o for o in outcomes if o.rule.code == code), None)
             return None if found is None else (found.fired, found.severity)
 
         if all(outcome(old, p) == outcome(new, p) for p in panels):

@@ -30,7 +30,6 @@ OSMOLALITY = "q__osmolality"
 @dataclass(frozen=True)
 class Statement:
     select: exp.Select
-    columns: list[str]  # the result's columns, in order
 
     def sql(self, dialect: str, pretty: bool = False) -> str:
         return self.select.sql(dialect=dialect, pretty=pretty)
@@ -74,7 +73,7 @@ def statement(
     final = exp.select(*(column(c) for c in kept), *masks).from_("conditions")
     for name, expressions, source in layers:
         final = final.with_(name, as_=exp.select(*expressions).from_(source))
-    return Statement(final, [*kept, *(_name(m) for m in masks)])
+    return Statement(final)
 
 
 DIALECTS = ("duckdb", "spark", "bigquery", "snowflake", "postgres")

@@ -20,7 +20,7 @@ from interpret.batch.serial import serial_nodes
 from interpret.facts import QUANTITIES, presence_of
 from interpret.ruleset import Ruleset
 from interpret.ruleset import conditions as c
-from interpret.sql.ops import SqlOps, cases, coalesce, column, compare, integer, is_null, known, value
+from interpret.sql.ops import SqlOps, cases, coalesce, column, compare, integer, is_null, known
 
 OPS = SqlOps()
 MASK_BITS = 63  # a signed BIGINT: every dialect has one
@@ -131,6 +131,3 @@ class SqlRules:
             return cases([(ok, summed)], integer(0))
 
         return [OPS.named(total(fired), "__fired"), OPS.named(total(raised), "__raised"), OPS.named(total(na), "__na")]
-
-
-__all__ = ["SqlRules", "value"]

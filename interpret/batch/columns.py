@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import polars as pl
 from polars._typing import PolarsDataType
 
@@ -546,6 +547,7 @@ class PanelColumns:
         def entry_mask(text: str) -> int:
             """The class bits of one entry, and the unrecognised bit when the catalogue does
             not know it (an empty entry, as between ";;", is no entry)."""
+            text = text.strip()
             if not text:
                 return 0
             match = self.rs.medications.match(text)
@@ -584,14 +586,24 @@ class PanelColumns:
     def _by_entry(texts: pl.Series, lookup: Lookup) -> tuple[pl.Series, pl.Series]:
         """Each row's mask as the OR of its entries' masks, and its unrecognised entries:
         real exports hold nearly as many distinct lists as rows but only a few thousand
-        distinct entries, so no list is matched whole."""
-        entries = pl.DataFrame({"__i": pl.int_range(texts.len(), eager=True), "__e": texts.str.split(";")})
-        entries = entries.explode("__e").with_columns(pl.col("__e").str.strip_chars())
-        entries = entries.with_columns(lookup(entries.get_column("__e")).alias("__m"))
-        mask = entries.group_by("__i", maintain_order=True).agg(pl.col("__m").bitwise_or()).get_column("__m")
-        unknown = entries.filter(pl.col("__m") & (1 << UNRECOGNIZED_BIT) != 0)  # few: names for those rows only
+        distinct entries, so no list is matched whole.
+
+        The entries are split and flattened in row order; every row has at least one (an
+        empty cell is one empty entry, mask 0), so a row's entries are the run that starts at
+        its offset, and one segmented OR (`numpy.bitwise_or.reduceat`) combines them without
+        a group-by. Entries are looked up as written: the lookup strips them (`entry_mask`)."""
+        lists = texts.str.split(";")
+        lengths = lists.list.len().to_numpy()
+        masks = lookup(lists.explode()).to_numpy()
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        mask = pl.Series(texts.name, np.bitwise_or.reduceat(masks, offsets) if len(masks) else masks, pl.UInt64)
         names = pl.repeat(None, len(texts), dtype=pl.String, eager=True)
-        if unknown.height:
+        rows = ((mask & (1 << UNRECOGNIZED_BIT)) != 0).arg_true()
+        if len(rows):  # few rows name an entry the catalogue does not know: their names only
+            unknown = pl.DataFrame({"__i": rows, "__e": texts[rows].str.split(";")}).explode("__e")
+            unknown = unknown.with_columns(pl.col("__e").str.strip_chars())
+            unknown = unknown.filter(lookup(unknown.get_column("__e")) & (1 << UNRECOGNIZED_BIT) != 0)
             joined = unknown.group_by("__i", maintain_order=True).agg(pl.col("__e").str.join("; "))
             names = names.scatter(joined.get_column("__i"), joined.get_column("__e"))
         return mask, names

@@ -258,6 +258,25 @@ def test_details_read_haemolysis_as_the_run_does(interpreter, tmp_path):
     assert in_details == in_run == [True, True, False]
 
 
+def test_every_haemolysis_word_in_a_value_cell_is_read_as_the_ruleset_reads_it(interpreter, tmp_path):
+    """Each of the ruleset's haemolysis words, in capitals and padded, in a magnesium cell: read as
+    not measured with the specimen flagged haemolysed, exactly where `is_hemolysis` says so (the
+    batch once kept its own lower-casing of the word list)."""
+    specimen = interpreter.ruleset.meta.specimen
+    words = [f"  {w.upper()} " for w in specimen.hemolyzed_words] + ["HAEMOLYSED?", "non-haemolysed"]
+    rows = "".join(f"6.1,mmol/L,{w},mg/dL\n" for w in words)
+    run = batch(interpreter, tmp_path, "potassium,potassium_unit,magnesium,magnesium_unit\n" + rows)
+    assert run.code == 0
+    for i, word in enumerate(words):
+        read_as_hemolysis = specimen.is_hemolysis(word)
+        assert read_as_hemolysis == (i < len(specimen.hemolyzed_words))
+        if read_as_hemolysis:  # not measured, the specimen haemolysed: pseudohyperkalaemia is considered
+            assert run.out["error"][i] is None and run.out["magnesium_mmol_L"][i] is None
+            assert "possible_pseudohyperkalemia" in findings(run.out, i), word
+        else:  # a word that is no number: the row is refused, in validate's words
+            assert "magnesium" in (run.out["error"][i] or ""), word
+
+
 LONG = """specimen,subject,code,value,unit,time
 s1,p1,2823-3,3.0,mmol/L,2026-01-02 08:00
 s1,p1,19123-9,1.3,mg/dL,2026-01-02 08:00

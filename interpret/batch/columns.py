@@ -28,7 +28,7 @@ from interpret.batch.read import ROW
 from interpret.facts import ANALYTE_FACT, QUANTITIES, SEXES, STATUSES
 from interpret.ruleset import Ruleset
 from interpret.ruleset.conditions import Threshold
-from interpret.units import CENSORED, is_censored
+from interpret.units import is_censored
 from interpret.validate import (
     Refusal,
     age_refusal,
@@ -231,14 +231,15 @@ def _no_nulls(column: pl.Series) -> pl.Series:
 
 
 def materialise(
-    frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool, hemolyzed_words: list[str]
+    frame: pl.DataFrame, headers: dict[str, str], decimal_comma: bool, is_hemolysis: Callable[[str], bool]
 ) -> pl.DataFrame:
     """Parse each text column once: `__t_<key>` text, `__n_<key>` number, `__h_<key>` haemolysis,
     `__c_<key>` a censored value ("<2.0", ">60").
 
     Fast path: a plain number casts as it is. Only the cells that do not (spaces, decimal
     commas, words, censored values) are stripped and examined: few rows, so the costly
-    string work is done on a handful of rows instead of all of them.
+    string work is done on a handful of rows instead of all of them, each distinct text by
+    the single-panel path's own readers (`_odd_cells`).
     """
     numbers = frame.select(pl.col(h).cast(pl.Float64, strict=False).alias(k) for k, h in headers.items())  # in parallel
     columns: list[pl.Series] = []
@@ -251,19 +252,29 @@ def materialise(
         if len(odd):
             text = raw.gather(odd).str.strip_chars()
             raw = raw.scatter(odd, text)
-            number = number.scatter(odd, _odd_numbers(text, decimal_comma))
-            hemo = hemo.scatter(odd, text.str.to_lowercase().is_in(hemolyzed_words))
-            censored = censored.scatter(odd, text.str.contains(CENSORED))
+            read = _odd_cells(text, decimal_comma, is_hemolysis)
+            number = number.scatter(odd, read.get_column("number"))
+            hemo = hemo.scatter(odd, read.get_column("hemolysis"))
+            censored = censored.scatter(odd, read.get_column("censored"))
         columns += [raw.alias(f"__t_{key}"), number.alias(f"__n_{key}"), hemo, censored]
     return frame.with_columns(columns)
 
 
-def _odd_numbers(texts: pl.Series, decimal_comma: bool) -> pl.Series:
-    """The cells a plain cast does not read ("3,4", " 3.4 ", words), each distinct text read
-    by the single-panel path's own `validate.read_number` (null where it is no number)."""
+def _odd_cells(texts: pl.Series, decimal_comma: bool, is_hemolysis: Callable[[str], bool]) -> pl.DataFrame:
+    """The cells a plain cast does not read ("3,4", " 3.4 ", "haemolysed", "<2.0"): each distinct
+    text read once by the single-panel path's own functions (`validate.read_number`, the
+    ruleset's `is_hemolysis`, `units.is_censored`), so a cell cannot be read two ways."""
     distinct = texts.unique().to_list()
-    values = [v if isinstance(v := read_number(t, decimal_comma), float) else None for t in distinct]
-    return texts.replace_strict(distinct, values, default=None, return_dtype=pl.Float64)
+    read = pl.DataFrame(
+        {
+            "text": distinct,
+            "number": [v if isinstance(v := read_number(t, decimal_comma), float) else None for t in distinct],
+            "hemolysis": [is_hemolysis(t) for t in distinct],
+            "censored": [is_censored(t) for t in distinct],
+        },
+        schema={"text": pl.String, "number": pl.Float64, "hemolysis": pl.Boolean, "censored": pl.Boolean},
+    )
+    return texts.alias("text").to_frame().join(read, on="text", how="left", maintain_order="left")
 
 
 def parse_number(key: str, censored: str = "refuse") -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
@@ -390,7 +401,7 @@ class PanelColumns:
         Built in steps: an expression used twice would otherwise be computed twice (eager
         polars does not share sub-expressions), and unit lookups are the costly part.
         """
-        frame = materialise(frame, self._result_texts, self.decimal_comma, self.rs.meta.specimen.hemolyzed_words)
+        frame = materialise(frame, self._result_texts, self.decimal_comma, self.rs.meta.specimen.is_hemolysis)
         frame = frame.with_columns(
             self._unit_key(analyte, frame).alias(f"u__{ANALYTE_FACT[analyte]}") for analyte in self.plan.analyte_columns
         )
@@ -490,7 +501,7 @@ class PanelColumns:
     def patient(self, frame: pl.DataFrame) -> pl.DataFrame:
         roles = self.plan.roles
         if "age" in roles:
-            frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma, self.rs.meta.specimen.hemolyzed_words)
+            frame = materialise(frame, {"age": roles["age"]}, self.decimal_comma, self.rs.meta.specimen.is_hemolysis)
         looked_up = []
         if "sex" in roles:
             # "" when empty, "?" when not a sex we accept: the single-panel path's own reading

@@ -367,6 +367,9 @@ def serve(
         fhir_servers=fhir_server or [],
         public_url=public_url,
     )
+    from interpret.web.server import settle_heap
+
+    settle_heap()
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving on http://{shown}:{port}/  (API docs /docs, CDS Hooks /cds-services)", flush=True)
     if not trust and host not in ("127.0.0.1", "localhost", "::1"):

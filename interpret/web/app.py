@@ -252,13 +252,17 @@ def app_from_environment() -> FastAPI:
     rules = os.environ.get(RULES_ENV)
     interpreter = Interpreter(load_ruleset(Path(rules)) if rules else None)
     trust = [TrustedClient.parse(option) for option in json.loads(os.environ.get(CDS_TRUST_ENV) or "[]")]
-    return create_app(
+    application = create_app(
         interpreter,
         cors_origins=os.environ.get(CORS_ENV, "").split(),
         cds_clients=trust,
         fhir_servers=os.environ.get(FHIR_SERVERS_ENV, "").split(),
         public_url=os.environ.get(PUBLIC_URL_ENV) or None,
     )
+    from interpret.web.server import settle_heap
+
+    settle_heap()
+    return application
 
 
 def _wants_html(request: Request) -> bool:

@@ -101,7 +101,8 @@ class BodyLimit:
             await self._streamed(scope, receive, send, limit)
             return
         try:
-            chunks = await asyncio.wait_for(self._read(receive, limit), timeout=BODY_SECONDS)
+            async with asyncio.timeout(BODY_SECONDS):  # a timer, not a task per request (wait_for)
+                chunks = await self._read(receive, limit)
         except TimeoutError:  # a client that sends headers and stalls its body is not waited for
             await _json_error(send, 408, {"detail": f"the request body did not arrive within {BODY_SECONDS:g} s"})
             return

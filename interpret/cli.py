@@ -497,6 +497,20 @@ def sql(
         Path | None,
         typer.Option("--map", help="A mapping file: its analytes (columns, analytes) and history choose the columns."),
     ] = None,
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            "--raw",
+            help="Read the export's own table, validated in SQL: a sample of it (CSV or Parquet) gives its "
+            "columns (as `interpret batch` maps them) and medication entries.",
+        ),
+    ] = None,
+    unit: UnitOption = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="--raw: the table's row key.")] = None,
+    medication_entries: Annotated[
+        Path | None,
+        typer.Option("--medication-entries", help="--raw: the table's distinct medication entries, one per line."),
+    ] = None,
     rules: RulesOption = None,
     site: SiteOption = None,
 ) -> None:
@@ -506,6 +520,12 @@ def sql(
     from interpret.sql.query import DIALECTS, warehouse_sql
 
     rs = _ruleset(rules)
+    if raw is not None:
+        if dialect not in DIALECTS:
+            _error(f"--dialect {dialect!r}: known are {', '.join(DIALECTS)}")
+            raise typer.Exit(2)
+        print(_raw_sql(rs, dialect, raw, mapping, unit or [], id_column, table, medication_entries), end="")
+        return
     measured = [a for a in rs.analytes if a in ANALYTE_FACT]
     chosen = list(analyte or measured)
     if mapping is not None:  # the analytes the export maps, and whether it has history
@@ -530,6 +550,43 @@ def sql(
         )
         raise typer.Exit(2)
     print(warehouse_sql(rs, dialect, chosen, set(lab_range or []), history, table), end="")
+
+
+def _raw_sql(
+    rs: Ruleset,
+    dialect: str,
+    sample: Path,
+    mapping: Path | None,
+    units: list[str],
+    id_column: str | None,
+    table: str,
+    entries_file: Path | None,
+) -> str:
+    """`interpret sql --raw`: the sample's header planned as `interpret batch` plans it; the
+    medication entries of the sample and of the entry list resolved into the SQL's mapping table."""
+    from interpret.batch.job import open_input
+    from interpret.batch.mapping import load_mapping
+    from interpret.batch.read import BatchInputError, read_chunks
+    from interpret.sql.raw import RawSqlError, raw_sql
+
+    try:
+        source, plan = open_input(
+            rs, sample, load_mapping(mapping), fmt=None, units=units, id_column=id_column, allow=[], head_only=True
+        )
+        try:
+            entries: list[str] = []
+            column = plan.roles.get("medications")
+            if column:
+                for chunk in read_chunks(source):
+                    entries += chunk.get_column(column).drop_nulls().str.split(";").explode().unique().to_list()
+            if entries_file is not None:
+                entries += entries_file.read_text(encoding="utf-8").splitlines()
+            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma)
+        finally:
+            source.release()
+    except (BatchInputError, RawSqlError, OSError) as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
 
 
 @contextlib.contextmanager

@@ -44,6 +44,11 @@ class UnitTable:
         found = self._aliases.get(text)
         return found if found is not None else self._folded.get(text.casefold())
 
+    def spellings(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(exact spellings, case-folded spellings) -> unit key: what `resolve` reads, for a
+        runner that matches spellings itself (the SQL's CASE lists, `sql/raw.py`)."""
+        return dict(self._aliases), dict(self._folded)
+
     def factor(self, analyte: str, unit: str) -> float:
         """Multiply a value in `unit` by this to get the analyte's canonical unit."""
         try:
@@ -90,7 +95,8 @@ class UnitTable:
         raise UnitError(f"analyte {name}: cannot convert to {dimension} without molar mass/valence")
 
 
-CENSORED = r"^\s*[<>≤≥]"  # "<2.0", ">60": a bound reported instead of a result
+CENSORED_MARKS = "<>≤≥"  # "<2.0", ">60": a bound reported instead of a result
+CENSORED = rf"^\s*[{CENSORED_MARKS}]"
 
 
 def is_censored(text: str) -> bool:

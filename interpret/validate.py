@@ -120,7 +120,10 @@ def read_number(text: str, decimal_comma: bool = True) -> float | str:
 
 
 # A number as a laboratory writes one: ASCII digits, an optional sign, decimals, exponent.
-NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Written without escapes or non-capturing groups, so that SQL's regular expressions (every
+# dialect's) read the same pattern (`sql/raw.py`).
+NUMBER_PATTERN = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"
+NUMBER = re.compile(NUMBER_PATTERN)
 
 
 def location(loc: tuple[Any, ...]) -> str:

@@ -54,6 +54,18 @@ def class_bits(rs: Ruleset) -> dict[str, int]:
     return bits
 
 
+def entry_bits(rs: Ruleset, text: str) -> int:
+    """The class bits of one medication entry (`class_bits`), and the unrecognised bit when the
+    catalogue does not know it (an empty entry, as between ";;", is no entry): what every
+    runner, and the SQL's mapping table of entries (`sql/raw.py`), takes an entry to mean."""
+    text = text.strip()
+    if not text:
+        return 0
+    match = rs.medications.match(text)
+    bits = sum(bit for c, bit in class_bits(rs).items() if c in match.classes)
+    return bits if match.recognized else bits | 1 << UNRECOGNIZED_BIT
+
+
 SEX_DTYPE = pl.Enum(sorted(set(SEXES.values()) - {"unknown"}))  # compared often: integers, not text
 STATUS_DTYPE = pl.Enum(list(STATUSES))
 
@@ -546,7 +558,6 @@ class PanelColumns:
     def medications(self, frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
         """The classes of each row's medications as a bit mask (`class_bits`): each distinct
         medication entry is matched once, by the catalogue."""
-        classes = list(class_bits(self.rs))
         if column is None:
             return frame.with_columns(
                 pl.lit(False).alias("meds_known"),
@@ -555,15 +566,7 @@ class PanelColumns:
                 pl.lit(0, dtype=pl.UInt64).alias(CLASSES),
             )
 
-        def entry_mask(text: str) -> int:
-            """The class bits of one entry, and the unrecognised bit when the catalogue does
-            not know it (an empty entry, as between ";;", is no entry)."""
-            text = text.strip()
-            if not text:
-                return 0
-            match = self.rs.medications.match(text)
-            bits = sum(1 << i for i, c in enumerate(classes) if c in match.classes)
-            return bits if match.recognized else bits | 1 << UNRECOGNIZED_BIT
+        entry_mask = functools.partial(entry_bits, self.rs)
 
         def unrecognized_names(text: str) -> str | None:
             names = [e.strip() for e in text.split(";") if e.strip() and entry_mask(e.strip()) >> UNRECOGNIZED_BIT]

@@ -12,6 +12,7 @@ computed twice. Rendered by sqlglot for any dialect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 
@@ -25,6 +26,7 @@ from interpret.sql.rules import SqlRules
 OPS = SqlOps()
 PREFIX_KINDS = {"q__": "float", "u__": "text", "s__": "status", "v__": "bool"}
 OSMOLALITY = "q__osmolality"
+VALIDATED = "validated_panels"  # the validated table, when the statement makes it from the raw one
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,13 @@ def for_dialect(select: exp.Select, dialect: str) -> str:
             return node
 
         select = select.transform(numeric_round)  # type: ignore[assignment]
+
+        def string_to_array(node: exp.Expression) -> exp.Expression:  # sqlglot writes SPLIT, not Postgres'
+            if isinstance(node, exp.Split):
+                return exp.func("STRING_TO_ARRAY", node.this, node.expression)  # type: ignore[return-value]
+            return node
+
+        select = select.transform(string_to_array)  # type: ignore[assignment]
     return select.sql(dialect=dialect, pretty=True)
 
 
@@ -110,25 +119,41 @@ def validated_columns(rs: Ruleset, analytes: list[str], lab_ranges: set[str], hi
 
 
 def warehouse_sql(
-    rs: Ruleset, dialect: str, analytes: list[str], lab_ranges: set[str], history: bool, table: str
+    rs: Ruleset,
+    dialect: str,
+    analytes: list[str],
+    lab_ranges: set[str],
+    history: bool,
+    table: str,
+    validation: tuple[list[Any], str] | None = None,
 ) -> str:
-    """`interpret sql`: the statement with a header saying what it reads and what it gives."""
+    """`interpret sql`: the statement with a header saying what it reads and what it gives.
+    `validation`: the expressions that make the validated table from the raw one
+    (`sql/raw.py`), and the header's words for what they read."""
     from interpret.batch.columns import class_bits
 
     inputs = validated_columns(rs, analytes, lab_ranges, history)
-    made = statement(rs, analytes, lab_ranges, inputs, table)
+    made = statement(rs, analytes, lab_ranges, inputs, VALIDATED if validation else table)
+    if validation:
+        with_ = made.select.args["with_"]
+        with_.set("expressions", [*validation[0], *with_.expressions])
     tiers = [t.name for t in rs.meta.severities]
     bits = "\n".join(
         f"--   bit {i}: {r.code} ({tiers[plan.base]})"
         for i, (r, plan) in enumerate(zip(rs.rules, rs.severity_plans, strict=True))
     )
     classes = "\n".join(f"--   bit {i}: {c}" for i, c in enumerate(class_bits(rs)))
-    header = f"""-- interpret: facts and rules as SQL ({dialect}), ruleset {rs.version} (sha256 {rs.sha256})
--- Reads {table}: one row per panel, validated (canonical units), columns:
+    reads = (
+        validation[1]
+        if validation
+        else f"""-- Reads {table}: one row per panel, validated (canonical units), columns:
 --   {", ".join(inputs)}
 --   q__<quantity> canonical value (rules/analytes.yaml canonical_unit), u__<quantity> the unit key
 --   as reported (its limits are chosen by it), sex 'female'/'male'/NULL, m__classes the medication
---   classes as bits (below), error NULL unless the row is refused.
+--   classes as bits (below), error NULL unless the row is refused."""
+    )
+    header = f"""-- interpret: facts and rules as SQL ({dialect}), ruleset {rs.version} (sha256 {rs.sha256})
+{reads}
 -- Gives every column above, the facts (s__ statuses, v__ verification flags, derived values) and
 -- per row the masks __fired (rules that fired), __na (rules not assessed), __raised (escalations).
 -- Rule bits:

@@ -1,0 +1,425 @@
+"""Validation as SQL: a raw wide export table -> the validated-panel table (`query.py`).
+
+For a warehouse that keeps the export itself (one row per panel, the columns as
+`interpret batch` reads them): the statement reads the cells where the data are.
+
+SQL reads a cell itself only where every dialect reads it the same way: a plain number by the
+single-panel path's own pattern (`validate.NUMBER_PATTERN`, then a CAST that cannot fail), a
+word compared with a short list. Every spelling with a meaning is resolved in Python, once
+per distinct spelling, by the functions the other runners use: the unit spellings, sex codes
+and yes/no words of the ruleset become CASE lists; the medication entries (of a sample of the
+table, and of an entry list) become a mapping table of `VALUES` joined per entry. An entry
+absent from it counts as not recognised, as an unknown name does anywhere else: re-run
+`interpret sql` with the table's distinct entries to resolve them.
+
+Refusals are the same checks as the batch's (`validate.value_checks`, `age_refused`, the same
+plausibility limits), in the same order, but `error` gives each as location and refusal code
+(`potassium (column 'K'): implausible`): the batch's full sentences quote the cell as Python
+writes it, which SQL does not (the codes' words: `validate.REFUSALS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from interpret import column_facts
+from interpret.batch.columns import CLASSES, UNRECOGNIZED_BIT, class_bits, entry_bits
+from interpret.batch.mapping import Plan
+from interpret.facts import ANALYTE_FACT, SEXES
+from interpret.ruleset import Ruleset
+from interpret.sql.ops import SqlOps, cases, coalesce, integer, is_null, value
+from interpret.sql.query import VALIDATED
+from interpret.units import CENSORED_MARKS
+from interpret.validate import NUMBER_PATTERN, age_refused, value_checks
+
+OPS = SqlOps()
+Sql = Any  # a sqlglot expression (sqlglot's own types are not precise enough to check)
+ENTRIES, ENTRY_ROWS, ENTRY_CLASSES = "medication_entries", "medication_rows", "medication_classes"
+ROW_KEY = "__row_key"
+CELLS, READ = "raw_cells", "raw_read"  # the layers that make the validated table
+# The longest cell read as a number: a DOUBLE CAST of a longer one (or of a 3-digit exponent)
+# may overflow, which fails the whole statement on Postgres; such a cell is not a number here.
+LONGEST_NUMBER = 30
+
+
+class RawSqlError(ValueError):
+    """The export's layout is one this SQL does not read (said before any SQL is printed)."""
+
+
+def refusal_words() -> dict[str, str]:
+    """The refusal codes `error` gives, and their words (the batch's sentences without the cell)."""
+    from interpret.validate import REFUSALS
+
+    codes = ("not_a_number", "unit", "negative", "implausible", "age", "sex", "not_yes_no")
+    return {c: REFUSALS[c] for c in codes} | {"no_results": "no result to interpret"}
+
+
+def validated_select(
+    rs: Ruleset, plan: Plan, table: str, entries: Iterable[str], decimal_comma: bool = False
+) -> tuple[list[Sql], list[str]]:
+    """The common table expressions that make `validated_panels` from the raw `table`, and
+    the analytes it gives."""
+    if plan.format != "wide":
+        raise RawSqlError("the long format (one row per result) is read by `interpret batch`, not yet as SQL")
+    if plan.history:
+        raise RawSqlError("conditions across time read the export by `interpret batch`, not yet from raw SQL")
+    if not plan.id_column:
+        raise RawSqlError("name the table's row key with --id-column: each output row carries it")
+    ctes = []
+    medications = plan.roles.get("medications")
+    if medications:
+        ctes += _medication_ctes(rs, table, plan.id_column, medications, entries)
+    ctes += _validated(rs, plan, table, bool(medications), decimal_comma)
+    return ctes, list(plan.analyte_columns)
+
+
+def _cte(name: str, select: Sql) -> Sql:
+    return exp.CTE(this=select, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=False)))
+
+
+def _cell(header: str) -> Sql:
+    """A cell as trimmed text (a typed column reads as its text)."""
+    return exp.Trim(this=exp.cast(exp.column(header, table="r", quoted=True), exp.DataType.Type.VARCHAR))
+
+
+def _lower(e: Sql) -> Sql:
+    return exp.Lower(this=e)
+
+
+def _empty(cell: Sql) -> Sql:
+    return exp.or_(is_null(cell), exp.EQ(this=cell, expression=value("")))
+
+
+def _matches(cell: Sql, pattern: str) -> Sql:
+    return exp.RegexpLike(this=cell, expression=exp.Literal.string(pattern))
+
+
+def _number(cell: Sql, decimal_comma: bool) -> Sql:
+    """The number a cell holds, NULL where it holds none (`validate.read_number`)."""
+    if decimal_comma:  # one comma and no point: a decimal comma
+        one_comma = exp.EQ(
+            this=exp.Sub(
+                this=exp.Length(this=cell),
+                expression=exp.Length(this=exp.func("REPLACE", cell, value(","), value(""))),
+            ),
+            expression=exp.Literal.number(1),
+        )
+        no_point = exp.EQ(this=exp.func("STRPOS", cell, value(".")), expression=exp.Literal.number(0))
+        cell = cases([(exp.and_(one_comma, no_point), exp.func("REPLACE", cell, value(","), value(".")))], cell)
+    readable = exp.and_(
+        _matches(cell, f"^({NUMBER_PATTERN})$"),
+        exp.LTE(this=exp.Length(this=cell), expression=exp.Literal.number(LONGEST_NUMBER)),
+        exp.not_(_matches(cell, "[eE][+-]?[0-9]{3}")),
+    )
+    return cases([(readable, exp.cast(cell, exp.DataType.Type.DOUBLE))], None)
+
+
+def _words(cell: Sql, words: Iterable[str]) -> Sql:
+    return exp.In(this=_lower(cell), expressions=[value(w.casefold()) for w in words])
+
+
+def _spelled(cell: Sql, exact: dict[str, Any], folded: dict[str, Any]) -> Sql:
+    """The meaning of a spelling: exact, then case-insensitive (`folded`, keyed by casefold();
+    SQL's LOWER is Python's lower(), so each exact spelling's lower() is a key too), NULL for
+    any other."""
+    lowered = dict(folded)
+    for spelling, meaning in exact.items():
+        lowered.setdefault(spelling.lower(), meaning)
+    branches = [(exp.EQ(this=cell, expression=value(k)), v) for k, v in exact.items()]
+    branches += [(exp.EQ(this=_lower(cell), expression=value(k)), v) for k, v in lowered.items()]
+    return cases(branches, None)
+
+
+def _refusal(location: str, code: str) -> Sql:
+    return value(f"{location}: {code}")
+
+
+def _joined(parts: list[tuple[Sql, Sql]]) -> Sql:
+    """The refusals that hold, joined by "; " (NULL when none): each piece is "text; " or "",
+    and the last separator is cut (CONCAT_WS is not portable in its NULL handling)."""
+    if not parts:
+        return exp.cast(exp.null(), exp.DataType.Type.VARCHAR)
+    pieces = [cases([(condition, exp.DPipe(this=text, expression=value("; ")))], "") for condition, text in parts]
+    whole: Sql = pieces[0]
+    for piece in pieces[1:]:
+        whole = exp.DPipe(this=whole, expression=piece)
+    length = exp.Length(this=whole)
+    cut = exp.Substring(this=whole, start=exp.Literal.number(1), length=exp.Sub(this=length, expression=exp.Literal.number(2)))
+    return cases([(exp.EQ(this=whole, expression=value("")), None)], cut)
+
+
+def _validated(rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_comma: bool) -> list[Sql]:
+    """`validated_panels`: one row per panel of `table`, with the columns
+    `query.validated_columns` names, in three layers so that no expression is written twice:
+    the cells as trimmed text, what each cell reads as, then the checks."""
+    assert plan.id_column is not None  # validated_select refuses a table without its row key
+    specimen = rs.meta.specimen
+    texts = {f"__t_{ANALYTE_FACT[a]}": h for a, h in plan.analyte_columns.items()}
+    texts |= {f"__tu_{ANALYTE_FACT[a]}": h for a, h in plan.unit_columns.items() if a in plan.analyte_columns}
+    for analyte, pair in plan.range_columns.items():
+        texts |= {f"__t{b}_{ANALYTE_FACT[analyte]}": h for b, h in zip(("lo", "hi"), pair, strict=True) if h}
+    texts |= {f"__t_{role}": h for role, h in plan.roles.items() if role in ("age", "sex", "hemolyzed")}
+    cells = [exp.alias_(exp.column(plan.id_column, table="r", quoted=True), "line", quoted=True)]
+    cells += [exp.alias_(_cell(h), name, quoted=True) for name, h in texts.items()]
+    cells += _medication_columns(medications)
+    source = exp.select(*cells).from_(exp.to_table(table).as_("r"))
+    if medications:
+        on = exp.EQ(this=exp.column(ROW_KEY, table="m"), expression=exp.column(plan.id_column, table="r", quoted=True))
+        source = source.join(exp.to_table(ENTRY_CLASSES).as_("m"), on=on, join_type="left")
+
+    read: list[Sql] = [exp.Star()]
+    checked: list[Sql] = [col("line"), col("meds_known"), col("unrecognized"), col(CLASSES)]
+    refusals: list[tuple[Sql, Sql]] = []
+    hemolysis_cells: list[Sql] = []
+    measured: list[Sql] = []
+    for analyte, header in plan.analyte_columns.items():
+        fact = ANALYTE_FACT[analyte]
+        cell = col(f"__t_{fact}")
+        hemolysis = coalesce(_words(cell, specimen.hemolyzed_words), False)
+        first = exp.Substring(this=cell, start=exp.Literal.number(1), length=exp.Literal.number(1))
+        censored = exp.In(this=first, expressions=[value(m) for m in CENSORED_MARKS])
+        not_measured = exp.or_(hemolysis, censored) if rs.analytes[analyte].censored == "not_measured" else hemolysis
+        read += [
+            exp.alias_(_number(cell, decimal_comma), f"__n_{fact}", quoted=True),
+            exp.alias_(_unit(rs, plan, analyte), f"__u_{fact}", quoted=True),
+            exp.alias_(hemolysis, f"__h_{fact}", quoted=True),
+            exp.alias_(
+                exp.and_(exp.not_(_empty(cell)), exp.not_(coalesce(not_measured, False))), f"__g_{fact}", quoted=True
+            ),
+        ]
+        for bound in ("lo", "hi"):
+            if f"__t{bound}_{fact}" in texts:
+                read.append(
+                    exp.alias_(_number(col(f"__t{bound}_{fact}"), decimal_comma), f"__n{bound}_{fact}", quoted=True)
+                )
+        number, unit, given = col(f"__n_{fact}"), col(f"__u_{fact}"), col(f"__g_{fact}")
+        factor = OPS.by_key(unit, {u: rs.units.factor(analyte, u) for u in rs.analytes[analyte].units}, None)
+        canonical = exp.Mul(this=number, expression=factor)
+        limits = rs.plausibility[analyte]
+        low = column_facts.limit(OPS, unit, limits.get("refuse_below"))
+        high = column_facts.limit(OPS, unit, limits.get("refuse_above"))
+        where = f"{analyte} (column {header!r})"
+        refusals.append((exp.and_(given, is_null(number)), _refusal(where, "not_a_number")))
+        refusals.append((exp.and_(given, known(number), is_null(unit)), _refusal(where, "unit")))
+        for code, refused in value_checks(number, canonical, low, high, OPS):
+            refusals.append((exp.and_(given, known(number), known(unit), refused), _refusal(where, code)))
+        q = cases([(exp.and_(given, known(number)), canonical)], None)
+        checked += [exp.alias_(q, f"q__{fact}", quoted=True), exp.alias_(unit, f"u__{fact}", quoted=True)]
+        if analyte in plan.range_columns:
+            for bound in ("lo", "hi"):
+                limit: Sql = exp.cast(exp.null(), exp.DataType.Type.DOUBLE)
+                if f"__t{bound}_{fact}" in texts:
+                    limit = exp.Mul(this=col(f"__n{bound}_{fact}"), expression=factor)
+                name = "low" if bound == "lo" else "high"
+                checked.append(exp.alias_(limit, f"lab_{name}__{fact}", quoted=True))
+        hemolysis_cells.append(col(f"__h_{fact}"))
+        measured.append(known(q))
+    patient_read, patient_checked = _patient(rs, plan, refusals, hemolysis_cells, decimal_comma)
+    read += patient_read
+    checked += patient_checked
+    any_result = exp.or_(*measured) if measured else exp.false()
+    refusals.append((exp.not_(any_result), value("no_results")))
+    checked.append(exp.alias_(_joined(refusals), "error", quoted=True))
+    return [
+        _cte(CELLS, source),
+        _cte(READ, exp.select(*read).from_(CELLS)),
+        _cte(VALIDATED, exp.select(*checked).from_(READ)),
+    ]
+
+
+def col(name: str) -> Sql:
+    return exp.column(name, quoted=True)
+
+
+def known(e: Sql) -> Sql:
+    return exp.not_(is_null(e))
+
+
+def _unit(rs: Ruleset, plan: Plan, analyte: str) -> Sql:
+    """The unit key of each row: its unit cell (or the fixed unit), NULL where the spelling is
+    not a unit of `analyte` (`UnitTable.resolve`: exact, then case-insensitive)."""
+    accepted = rs.analytes[analyte].units
+    default = plan.fixed_units.get(analyte)
+    if analyte not in plan.unit_columns:
+        return value(default) if default in accepted else exp.cast(exp.null(), exp.DataType.Type.VARCHAR)
+    exact, folded = rs.units.spellings()
+    cell = col(f"__tu_{ANALYTE_FACT[analyte]}")
+    if default:
+        cell = cases([(_empty(cell), default)], cell)
+    exact = {s: k for s, k in exact.items() if k in accepted}
+    return _spelled(cell, exact, {s: k for s, k in folded.items() if k in accepted})
+
+
+def _patient(
+    rs: Ruleset,
+    plan: Plan,
+    refusals: list[tuple[Sql, Sql]],
+    hemolysis_cells: list[Sql],
+    decimal_comma: bool,
+) -> tuple[list[Sql], list[Sql]]:
+    """(what the age, sex and specimen cells read as, their checked columns)."""
+    roles, specimen = plan.roles, rs.meta.specimen
+    read: list[Sql] = []
+    checked: list[Sql] = []
+    if "age" in roles:
+        cell = col("__t_age")
+        read.append(exp.alias_(_number(cell, decimal_comma), "__n_age", quoted=True))
+        age, limits = col("__n_age"), rs.meta.patient_age
+        refusals.append((exp.and_(exp.not_(_empty(cell)), is_null(age)), _refusal("age", "not_a_number")))
+        refusals.append((age_refused(age, limits.min, limits.max, OPS), _refusal("age", "age")))
+        checked.append(exp.alias_(age, "age", quoted=True))
+    else:
+        checked.append(exp.alias_(OPS.null("float"), "age", quoted=True))
+    if "sex" in roles:
+        cell = col("__t_sex")
+        read.append(exp.alias_(_spelled(cell, {}, {k: v for k, v in SEXES.items()}), "__sex", quoted=True))
+        sex = col("__sex")
+        refusals.append((exp.and_(exp.not_(_empty(cell)), is_null(sex)), _refusal("sex", "sex")))
+        shown = cases([(exp.EQ(this=sex, expression=value("unknown")), None)], sex)
+        checked.append(exp.alias_(shown, "sex", quoted=True))
+    else:
+        checked.append(exp.alias_(OPS.null("text"), "sex", quoted=True))
+    any_cell = exp.or_(*hemolysis_cells) if hemolysis_cells else exp.false()
+    if "hemolyzed" in roles:
+        cell = col("__t_hemolyzed")
+        yes = coalesce(_words(cell, [*specimen.yes_words, *specimen.hemolyzed_words]), False)
+        no = exp.or_(coalesce(_words(cell, specimen.no_words), False), _empty(cell))
+        read += [exp.alias_(yes, "__yes", quoted=True), exp.alias_(no, "__no", quoted=True)]
+        refusals.append((exp.not_(exp.or_(col("__yes"), col("__no"))), _refusal("hemolyzed", "not_yes_no")))
+        checked.append(exp.alias_(exp.or_(col("__yes"), any_cell), "hemolyzed", quoted=True))
+    else:
+        checked.append(exp.alias_(any_cell, "hemolyzed", quoted=True))
+    return read, checked
+
+
+def _medication_columns(medications: bool) -> list[Sql]:
+    if not medications:
+        return [
+            exp.alias_(exp.false(), "meds_known", quoted=True),
+            exp.alias_(exp.false(), "unrecognized", quoted=True),
+            exp.alias_(integer(0), CLASSES, quoted=True),
+        ]
+    classes = coalesce(exp.column(CLASSES, table="m", quoted=True), integer(0))
+    unrecognized = coalesce(exp.column("unrecognized", table="m", quoted=True), False)
+    return [
+        exp.alias_(exp.true(), "meds_known", quoted=True),
+        exp.alias_(unrecognized, "unrecognized", quoted=True),
+        exp.alias_(classes, CLASSES, quoted=True),
+    ]
+
+
+def entry_table(rs: Ruleset, entries: Iterable[str]) -> list[tuple[str, int, bool]]:
+    """(entry, class bits, recognised) of each distinct entry, stripped, by the catalogue."""
+    rows = {}
+    for text in entries:
+        entry = text.strip()
+        if entry and entry not in rows:
+            bits = entry_bits(rs, entry)
+            rows[entry] = (entry, bits & ~(1 << UNRECOGNIZED_BIT), not bits >> UNRECOGNIZED_BIT)
+    return sorted(rows.values())
+
+
+def _medication_ctes(rs: Ruleset, table: str, key: str, header: str, entries: Iterable[str]) -> list[Sql]:
+    """The mapping table of entries, each row's entries, and each row's class bits: an entry
+    not in the table is not recognised."""
+    known_entries = entry_table(rs, entries) or [("", 0, True)]  # VALUES needs a row
+    values = exp.values(
+        [(value(e), integer(b), value(r)) for e, b, r in known_entries],
+        alias="t",
+        columns=["entry", "classes", "recognized"],
+    )
+    mapping = exp.select("entry", "classes", "recognized").from_(values)
+    rows = _entries_of(table, header, key)
+    bits = class_bits(rs).values()
+    per_class = [
+        exp.Mul(
+            this=exp.Max(
+                this=cases(
+                    [
+                        (
+                            exp.NEQ(this=exp.BitwiseAnd(this=_classes(), expression=integer(b)), expression=integer(0)),
+                            integer(1),
+                        )
+                    ],
+                    integer(0),
+                )
+            ),
+            expression=integer(b),
+        )
+        for b in bits
+    ]
+    total: Sql = per_class[0] if per_class else integer(0)
+    for term in per_class[1:]:
+        total = exp.Add(this=total, expression=term)
+    named = exp.and_(
+        exp.NEQ(this=exp.column("entry", table="x"), expression=value("")),
+        exp.not_(coalesce(exp.column("recognized", table="k"), False)),
+    )
+    unrecognized = exp.EQ(this=exp.Max(this=cases([(named, integer(1))], integer(0))), expression=integer(1))
+    on = exp.EQ(this=exp.column("entry", table="k"), expression=exp.column("entry", table="x"))
+    combined = (
+        exp.select(
+            exp.column(ROW_KEY, table="x"),
+            exp.alias_(total, CLASSES, quoted=True),
+            exp.alias_(unrecognized, "unrecognized", quoted=True),
+        )
+        .from_(exp.to_table(ENTRY_ROWS).as_("x"))
+        .join(exp.to_table(ENTRIES).as_("k"), on=on, join_type="left")
+        .group_by(exp.column(ROW_KEY, table="x"))
+    )
+    return [_cte(ENTRIES, mapping), _cte(ENTRY_ROWS, rows), _cte(ENTRY_CLASSES, combined)]
+
+
+def _entries_of(table: str, header: str, key: str | None = None) -> Sql:
+    """Each row's medication entries (the `;`-separated list split and trimmed), with the row's
+    key; without `key`, the table's distinct entries (to resolve, `--medication-entries`)."""
+    quoted = {n: exp.to_identifier(n, quoted=True).sql("duckdb") for n in (key or "", header)}
+    source = exp.to_table(table).sql("duckdb")
+    which = f"r.{quoted[key]} AS {ROW_KEY}, TRIM(e.entry) AS entry" if key else "DISTINCT TRIM(e.entry) AS entry"
+    return sqlglot.parse_one(  # names quoted by sqlglot: nothing of the caller's is spliced raw
+        f"SELECT {which} FROM {source} AS r, "  # noqa: S608
+        f"UNNEST(STRING_SPLIT(CAST(r.{quoted[header]} AS VARCHAR), ';')) AS e(entry)",
+        read="duckdb",
+    )
+
+
+def _classes() -> Sql:
+    return coalesce(exp.column("classes", table="k"), integer(0))
+
+
+def raw_sql(
+    rs: Ruleset, plan: Plan, dialect: str, table: str, entries: Iterable[str], decimal_comma: bool = False
+) -> str:
+    """`interpret sql --raw`: the statement that reads the export's own table `table`."""
+    from interpret.sql.query import for_dialect, warehouse_sql
+
+    entries = list(entries)
+    ctes, analytes = validated_select(rs, plan, table, entries, decimal_comma)
+    taken = "\n".join(f"--   {header}: {role}" for header, role in plan.describe(_headers(plan)))
+    codes = "\n".join(f"--   {code}: {words}" for code, words in refusal_words().items())
+    medications = plan.roles.get("medications")
+    listed = (
+        f"""-- Medication entries: the {len(entry_table(rs, entries))} distinct entries resolved when this was
+-- printed; any other entry counts as not recognised. The table's own distinct entries:
+--   {for_dialect(_entries_of(table, medications), dialect).replace(chr(10), " ")}
+-- give them (one per line) to `interpret sql --raw ... --medication-entries FILE`."""
+        if medications
+        else "-- No medication column: the medication rules are not assessed."
+    )
+    reads = f"""-- Reads {table}, the export as written (one row per panel; cells as text or numbers):
+{taken}
+-- The cells are validated here, as `interpret batch` validates them. A refused row has `error`:
+-- each refusal as "where: code", the codes' words:
+{codes}
+{listed}"""
+    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), False, table, (ctes, reads))
+
+
+def _headers(plan: Plan) -> list[str]:
+    named = [*plan.analyte_columns.values(), *plan.unit_columns.values(), *plan.roles.values()]
+    named += [h for pair in plan.range_columns.values() for h in pair if h]
+    return list(dict.fromkeys([*([plan.id_column] if plan.id_column else []), *named]))

@@ -132,8 +132,6 @@ def test_printed_statement_runs_unchanged(interpreter, tmp_path, dialect):
     assert int((reference["__fired"] != 0).sum()) > 2000  # the demo's panels do fire rules
     aki = 1 << next(i for i, r in enumerate(rs.rules) if r.code == "acute_kidney_injury")
     assert int((from_sql["__fired"] & aki != 0).sum()) > 400  # across time too (the t__ columns)
-    aki = 1 << next(i for i, r in enumerate(rs.rules) if r.code == "acute_kidney_injury")
-    assert int((from_sql["__fired"] & aki != 0).sum()) > 400  # across time too (the t__ columns)
 
 
 def _run_printed(dialect: str, text: str, table: pl.DataFrame) -> pl.DataFrame:

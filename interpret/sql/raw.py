@@ -40,7 +40,7 @@ OPS = SqlOps()
 Sql = Any  # a sqlglot expression (sqlglot's own types are not precise enough to check)
 ENTRIES, ENTRY_ROWS, ENTRY_CLASSES = "medication_entries", "medication_rows", "medication_classes"
 ROW_KEY = "__row_key"
-CELLS, READ = "raw_cells", "raw_read"  # the layers that make the validated table
+CELLS, READ, CHECKED = "raw_cells", "raw_read", "raw_checked"  # the layers that make the validated table
 # The longest cell read as a number: a DOUBLE CAST of a longer one (or of a 3-digit exponent)
 # may overflow, which fails the whole statement on Postgres; such a cell is not a number here.
 LONGEST_NUMBER = 30
@@ -138,24 +138,26 @@ def _refusal(location: str, code: str) -> Sql:
     return value(f"{location}: {code}")
 
 
-def _joined(parts: list[tuple[Sql, Sql]]) -> Sql:
-    """The refusals that hold, joined by "; " (NULL when none): each piece is "text; " or "",
-    and the last separator is cut (CONCAT_WS is not portable in its NULL handling)."""
-    if not parts:
-        return exp.cast(exp.null(), exp.DataType.Type.VARCHAR)
+def _pieces(parts: list[tuple[Sql, Sql]]) -> Sql:
+    """The refusals that hold, each "text; " (CONCAT_WS is not portable in its NULL handling)."""
     pieces = [cases([(condition, exp.DPipe(this=text, expression=value("; ")))], "") for condition, text in parts]
-    whole: Sql = pieces[0]
+    whole: Sql = pieces[0] if pieces else value("")
     for piece in pieces[1:]:
         whole = exp.DPipe(this=whole, expression=piece)
-    length = exp.Length(this=whole)
-    cut = exp.Substring(this=whole, start=exp.Literal.number(1), length=exp.Sub(this=length, expression=exp.Literal.number(2)))
-    return cases([(exp.EQ(this=whole, expression=value("")), None)], cut)
+    return whole
+
+
+def _cut(pieces: Sql) -> Sql:
+    """`_pieces` joined by "; ": NULL when none, else without the last separator."""
+    length = exp.Sub(this=exp.Length(this=pieces), expression=exp.Literal.number(2))
+    cut = exp.Substring(this=pieces, start=exp.Literal.number(1), length=length)
+    return cases([(exp.EQ(this=pieces, expression=value("")), None)], cut)
 
 
 def _validated(rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_comma: bool) -> list[Sql]:
     """`validated_panels`: one row per panel of `table`, with the columns
     `query.validated_columns` names, in three layers so that no expression is written twice:
-    the cells as trimmed text, what each cell reads as, then the checks."""
+    the cells as trimmed text, what each cell reads as, the checks, then the refusals' words."""
     assert plan.id_column is not None  # validated_select refuses a table without its row key
     specimen = rs.meta.specimen
     texts = {f"__t_{ANALYTE_FACT[a]}": h for a, h in plan.analyte_columns.items()}
@@ -218,16 +220,20 @@ def _validated(rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_c
                 checked.append(exp.alias_(limit, f"lab_{name}__{fact}", quoted=True))
         hemolysis_cells.append(col(f"__h_{fact}"))
         measured.append(known(q))
+    # "no result" only where no result was refused either (a refused cell says more)
+    none_refused = exp.not_(exp.or_(*(condition for condition, _ in refusals))) if refusals else exp.true()
+    any_result = exp.or_(*measured) if measured else exp.false()
     patient_read, patient_checked = _patient(rs, plan, refusals, hemolysis_cells, decimal_comma)
     read += patient_read
     checked += patient_checked
-    any_result = exp.or_(*measured) if measured else exp.false()
-    refusals.append((exp.not_(any_result), value("no_results")))
-    checked.append(exp.alias_(_joined(refusals), "error", quoted=True))
+    refusals.append((exp.and_(exp.not_(any_result), none_refused), value("no_results")))
+    checked.append(exp.alias_(_pieces(refusals), "__refusals", quoted=True))
+    kept = [col(e.alias_or_name) for e in checked if e.alias_or_name != "__refusals"]
     return [
         _cte(CELLS, source),
         _cte(READ, exp.select(*read).from_(CELLS)),
-        _cte(VALIDATED, exp.select(*checked).from_(READ)),
+        _cte(CHECKED, exp.select(*checked).from_(READ)),
+        _cte(VALIDATED, exp.select(*kept, exp.alias_(_cut(col("__refusals")), "error", quoted=True)).from_(CHECKED)),
     ]
 
 

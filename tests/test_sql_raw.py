@@ -1,0 +1,209 @@
+"""`interpret sql --raw`: the export's own table validated in SQL, then the facts and rules.
+
+What a warehouse team does: print the statement for their table (a sample of it gives the
+columns and medication entries), run it where the data are. Checked against `interpret
+batch` (the polars runner) on the same file, row by row: the findings (the `__fired` mask
+decoded by the rule bits the header prints), the same rows refused, each refusal at the same
+place. On the MIMIC-IV demo's wide join (real data) and on a file of hostile cells; on duckdb
+and on Spark local mode (skipped only where pyspark or Java is missing).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from tests.test_batch import MIMIC_WIDE, batch
+from tests.test_sql import _cli, _engine
+
+ANALYTES = ("potassium", "magnesium", "creatinine")
+
+
+def _raw_statement(sample: Path, dialect: str, *options: str) -> str:
+    code, text = _cli("sql", "--raw", str(sample), "--dialect", dialect, "--table", "export", *options)
+    assert code == 0, text
+    return text.rstrip().rstrip(";")
+
+
+def _run(dialect: str, statement: str, csv: Path) -> pl.DataFrame:
+    """The statement over the CSV loaded as a table of text cells, as a warehouse would hold it."""
+    if dialect == "duckdb":
+        con = duckdb.connect()
+        con.execute(f"CREATE TABLE export AS SELECT * FROM read_csv('{csv}', all_varchar = true, header = true)")
+        frame = pl.from_arrow(con.sql(statement).to_arrow_table())
+    else:
+        from interpret.sql.engines import spark_session
+
+        session = spark_session()
+        session.read.csv(str(csv), header=True, inferSchema=False).createOrReplaceTempView("export")
+        frame = pl.from_arrow(session.sql(statement).toArrow())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.with_columns(pl.col("line").cast(pl.String))
+
+
+def _codes(rs, mask: int | None) -> str:
+    return ";".join(sorted(r.code for i, r in enumerate(rs.rules) if mask is not None and mask >> i & 1))
+
+
+def _places(error: str | None, plan_analytes: tuple[str, ...]) -> set[str]:
+    """Where each refusal of an error is ("potassium (column 'K')", "age", ...): the batch's
+    sentences and the SQL's codes both start each refusal with its place."""
+    if error is None:
+        return set()
+    analytes = "|".join(plan_analytes)
+    found = set(re.findall(rf"(?:^|; )((?:{analytes}) \(column '[^']*'\)|age|sex|hemolyzed): ", error))
+    return found | ({"no results"} if "no result" in error or "no_results" in error else set())
+
+
+def _compare(interpreter, tmp_path: Path, csv: Path, dialect: str, analytes: tuple[str, ...]) -> pl.DataFrame:
+    rs = interpreter.ruleset
+    statement = _raw_statement(csv, dialect, "--id-column", "id")
+    from_sql = _run(dialect, statement, csv)
+    run = batch(interpreter, tmp_path, csv.read_bytes(), name="export.csv", id_column="id")
+    assert run.code == 0, run.stderr
+    expected = run.out.select("id", "findings", "error")
+    got = from_sql.select(pl.col("line").alias("id"), "__fired", pl.col("error").alias("sql_error"))
+    joined = expected.join(got, on="id", how="left", validate="1:1")
+    assert joined.height == expected.height and joined["__fired"].null_count() <= joined["error"].null_count()
+    for row in joined.iter_rows(named=True):
+        assert (row["error"] is None) == (row["sql_error"] is None), row
+        assert _places(row["error"], analytes) == _places(row["sql_error"], analytes), row
+        if row["error"] is None:
+            wanted = ";".join(sorted(c for c in (row["findings"] or "").split(";") if c))
+            assert _codes(rs, row["__fired"]) == wanted, row
+    return joined
+
+
+def _mimic_with_id(tmp_path: Path) -> Path:
+    """The MIMIC wide join, its specimen id as the row key (`id`) and its other ids dropped."""
+    frame = pl.read_csv(MIMIC_WIDE, infer_schema=False).rename({"specimen_id": "id"})
+    path = tmp_path / "mimic.csv"
+    frame.drop("subject_id", "hadm_id").write_csv(path)
+    return path
+
+
+@pytest.mark.skipif(not MIMIC_WIDE.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_raw_sql_gives_the_batch_findings_on_the_mimic_wide_join(interpreter, tmp_path, dialect):
+    joined = _compare(
+        interpreter, tmp_path, _mimic_with_id(tmp_path), _engine(dialect), ("potassium", "magnesium", "sodium")
+    )
+    assert joined.height == 3011
+    assert joined.filter(pl.col("findings") != "").height > 2000  # the demo's panels do fire rules
+
+
+CELLS = ["", "4.1", "3.2", " 5.0 ", "3,2", "<2", ">10", "abc", "HEMOLYZED", " haemolysed ", "-1", "45", "1e3"]
+CELLS += ["1e999", "nan", "inf", "+.5", "5.", "0x10", "1_000", "٣.٤", "=1+1", "1" * 40]
+UNITS = ["mmol/L", "MMOL/L", "mEq/l", " mg/dL ", "mg/dl", "umol/L", "µmol/L", "μmol/L", "", "xyz", "mmol"]
+AGES = ["", "52", "17", "18", "120", "abc", " 70 ", "65.5", "-3"]
+SEXES = ["", "F", "m", "Female", "MALE", "x", "U", "unknown", "other", "q"]
+HEMOLYZED = ["", "no", "YES", "y", "0", "1", "hemolyzed", "not hemolyzed", "maybe"]
+DRUGS = ["furosemide 40 mg", "Lasix", "omeprazole", "digoxin 125 mcg", "zzzunknown", "", " spironolactone "]
+
+
+GOOD = {  # plausible values in a unit of each analyte: rows that are read, to fire rules on
+    "potassium": (["2.9", "3.4", "4.1", "5.8", "6.9"], ["mmol/L", "mEq/L", "MMOL/L"]),
+    "magnesium": (["0.5", "0.8", "1.9", "2.4", "4.1"], ["mg/dL", "mmol/L", "mEq/L"]),
+    "creatinine": (["60", "88", "250", "1.1", "3.2"], ["umol/L", "µmol/L", "μmol/L", "mg/dL", "mg/dl"]),
+}
+
+
+def _hostile_file(path: Path, rows: int = 600, seed: int = 5) -> Path:
+    """Rows of plausible cells, about half of them with one cell or more made hostile."""
+    rng = random.Random(seed)
+    header = "id,potassium,potassium_unit,magnesium,magnesium_unit,creatinine,creatinine_unit,age,sex,hemolyzed"
+    lines = [header + ",medications"]
+    hostile = [*[CELLS, UNITS] * len(ANALYTES), AGES, SEXES, HEMOLYZED]
+    for i in range(rows):
+        cells = []
+        for analyte in ANALYTES:
+            values, units = GOOD[analyte]
+            cells += [rng.choice(values), rng.choice(units)]
+        cells += [rng.choice(["", "45", "71", "88"]), rng.choice(["F", "M", ""]), rng.choice(["no", "yes", ""])]
+        while rng.random() < 0.5:
+            field = rng.randrange(len(cells))
+            cells[field] = rng.choice(hostile[field])
+        meds = ";".join(rng.sample(DRUGS, rng.randint(0, 3)))
+        lines.append(",".join([f"r{i}", *(f'"{c}"' if "," in c else c for c in [*cells, meds])]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_raw_sql_refuses_and_reads_hostile_cells_as_the_batch_does(interpreter, tmp_path, dialect):
+    """Words, bounds, decimal commas, overflowing exponents, non-ASCII digits, odd unit
+    spellings (µ and μ), sex and yes/no codes: the same rows refused at the same places, and
+    every other row's findings the batch's."""
+    joined = _compare(interpreter, tmp_path, _hostile_file(tmp_path / "hostile.csv"), _engine(dialect), ANALYTES)
+    refused = joined["error"].is_not_null().sum()
+    assert 100 < refused < joined.height - 50  # both kinds of row are there to compare
+
+
+def test_raw_sql_reads_units_as_the_ruleset_does(interpreter):
+    """Every unit spelling of the ruleset, as written, in capitals and in lower case: the SQL's
+    CASE list gives the key `UnitTable.resolve` gives (NULL where it gives none)."""
+    from sqlglot import exp
+
+    from interpret.batch.mapping import Plan
+    from interpret.sql.raw import _unit
+
+    rs = interpreter.ruleset
+    exact, _ = rs.units.spellings()
+    con = duckdb.connect()
+    for analyte in ("potassium", "creatinine", "magnesium", "glucose"):
+        plan = Plan(format="wide", analyte_columns={analyte: analyte}, unit_columns={analyte: "u"})
+        expression = _unit(rs, plan, analyte).sql("duckdb")
+        for spelling in [*exact, *(s.upper() for s in exact), *(s.lower() for s in exact), "nonsense"]:
+            key = rs.units.resolve(spelling)
+            wanted = key if key in rs.analytes[analyte].units else None
+            cell = exp.Literal.string(spelling).sql("duckdb")
+            got = con.execute(f'SELECT {expression} FROM (SELECT {cell} AS "__tu_{analyte}")').fetchall()[0][0]
+            assert got == wanted, (analyte, spelling)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark", "bigquery", "snowflake", "postgres"])
+def test_raw_sql_is_valid_sql_of_each_dialect(interpreter, tmp_path, dialect):
+    """Every dialect's statement parses back, names its ruleset, and carries the entries'
+    mapping table and the query for the table's own distinct entries."""
+    import sqlglot
+
+    text = _raw_statement(_hostile_file(tmp_path / "h.csv", rows=40), dialect, "--id-column", "id")
+    rs = interpreter.ruleset
+    assert f"ruleset {rs.version} (sha256 {rs.sha256})" in text.splitlines()[0]
+    parsed = sqlglot.parse_one(text, read=dialect)
+    table = sqlglot.exp.Unnest if dialect == "bigquery" else sqlglot.exp.Values  # BigQuery: UNNEST of STRUCTs
+    assert any("furosemide 40 mg" in t.sql(dialect) for t in parsed.find_all(table))
+    assert "'furosemide 40 mg'" in text and "distinct entries" in text
+    if dialect == "postgres":  # sqlglot writes SPLIT, which Postgres does not have
+        assert "STRING_TO_ARRAY(" in text and "SPLIT(" not in text.replace("STRING_TO_ARRAY(", "")
+
+
+def test_raw_sql_says_what_it_cannot_read(tmp_path):
+    sample = tmp_path / "s.csv"
+    sample.write_text("potassium,potassium_unit\n4.1,mmol/L\n")
+    code, text = _cli("sql", "--raw", str(sample))
+    assert code == 2 and "--id-column" in text
+    code, text = _cli("sql", "--raw", str(tmp_path / "missing.csv"), "--id-column", "id")
+    assert code == 2 and "missing.csv" in text
+
+
+def test_an_entry_missing_from_the_mapping_table_is_not_recognised(interpreter, tmp_path):
+    """An entry the printed statement never saw is counted as not recognised (the rule that
+    lists unrecognised medications fires), never dropped."""
+    sample = tmp_path / "sample.csv"
+    sample.write_text("id,potassium,potassium_unit,medications\na,4.1,mmol/L,furosemide\n")
+    table = tmp_path / "table.csv"
+    table.write_text("id,potassium,potassium_unit,medications\na,4.1,mmol/L,furosemide\nb,4.1,mmol/L,bumetanide\n")
+    statement = _raw_statement(sample, "duckdb", "--id-column", "id")
+    rows = {r["line"]: r for r in _run("duckdb", statement, table).iter_rows(named=True)}
+    assert rows["a"]["unrecognized"] is False and rows["b"]["unrecognized"] is True
+    entries = tmp_path / "entries.txt"
+    entries.write_text("bumetanide\n")
+    statement = _raw_statement(sample, "duckdb", "--id-column", "id", "--medication-entries", str(entries))
+    rows = {r["line"]: r for r in _run("duckdb", statement, table).iter_rows(named=True)}
+    assert rows["b"]["unrecognized"] is False and rows["b"]["m__classes"] == rows["a"]["m__classes"] != 0

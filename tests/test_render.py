@@ -8,6 +8,7 @@ import pytest
 
 from interpret.compact import expand
 from interpret.render import render
+from tests.conftest import ROOT
 
 SEED = {
     "potassium": "3.0 mmol/L",
@@ -164,3 +165,19 @@ def test_sources_are_one_table_referenced_by_key(seed, interpreter):
         }
     text = render(seed, "text")
     assert "SOURCES" in text and rs.references[cited[0]].citation in text
+
+
+@pytest.mark.parametrize("fmt", ["text", "html"])
+def test_each_evidence_line_is_stated_once_per_report(interpreter, fmt):
+    """The core case: potassium's and magnesium's evidence appear in full once; the other
+    findings that rest on them name the value and status only ("as above"), not the interval
+    again. The JSON keeps every finding's evidence whole (each finding stands alone there)."""
+    panel = json.loads((ROOT / "examples/low-k-low-mg-loop-diuretic.json").read_text())
+    interpretation = interpreter.interpret(panel)
+    report = render(interpretation, fmt)
+    full = "Magnesium 1.3 mg/dL (0.535 mmol/L): low; 1.7–2.2 mg/dL, laboratory interval"
+    in_findings = sum(e.statement == full for f in interpretation.findings for e in f.evidence)
+    assert in_findings >= 3  # the JSON: every finding that reads magnesium states it whole
+    assert report.count(full) == 1
+    assert report.count("Magnesium 1.3 mg/dL (0.535 mmol/L): low (as above)") == 2
+    assert report.count("Potassium 3.0 mmol/L: low; 3.5–5.0 mmol/L, default adult interval") == 1

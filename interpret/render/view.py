@@ -91,13 +91,22 @@ def earlier_by_analyte(interpretation: Interpretation) -> list[tuple[str, list[E
 
 @dataclass(frozen=True)
 class Entry:
-    """A finding as the report shows it: with the single-result findings it combines inside
-    it (`FindingOut.explains`), their evidence lines that it does not already state, and
-    whether the critical note is shown here (once per report)."""
+    """A finding as the report shows it: its evidence lines (`evidence`: each stated in full
+    the first time the report states it, then by its value alone, `as_above`), the
+    single-result findings it combines inside it (`FindingOut.explains`) with their lines that
+    it does not already state, and whether the critical note is shown here (once per report)."""
 
     finding: FindingOut
+    evidence: list[str]
     inner: list[tuple[FindingOut, list[str]]]
     critical_note: str | None
+
+
+def as_above(statement: str) -> str:
+    """An evidence line already stated in this report, by its value alone: "Potassium 3.0 mmol/L:
+    low; 3.5–5.0 mmol/L, default adult interval" -> "Potassium 3.0 mmol/L: low (as above)"."""
+    head = statement.split("; ", 1)[0]
+    return f"{head} (as above)"
 
 
 def entries(interpretation: Interpretation) -> list[Entry]:
@@ -108,18 +117,26 @@ def entries(interpretation: Interpretation) -> list[Entry]:
             owner.setdefault(code, f.code)
     by_code = {f.code: f for f in findings}
     out, noted = [], False
+    said: set[str] = set()  # the evidence lines stated so far in the report
+
+    def once(statements: list[str]) -> list[str]:
+        shown = [as_above(s) if s in said else s for s in statements]
+        said.update(statements)
+        return shown
+
     for f in findings:
         if f.code in owner and owner[f.code] != f.code:
             continue
         stated = {e.statement for e in f.evidence}
+        evidence = once([e.statement for e in f.evidence])
         inner = []
         for code in (c for c, o in owner.items() if o == f.code):
             folded = by_code[code]
-            inner.append((folded, [e.statement for e in folded.evidence if e.statement not in stated]))
+            inner.append((folded, once([e.statement for e in folded.evidence if e.statement not in stated])))
             stated |= {e.statement for e in folded.evidence}
         notes = [f.critical_note, *(i.critical_note for i, _ in inner)]
         note = next((n for n in notes if n), None)
-        out.append(Entry(f, inner, None if noted else note))
+        out.append(Entry(f, evidence, inner, None if noted else note))
         noted = noted or note is not None
     return out
 

@@ -181,3 +181,16 @@ def test_each_evidence_line_is_stated_once_per_report(interpreter, fmt):
     assert report.count(full) == 1
     assert report.count("Magnesium 1.3 mg/dL (0.535 mmol/L): low (as above)") == 2
     assert report.count("Potassium 3.0 mmol/L: low; 3.5–5.0 mmol/L, default adult interval") == 1
+
+
+def test_a_narrow_interval_has_one_label_under_its_bar(interpreter):
+    """Magnesium's 1.7–2.2 mg/dL sits narrow on a scale that reaches its critical limits: its
+    two ends would overprint, so they share one label; potassium's interval is wide enough for two."""
+    from interpret.render.view import range_bar
+
+    panel = json.loads((ROOT / "examples/low-k-low-mg-loop-diuretic.json").read_text())
+    interpretation = interpreter.interpret(panel)
+    bars = {r.analyte: range_bar(r) for r in interpretation.results}
+    assert not bars["magnesium"].ends_apart and bars["potassium"].ends_apart
+    html = render(interpretation, "html")
+    assert ">1.7–2.2</span>" in html and ">3.5</span>" in html and ">5.0</span>" in html

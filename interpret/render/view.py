@@ -25,6 +25,9 @@ STATUS_LABELS = {
 }
 
 
+NARROWEST_LABELLED = 18.0  # percent of the bar: narrower, the interval's ends share one label
+
+
 @dataclass(frozen=True)
 class RangeBar:
     """Where the value and the interval sit on one axis, in percent of the bar's width."""
@@ -37,6 +40,12 @@ class RangeBar:
     low: str = ""  # the interval's ends and the value, as numbers under the bar
     high: str = ""
     value: str = ""
+
+    @property
+    def ends_apart(self) -> bool:
+        """Whether the interval is wide enough on the bar for its two ends to be labelled apart
+        (else one label, "135–145", under its middle: two would overprint)."""
+        return self.interval_width >= NARROWEST_LABELLED
 
 
 def range_bar(result: ResultOut, earlier: list[EarlierOut] | None = None) -> RangeBar | None:

@@ -507,6 +507,9 @@ def sql(
     ] = None,
     unit: UnitOption = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="--raw: the table's row key.")] = None,
+    allow_identifier: Annotated[
+        list[str] | None, typer.Option("--allow-identifier", help="--raw: allow an identifier-like column.")
+    ] = None,
     medication_entries: Annotated[
         Path | None,
         typer.Option("--medication-entries", help="--raw: the table's distinct medication entries, one per line."),
@@ -524,7 +527,8 @@ def sql(
         if dialect not in DIALECTS:
             _error(f"--dialect {dialect!r}: known are {', '.join(DIALECTS)}")
             raise typer.Exit(2)
-        print(_raw_sql(rs, dialect, raw, mapping, unit or [], id_column, table, medication_entries), end="")
+        allowed = allow_identifier or []
+        print(_raw_sql(rs, dialect, raw, mapping, unit or [], id_column, allowed, table, medication_entries), end="")
         return
     measured = [a for a in rs.analytes if a in ANALYTE_FACT]
     chosen = list(analyte or measured)
@@ -559,6 +563,7 @@ def _raw_sql(
     mapping: Path | None,
     units: list[str],
     id_column: str | None,
+    allow: list[str],
     table: str,
     entries_file: Path | None,
 ) -> str:
@@ -570,9 +575,11 @@ def _raw_sql(
     from interpret.sql.raw import RawSqlError, raw_sql
 
     try:
+        spec = load_mapping(mapping)
         source, plan = open_input(
-            rs, sample, load_mapping(mapping), fmt=None, units=units, id_column=id_column, allow=[], head_only=True
+            rs, sample, spec, fmt=None, units=units, id_column=id_column, allow=allow, head_only=True
         )
+        history = (spec.history.patient_key, spec.history.time) if spec.history else None
         try:
             entries: list[str] = []
             column = plan.roles.get("medications")
@@ -581,7 +588,7 @@ def _raw_sql(
                     entries += chunk.get_column(column).drop_nulls().str.split(";").explode().unique().to_list()
             if entries_file is not None:
                 entries += entries_file.read_text(encoding="utf-8").splitlines()
-            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma)
+            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma, history)
         finally:
             source.release()
     except (BatchInputError, RawSqlError, OSError) as exc:

@@ -43,9 +43,17 @@ def _name(named: exp.Expression) -> str:
 
 
 def statement(
-    rs: Ruleset, analytes: list[str], lab_ranges: set[str], inputs: list[str], table: str, keep_inputs: bool = True
+    rs: Ruleset,
+    analytes: list[str],
+    lab_ranges: set[str],
+    inputs: list[str],
+    table: str,
+    keep_inputs: bool = True,
+    across_time: bool = False,
 ) -> Statement:
-    """SELECT every input column (unless not `keep_inputs`), the facts and the masks FROM `table`."""
+    """SELECT every input column (unless not `keep_inputs`), the facts and the masks FROM `table`.
+    `across_time`: the `t__` columns are worked out here (`sql/serial.py`) from each panel's
+    patient and time (`__patient`, `__seconds` among the inputs), not read from the table."""
     steps = column_facts.fact_steps(rs, analytes, lab_ranges, OPS)
     produced = {_name(e) for e in steps.first + steps.second}
     present = set(inputs) | produced
@@ -55,26 +63,31 @@ def statement(
         for prefix, kind in PREFIX_KINDS.items()
         if f"{prefix}{q}" not in present
     ]
-    missing += [OPS.named(OPS.null("bool"), t) for t in serial_nodes(rs).values() if t not in present]
+    if not across_time:
+        missing += [OPS.named(OPS.null("bool"), t) for t in serial_nodes(rs).values() if t not in present]
     if steps.osmolality is not None:
         steps.second.append(OPS.named(steps.osmolality, OSMOLALITY))
     rules = SqlRules(rs)
     conditions, masks = rules.conditions(), rules.masks()
     star = exp.Star()
-    layers = [
-        ("panels_in", [*(column(c) for c in inputs), *missing], table),
-        ("facts_1", [star, *steps.first], "panels_in"),
-        ("facts_2", [star, *steps.second], "facts_1"),
-        ("conditions", [star, *conditions], "facts_2"),
+    layers: list[tuple[str, Any]] = [
+        ("panels_in", exp.select(*(column(c) for c in inputs), *missing).from_(table)),
+        ("facts_1", exp.select(star, *steps.first).from_("panels_in")),
+        ("facts_2", exp.select(star, *steps.second).from_("facts_1")),
     ]
+    if across_time:
+        from interpret.sql.serial import SerialSql
+
+        layers += SerialSql(rs).layers("facts_2")
+    layers.append(("conditions", exp.select(star, *conditions).from_(layers[-1][0])))
     kept = [
         *(inputs if keep_inputs else []),
         *(_name(e) for e in missing),
         *(_name(e) for e in steps.first + steps.second),
     ]
     final = exp.select(*(column(c) for c in kept), *masks).from_("conditions")
-    for name, expressions, source in layers:
-        final = final.with_(name, as_=exp.select(*expressions).from_(source))
+    for name, select in layers:
+        final = final.with_(name, as_=select)
     return Statement(final)
 
 
@@ -83,7 +96,8 @@ DIALECTS = ("duckdb", "spark", "bigquery", "snowflake", "postgres")
 
 def for_dialect(select: exp.Select, dialect: str) -> str:
     """The statement's text for one dialect, past the traps measured there: Postgres has no
-    ROUND of a DOUBLE PRECISION, so the rounding goes through NUMERIC and back."""
+    ROUND of a DOUBLE PRECISION, so the rounding goes through NUMERIC and back, and no SPLIT
+    (STRING_TO_ARRAY); BigQuery has no TIME_TO_UNIX (UNIX_SECONDS of a TIMESTAMP)."""
     if dialect == "postgres":
 
         def numeric_round(node: exp.Expression) -> exp.Expression:
@@ -101,6 +115,15 @@ def for_dialect(select: exp.Select, dialect: str) -> str:
             return node
 
         select = select.transform(string_to_array)  # type: ignore[assignment]
+    if dialect == "bigquery":
+
+        def unix_seconds(node: exp.Expression) -> exp.Expression:  # sqlglot writes TIME_TO_UNIX
+            if isinstance(node, exp.TimeToUnix):
+                instant = exp.cast(node.this.this, exp.DataType.Type.TIMESTAMPTZ)  # BigQuery's TIMESTAMP
+                return exp.func("UNIX_SECONDS", instant)  # type: ignore[return-value]
+            return node
+
+        select = select.transform(unix_seconds)  # type: ignore[assignment]
     return select.sql(dialect=dialect, pretty=True)
 
 
@@ -132,8 +155,14 @@ def warehouse_sql(
     (`sql/raw.py`), and the header's words for what they read."""
     from interpret.batch.columns import class_bits
 
-    inputs = validated_columns(rs, analytes, lab_ranges, history)
-    made = statement(rs, analytes, lab_ranges, inputs, VALIDATED if validation else table)
+    if validation and history:  # the t__ columns worked out in the statement, from patient and time
+        from interpret.sql.serial import PATIENT, SECONDS
+
+        inputs = [*validated_columns(rs, analytes, lab_ranges, False), PATIENT, SECONDS]
+        made = statement(rs, analytes, lab_ranges, inputs, VALIDATED, across_time=True)
+    else:
+        inputs = validated_columns(rs, analytes, lab_ranges, history)
+        made = statement(rs, analytes, lab_ranges, inputs, VALIDATED if validation else table)
     if validation:
         with_ = made.select.args["with_"]
         with_.set("expressions", [*validation[0], *with_.expressions])

@@ -33,6 +33,7 @@ from interpret.facts import ANALYTE_FACT, SEXES
 from interpret.ruleset import Ruleset
 from interpret.sql.ops import SqlOps, cases, coalesce, integer, is_null, value
 from interpret.sql.query import VALIDATED
+from interpret.sql.serial import PATIENT, SECONDS
 from interpret.units import CENSORED_MARKS
 from interpret.validate import NUMBER_PATTERN, age_refused, value_checks
 
@@ -59,21 +60,25 @@ def refusal_words() -> dict[str, str]:
 
 
 def validated_select(
-    rs: Ruleset, plan: Plan, table: str, entries: Iterable[str], decimal_comma: bool = False
+    rs: Ruleset,
+    plan: Plan,
+    table: str,
+    entries: Iterable[str],
+    decimal_comma: bool = False,
+    history: tuple[str, str] | None = None,
 ) -> tuple[list[Sql], list[str]]:
     """The common table expressions that make `validated_panels` from the raw `table`, and
-    the analytes it gives."""
+    the analytes it gives. `history`: the (patient, time) columns, for the conditions across
+    time (`sql/serial.py`)."""
     if plan.format != "wide":
         raise RawSqlError("the long format (one row per result) is read by `interpret batch`, not yet as SQL")
-    if plan.history:
-        raise RawSqlError("conditions across time read the export by `interpret batch`, not yet from raw SQL")
     if not plan.id_column:
         raise RawSqlError("name the table's row key with --id-column: each output row carries it")
     ctes = []
     medications = plan.roles.get("medications")
     if medications:
         ctes += _medication_ctes(rs, table, plan.id_column, medications, entries)
-    ctes += _validated(rs, plan, table, bool(medications), decimal_comma)
+    ctes += _validated(rs, plan, table, bool(medications), decimal_comma, history)
     return ctes, list(plan.analyte_columns)
 
 
@@ -154,7 +159,9 @@ def _cut(pieces: Sql) -> Sql:
     return cases([(exp.EQ(this=pieces, expression=value("")), None)], cut)
 
 
-def _validated(rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_comma: bool) -> list[Sql]:
+def _validated(
+    rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_comma: bool, history: tuple[str, str] | None
+) -> list[Sql]:
     """`validated_panels`: one row per panel of `table`, with the columns
     `query.validated_columns` names, in three layers so that no expression is written twice:
     the cells as trimmed text, what each cell reads as, the checks, then the refusals' words."""
@@ -168,6 +175,8 @@ def _validated(rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_c
     cells = [exp.alias_(exp.column(plan.id_column, table="r", quoted=True), "line", quoted=True)]
     cells += [exp.alias_(_cell(h), name, quoted=True) for name, h in texts.items()]
     cells += _medication_columns(medications)
+    if history:
+        cells += _patient_and_time(*history)
     source = exp.select(*cells).from_(exp.to_table(table).as_("r"))
     if medications:
         on = exp.EQ(this=exp.column(ROW_KEY, table="m"), expression=exp.column(plan.id_column, table="r", quoted=True))
@@ -175,6 +184,7 @@ def _validated(rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_c
 
     read: list[Sql] = [exp.Star()]
     checked: list[Sql] = [col("line"), col("meds_known"), col("unrecognized"), col(CLASSES)]
+    checked += [col(PATIENT), col(SECONDS)] if history else []
     refusals: list[tuple[Sql, Sql]] = []
     hemolysis_cells: list[Sql] = []
     measured: list[Sql] = []
@@ -234,6 +244,23 @@ def _validated(rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_c
         _cte(READ, exp.select(*read).from_(CELLS)),
         _cte(CHECKED, exp.select(*checked).from_(READ)),
         _cte(VALIDATED, exp.select(*kept, exp.alias_(_cut(col("__refusals")), "error", quoted=True)).from_(CHECKED)),
+    ]
+
+
+# A time as ISO text without an offset (or a TIMESTAMP column, whose text is that): read as
+# UTC, as the batch reads a time without an offset. Anything else is no time here (its rules
+# across time are not assessed): a CAST of it could fail the whole statement.
+ISO_TIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?$"
+
+
+def _patient_and_time(patient: str, time: str) -> list[Sql]:
+    """Each row's patient (NULL when blank) and its time in epoch seconds (NULL when unread)."""
+    who = _cell(patient)
+    when = _cell(time)
+    seconds = exp.TimeToUnix(this=exp.cast(when, exp.DataType.Type.TIMESTAMP))
+    return [
+        exp.alias_(cases([(_empty(who), None)], who), PATIENT, quoted=True),
+        exp.alias_(cases([(_matches(when, ISO_TIME), seconds)], None), SECONDS, quoted=True),
     ]
 
 
@@ -398,13 +425,20 @@ def _classes() -> Sql:
 
 
 def raw_sql(
-    rs: Ruleset, plan: Plan, dialect: str, table: str, entries: Iterable[str], decimal_comma: bool = False
+    rs: Ruleset,
+    plan: Plan,
+    dialect: str,
+    table: str,
+    entries: Iterable[str],
+    decimal_comma: bool = False,
+    history: tuple[str, str] | None = None,
 ) -> str:
-    """`interpret sql --raw`: the statement that reads the export's own table `table`."""
+    """`interpret sql --raw`: the statement that reads the export's own table `table`;
+    `history` (the mapping's patient and time columns): with the conditions across time."""
     from interpret.sql.query import for_dialect, warehouse_sql
 
     entries = list(entries)
-    ctes, analytes = validated_select(rs, plan, table, entries, decimal_comma)
+    ctes, analytes = validated_select(rs, plan, table, entries, decimal_comma, history)
     taken = "\n".join(f"--   {header}: {role}" for header, role in plan.describe(_headers(plan)))
     codes = "\n".join(f"--   {code}: {words}" for code, words in refusal_words().items())
     medications = plan.roles.get("medications")
@@ -422,7 +456,13 @@ def raw_sql(
 -- each refusal as "where: code", the codes' words:
 {codes}
 {listed}"""
-    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), False, table, (ctes, reads))
+    if history:
+        reads += (
+            f"\n-- Across time: each panel's earlier panels of the same patient ({history[0]!r}) by their "
+            f"time ({history[1]!r}: ISO text without an offset, or a TIMESTAMP, read as UTC; any other is "
+            "no time, and its rules across time are not assessed)."
+        )
+    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), bool(history), table, (ctes, reads))
 
 
 def _headers(plan: Plan) -> list[str]:

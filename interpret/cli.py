@@ -582,13 +582,16 @@ def _raw_sql(
         history = (spec.history.patient_key, spec.history.time) if spec.history else None
         try:
             entries: list[str] = []
+            labels: list[str] = []
             column = plan.roles.get("medications")
-            if column:
-                for chunk in read_chunks(source):
+            for chunk in read_chunks(source):
+                if column:
                     entries += chunk.get_column(column).drop_nulls().str.split(";").explode().unique().to_list()
+                if plan.long:
+                    labels += chunk.get_column(plan.long.analyte).drop_nulls().unique().to_list()
             if entries_file is not None:
                 entries += entries_file.read_text(encoding="utf-8").splitlines()
-            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma, history)
+            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma, history, labels)
         finally:
             source.release()
     except (BatchInputError, RawSqlError, OSError) as exc:

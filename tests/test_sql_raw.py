@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.test_batch import MIMIC_WIDE, batch
+from tests.test_batch import MIMIC_HOSP, MIMIC_WIDE, batch
 from tests.test_sql import _cli, _engine
 
 ANALYTES = ("potassium", "magnesium", "creatinine")
@@ -294,3 +294,90 @@ def test_raw_sql_windows_have_the_batch_edges(interpreter, tmp_path, dialect):
     fired = {r["id"]: r["findings"] or "" for r in joined.iter_rows(named=True)}
     assert "acute_kidney_injury" in fired["a2"] and "acute_kidney_injury" not in fired["b2"]
     assert "acute_kidney_injury" not in fired["c2"] and "acute_kidney_injury" in fired["f2"]
+
+
+def _compare_long(interpreter, tmp_path: Path, table: Path, mapping: Path, dialect: str) -> pl.DataFrame:
+    """A long table (one row per result) by `interpret sql --raw` and by `interpret batch`,
+    panel by panel (the SQL's `line` is the panel key, subject|specimen; the batch's id column
+    the specimen)."""
+    statement = _raw_statement(table, dialect, "--map", str(mapping), "--allow-identifier", "subject_id")
+    from_sql = _run(dialect, statement, table).with_columns(
+        pl.col("line").str.split("|").list.get(1).alias("specimen_id")
+    )
+    options = {"mapping_path": mapping, "allow": "subject_id", "id_column": "specimen_id"}
+    run = batch(interpreter, tmp_path, table.read_bytes(), name=table.name, **options)
+    assert run.code == 0, run.stderr
+    joined = run.out.select("specimen_id", "findings", "error").join(
+        from_sql.select("specimen_id", "__fired", pl.col("error").alias("sql_error")),
+        on="specimen_id",
+        how="left",
+        validate="1:1",
+    )
+    for row in joined.iter_rows(named=True):
+        assert (row["error"] is None) == (row["sql_error"] is None), row
+        if row["error"] is None:
+            wanted = ";".join(sorted(c for c in (row["findings"] or "").split(";") if c))
+            assert _codes(interpreter.ruleset, row["__fired"]) == wanted, row
+        elif "given twice" in row["error"]:
+            assert "duplicate_analyte" in row["sql_error"], row
+    return joined
+
+
+LONG_MAPPING = (
+    "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
+    "       value: valuenum, unit: valueuom, time: charttime}\n"
+    'analytes: {"50971": potassium, "50960": magnesium, "50983": sodium, "50912": creatinine,\n'
+    '           "50893": calcium, "50931": glucose, "50862": albumin}\n'
+)
+
+
+@pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_raw_sql_reads_the_mimic_labevents_as_the_batch_does(interpreter, tmp_path, dialect):
+    """labevents.csv.gz as the hospital exported it (107,727 results): grouped into 3,284
+    panels by subject and specimen, labels by itemid, each panel's history by subject and
+    chart time; the findings of every panel are the batch's."""
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(LONG_MAPPING)
+    table = tmp_path / "labevents.csv.gz"
+    table.write_bytes((MIMIC_HOSP / "labevents.csv.gz").read_bytes())
+    joined = _compare_long(interpreter, tmp_path, table, mapping, _engine(dialect))
+    assert joined.height == 3284
+    assert joined.filter(pl.col("findings").str.contains("acute_kidney_injury")).height > 100
+
+
+def _hostile_long(path: Path) -> Path:
+    """Results that conflict, repeat, are spelled two ways, have labels no one knows, or
+    cells and units the validation refuses; over two patients' timelines."""
+    rows = [
+        ("p1", "s1", "50971", "3.0", "mEq/L", "2026-01-01 00:00"),
+        ("p1", "s1", "50971", "3.00", "mmol/L", "2026-01-01 00:00"),  # the same result again
+        ("p1", "s1", "50960", "2.0", "mg/dL", "2026-01-01 00:00"),
+        ("p1", "s1", "99999", "7", "x", "2026-01-01 00:00"),  # a label no one maps: not used
+        ("p1", "s2", "50960", "2.0", "mg/dL", "2026-01-02 00:00"),
+        ("p1", "s2", "50960", "2.0", "mmol/L", "2026-01-02 00:00"),  # the same figure, another unit: conflict
+        ("p1", "s3", "50912", "0.8", "mg/dL", "2026-01-02 00:00"),
+        ("p1", "s4", "50912", "1.4", "mg/dL", "2026-01-03 00:00"),  # creatinine rise from s3
+        ("p1", "s4", "50971", "abc", "mEq/L", "2026-01-03 00:00"),
+        ("p2", "t1", "50971", "6.9", "mEq/L", "2026-01-01 00:00"),
+        ("p2", "t1", "50971", "5.1", "mEq/L", "2026-01-01 00:00"),  # conflicting values
+        ("p2", "t2", "50983", "118", "mEq/L", "2026-01-01 06:00"),
+        ("p2", "t3", "50983", "132", "mEq/L", "2026-01-01 18:00"),  # sodium +14 in 12 h
+        ("p2", "t4", "50983", "140", "furlongs", "2026-01-02 00:00"),
+        ("p2", "t5", "99999", "1", "x", "2026-01-02 00:00"),  # no known label: no panel at all
+    ]
+    lines = ["subject_id,specimen_id,itemid,valuenum,valueuom,charttime"]
+    lines += [",".join(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_raw_sql_groups_a_hostile_long_table_as_the_batch_does(interpreter, tmp_path, dialect):
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(LONG_MAPPING)
+    joined = _compare_long(interpreter, tmp_path, _hostile_long(tmp_path / "long.csv"), mapping, _engine(dialect))
+    rows = {r["specimen_id"]: r for r in joined.iter_rows(named=True)}
+    assert set(rows) == {"s1", "s2", "s3", "s4", "t1", "t2", "t3", "t4"}
+    assert rows["s1"]["error"] is None and rows["s2"]["error"] and rows["t1"]["error"]
+    assert "rapid_sodium_rise" in (rows["t3"]["findings"] or "")

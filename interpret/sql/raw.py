@@ -55,7 +55,7 @@ def refusal_words() -> dict[str, str]:
     """The refusal codes `error` gives, and their words (the batch's sentences without the cell)."""
     from interpret.validate import REFUSALS
 
-    codes = ("not_a_number", "unit", "negative", "implausible", "age", "sex", "not_yes_no")
+    codes = ("not_a_number", "unit", "negative", "implausible", "age", "sex", "not_yes_no", "duplicate_analyte")
     return {c: REFUSALS[c] for c in codes} | {"no_results": "no result to interpret"}
 
 
@@ -66,20 +66,139 @@ def validated_select(
     entries: Iterable[str],
     decimal_comma: bool = False,
     history: tuple[str, str] | None = None,
-) -> tuple[list[Sql], list[str]]:
-    """The common table expressions that make `validated_panels` from the raw `table`, and
-    the analytes it gives. `history`: the (patient, time) columns, for the conditions across
-    time (`sql/serial.py`)."""
-    if plan.format != "wide":
-        raise RawSqlError("the long format (one row per result) is read by `interpret batch`, not yet as SQL")
-    if not plan.id_column:
+    labels: Iterable[str] = (),
+) -> tuple[list[Sql], list[str], bool]:
+    """The common table expressions that make `validated_panels` from the raw `table`, the
+    analytes it gives, and whether it gives each panel's patient and time. `history`: the
+    (patient, time) columns of a wide table, for the conditions across time (`sql/serial.py`);
+    a long table's come from its mapping (`long.patient_key`, `long.time`). `labels`: a long
+    table's analyte labels to resolve (those of its sample)."""
+    ctes: list[Sql] = []
+    duplicates: list[tuple[Sql, Sql]] = []
+    if plan.format == "long":  # one row per result: grouped into panels first (as batch/long.py)
+        pivot, plan, duplicates = _long_panels(rs, plan, table, labels, decimal_comma)
+        ctes.append(pivot)
+        table = LONG_PANELS
+        history = (LONG_PATIENT, LONG_TIME) if plan.history else None
+    elif not plan.id_column:
         raise RawSqlError("name the table's row key with --id-column: each output row carries it")
-    ctes = []
     medications = plan.roles.get("medications")
     if medications:
+        assert plan.id_column is not None
         ctes += _medication_ctes(rs, table, plan.id_column, medications, entries)
-    ctes += _validated(rs, plan, table, bool(medications), decimal_comma, history)
-    return ctes, list(plan.analyte_columns)
+    ctes += _validated(rs, plan, table, bool(medications), decimal_comma, history, duplicates)
+    return ctes, list(plan.analyte_columns), history is not None
+
+
+LONG_PANELS, PANEL = "long_panels", "__panel"
+LONG_PATIENT, LONG_TIME = "__patient_text", "__time_text"
+
+
+def _long_panels(
+    rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], decimal_comma: bool
+) -> tuple[Sql, Plan, list[tuple[Sql, Sql]]]:
+    """A long table (one row per result) as one row per panel (its key: the `panel_key`
+    columns joined by "|", the output's `line`), with a value and a unit column per analyte
+    and the panel's first age, sex, time and patient. The labels are the mapping's
+    `analytes:` and the sample's own, each resolved as the batch resolves it (a label neither
+    names is not used); an analyte given twice in a panel with different values refuses it."""
+    from dataclasses import replace
+
+    spec = plan.long
+    assert spec is not None
+    known = dict(plan.analyte_labels)
+    for label in labels:
+        text = label.strip()
+        if text and text not in known and (found := rs.analyte(text)) is not None:
+            known[text] = found
+    analytes = [a for a in rs.analytes if a in ANALYTE_FACT and a in set(known.values())]
+    label = _cell(spec.analyte)
+    analyte = cases([(exp.EQ(this=label, expression=value(k)), v) for k, v in known.items()], None)
+    key = [_cell(h) for h in spec.panel_key]
+    panel: Sql = key[0]
+    for part in key[1:]:
+        panel = exp.DPipe(this=exp.DPipe(this=panel, expression=value("|")), expression=part)
+    text = _cell(spec.value)
+    unit = _cell(spec.unit) if spec.unit else value("")
+    rows = exp.select(
+        exp.alias_(panel, PANEL, quoted=True),
+        exp.alias_(analyte, "__analyte", quoted=True),
+        exp.alias_(text, "__value", quoted=True),
+        exp.alias_(unit, "__unit", quoted=True),
+        exp.alias_(_same_value(rs, plan, analytes, text, unit), "__key", quoted=True),
+        *(
+            exp.alias_(_cell(h), f"__role_{role}", quoted=True)
+            for role, h in plan.roles.items()
+            if role != "medications"
+        ),
+        *(
+            exp.alias_(_cell(h), n, quoted=True)
+            for h, n in ((spec.patient_key, LONG_PATIENT), (spec.time, LONG_TIME))
+            if h
+        ),
+    ).from_(exp.to_table(table).as_("r"))
+    by_analyte: list[Sql] = []
+    duplicates: list[tuple[Sql, Sql]] = []
+    for a in analytes:
+        this = exp.EQ(this=col("__analyte"), expression=value(a))
+        by_analyte += [
+            exp.alias_(exp.Min(this=cases([(this, col("__value"))], None)), a, quoted=True),
+            exp.alias_(exp.Min(this=cases([(this, col("__unit"))], None)), f"{a}_unit", quoted=True),
+            exp.alias_(
+                exp.Count(this=exp.Distinct(expressions=[cases([(this, col("__key"))], None)])), f"__distinct_{a}", quoted=True
+            ),
+        ]
+        duplicates.append((exp.GT(this=col(f"__distinct_{a}"), expression=integer(1)), _refusal(a, "duplicate_analyte")))
+    firsts = [
+        exp.alias_(exp.Min(this=col(f"__role_{role}")), role, quoted=True)
+        for role in plan.roles
+        if role != "medications"
+    ]
+    firsts += [
+        exp.alias_(exp.Min(this=col(n)), n, quoted=True)
+        for h, n in ((spec.patient_key, LONG_PATIENT), (spec.time, LONG_TIME))
+        if h
+    ]
+    grouped = (
+        exp.select(col(PANEL), *by_analyte, *firsts)
+        .from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("results"))))
+        .where(exp.not_(is_null(col("__analyte"))))
+        .group_by(col(PANEL))
+    )
+    wide = replace(
+        plan,
+        format="wide",
+        analyte_columns={a: a for a in analytes},
+        unit_columns={a: f"{a}_unit" for a in analytes} if spec.unit else {},
+        fixed_units={a: u for a, u in plan.fixed_units.items() if a in analytes},
+        roles={role: role for role in plan.roles if role != "medications"},
+        id_column=PANEL,
+        history=bool(spec.patient_key and spec.time),
+        long=None,
+    )
+    return _cte(LONG_PANELS, grouped), wide, duplicates
+
+
+def _same_value(rs: Ruleset, plan: Plan, analytes: list[str], text: Sql, unit: Sql) -> Sql:
+    """What two results of one analyte must share to be the same result (`long._same_value_key`):
+    the value in the analyte's canonical unit (rounded to 9 places), or, where the value is no
+    number or the unit unknown, the text as written."""
+    number = cases([(_matches(text, f"^({NUMBER_PATTERN})$"), exp.cast(text, exp.DataType.Type.DOUBLE))], None)
+    exact, folded = rs.units.spellings()
+    branches = []
+    for a in analytes:
+        accepted = rs.analytes[a].units
+        key = _spelled(
+            unit, {s: k for s, k in exact.items() if k in accepted}, {s: k for s, k in folded.items() if k in accepted}
+        )
+        if a in plan.fixed_units:
+            key = cases([(_empty(unit), plan.fixed_units[a])], key)
+        factor = OPS.by_key(key, {u: rs.units.factor(a, u) for u in accepted}, None)
+        branches.append((exp.EQ(this=col("__analyte"), expression=value(a)), factor))
+    factor = cases(branches, None)
+    canonical = OPS.round(exp.Mul(this=number, expression=factor), 9)
+    written = exp.DPipe(this=exp.DPipe(this=text, expression=value(" ")), expression=unit)
+    return cases([(known(canonical), exp.cast(canonical, exp.DataType.Type.VARCHAR))], written)
 
 
 def _cte(name: str, select: Sql) -> Sql:
@@ -160,7 +279,13 @@ def _cut(pieces: Sql) -> Sql:
 
 
 def _validated(
-    rs: Ruleset, plan: Plan, table: str, medications: bool, decimal_comma: bool, history: tuple[str, str] | None
+    rs: Ruleset,
+    plan: Plan,
+    table: str,
+    medications: bool,
+    decimal_comma: bool,
+    history: tuple[str, str] | None,
+    duplicates: list[tuple[Sql, Sql]],
 ) -> list[Sql]:
     """`validated_panels`: one row per panel of `table`, with the columns
     `query.validated_columns` names, in three layers so that no expression is written twice:
@@ -175,6 +300,7 @@ def _validated(
     cells = [exp.alias_(exp.column(plan.id_column, table="r", quoted=True), "line", quoted=True)]
     cells += [exp.alias_(_cell(h), name, quoted=True) for name, h in texts.items()]
     cells += _medication_columns(medications)
+    cells += [exp.column(c.this.name, table="r", quoted=True) for c, _ in duplicates]  # long: the counts
     if history:
         cells += _patient_and_time(*history)
     source = exp.select(*cells).from_(exp.to_table(table).as_("r"))
@@ -185,7 +311,7 @@ def _validated(
     read: list[Sql] = [exp.Star()]
     checked: list[Sql] = [col("line"), col("meds_known"), col("unrecognized"), col(CLASSES)]
     checked += [col(PATIENT), col(SECONDS)] if history else []
-    refusals: list[tuple[Sql, Sql]] = []
+    refusals: list[tuple[Sql, Sql]] = list(duplicates)
     hemolysis_cells: list[Sql] = []
     measured: list[Sql] = []
     for analyte, header in plan.analyte_columns.items():
@@ -432,13 +558,16 @@ def raw_sql(
     entries: Iterable[str],
     decimal_comma: bool = False,
     history: tuple[str, str] | None = None,
+    labels: Iterable[str] = (),
 ) -> str:
     """`interpret sql --raw`: the statement that reads the export's own table `table`;
     `history` (the mapping's patient and time columns): with the conditions across time."""
     from interpret.sql.query import for_dialect, warehouse_sql
 
     entries = list(entries)
-    ctes, analytes = validated_select(rs, plan, table, entries, decimal_comma, history)
+    ctes, analytes, across_time = validated_select(rs, plan, table, entries, decimal_comma, history, labels)
+    if plan.long and plan.long.patient_key and plan.long.time:
+        history = (plan.long.patient_key, plan.long.time)
     taken = "\n".join(f"--   {header}: {role}" for header, role in plan.describe(_headers(plan)))
     codes = "\n".join(f"--   {code}: {words}" for code, words in refusal_words().items())
     medications = plan.roles.get("medications")
@@ -456,16 +585,27 @@ def raw_sql(
 -- each refusal as "where: code", the codes' words:
 {codes}
 {listed}"""
-    if history:
+    if across_time and history:
         reads += (
             f"\n-- Across time: each panel's earlier panels of the same patient ({history[0]!r}) by their "
             f"time ({history[1]!r}: ISO text without an offset, or a TIMESTAMP, read as UTC; any other is "
             "no time, and its rules across time are not assessed)."
         )
-    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), bool(history), table, (ctes, reads))
+    if plan.long:
+        reads += (
+            f"\n-- One row per result: grouped into panels by {' | '.join(plan.long.panel_key)} (the output's "
+            f"`line`); labels ({plan.long.analyte!r}) the mapping's `analytes:` and the sample's name "
+            "(a label neither names is not used); an analyte twice in a panel with different values "
+            "refuses the panel (duplicate_analyte). Medication orders and a patients table are read "
+            "by `interpret batch`, not yet here: the medication rules are not assessed."
+        )
+    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), across_time, table, (ctes, reads))
 
 
 def _headers(plan: Plan) -> list[str]:
     named = [*plan.analyte_columns.values(), *plan.unit_columns.values(), *plan.roles.values()]
     named += [h for pair in plan.range_columns.values() for h in pair if h]
+    if plan.long:
+        long = plan.long
+        named += [*long.panel_key, *(h for h in (long.patient_key, long.analyte, long.value, long.unit, long.time) if h)]
     return list(dict.fromkeys([*([plan.id_column] if plan.id_column else []), *named]))

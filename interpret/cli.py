@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,6 +17,44 @@ if TYPE_CHECKING:
     from interpret.ruleset import Ruleset
 
 HELP = {"help_option_names": ["-h", "--help"]}
+
+
+def _plain_value_words() -> None:
+    """`--help` in the words a user types: a flag shows no value, other values PATH, TEXT,
+    INTEGER or their choices (`...` where an option may be repeated), a required argument in
+    capitals. typer 0.29 prints `<bool>`, `<list[str]>` and `{input_csv}` instead; an older
+    typer prints click's own words, and is left alone."""
+    from typer import core
+
+    option, argument = getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)
+    if option is None or argument is None or not hasattr(option, "_bare_type"):
+        return
+
+    def words(param: Any, ctx: Any) -> str | None:
+        if param.metavar is not None:
+            return str(param.metavar)
+        if getattr(param, "is_flag", False):
+            return None
+        described = param.type_descriptor
+        if described.is_choice and described.choices:
+            word = "|".join(str(c) for c in described.choices)
+        elif described.is_path:
+            word = "PATH"
+        else:
+            element = typing.get_args(described.annotation) if described.is_list else ()
+            kind = element[0] if element else described.annotation
+            word = {int: "INTEGER", float: "NUMBER"}.get(kind, "TEXT")
+        return f"{word} ..." if described.is_list else word
+
+    option.display_type_rich = words
+    argument.display_type_rich = words
+    if hasattr(argument, "_usage_display_name"):
+        argument._usage_display_name = lambda self: (
+            self.display_name_raw.upper() if self.required else f"[{self.display_name_raw.upper()}]"
+        )
+
+
+_plain_value_words()
 app = typer.Typer(
     help="Decision support for adult serum electrolyte panels. Not a diagnosis.",
     no_args_is_help=True,
@@ -398,7 +437,12 @@ def serve(
 @app.command()
 def batch(
     input_csv: Annotated[Path, typer.Argument(help="The CSV export (wide: one row per panel; long: one per result).")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output CSV (one row per input panel).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Output CSV or .parquet, one row per input panel (required unless --inspect)."
+        ),
+    ] = None,
     fmt: FormatOption = None,
     mapping: MapOption = None,
     unit: UnitOption = None,

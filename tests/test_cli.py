@@ -137,3 +137,19 @@ def test_version_and_short_help():
     assert out.returncode == 0 and "rule set electrolyte-panel v" in out.stdout and "sha256" in out.stdout
     assert run("-h").returncode == 0 and "Usage" in run("-h").stdout
     assert run("batch", "-h").returncode == 0
+
+
+@pytest.mark.parametrize("command", [(), ("batch",), ("panel",), ("sql",), ("serve",), ("rules", "diff")])
+def test_help_is_in_the_words_a_user_types(command):
+    """No `<bool>`, `<list[str]>` or `{input_csv}` (typer's own notation): a flag shows no
+    value, a path PATH, a repeatable option `...`, a required argument in capitals; -o says
+    when it is required."""
+    import re
+
+    text = run(*command, "--help").stdout
+    assert "Usage" in text
+    assert not re.search(r"<[a-z\[\]]+>|\{[a-z_]+\}", text), text
+    if command == ("batch",):
+        flat = " ".join(re.sub("[│╭╮╰╯─]", " ", text).split())  # the panels' lines unwrapped
+        assert "INPUT_CSV" in flat and "required unless --inspect" in flat and "TEXT ..." in flat
+        assert "--inspect Show how" in flat  # a flag: no value word

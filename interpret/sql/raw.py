@@ -145,10 +145,14 @@ def _long_panels(
             exp.alias_(exp.Min(this=cases([(this, col("__value"))], None)), a, quoted=True),
             exp.alias_(exp.Min(this=cases([(this, col("__unit"))], None)), f"{a}_unit", quoted=True),
             exp.alias_(
-                exp.Count(this=exp.Distinct(expressions=[cases([(this, col("__key"))], None)])), f"__distinct_{a}", quoted=True
+                exp.Count(this=exp.Distinct(expressions=[cases([(this, col("__key"))], None)])),
+                f"__distinct_{a}",
+                quoted=True,
             ),
         ]
-        duplicates.append((exp.GT(this=col(f"__distinct_{a}"), expression=integer(1)), _refusal(a, "duplicate_analyte")))
+        duplicates.append(
+            (exp.GT(this=col(f"__distinct_{a}"), expression=integer(1)), _refusal(a, "duplicate_analyte"))
+        )
     firsts = [
         exp.alias_(exp.Min(this=col(f"__role_{role}")), role, quoted=True)
         for role in plan.roles
@@ -607,5 +611,8 @@ def _headers(plan: Plan) -> list[str]:
     named += [h for pair in plan.range_columns.values() for h in pair if h]
     if plan.long:
         long = plan.long
-        named += [*long.panel_key, *(h for h in (long.patient_key, long.analyte, long.value, long.unit, long.time) if h)]
+        named += [
+            *long.panel_key,
+            *(h for h in (long.patient_key, long.analyte, long.value, long.unit, long.time) if h),
+        ]
     return list(dict.fromkeys([*([plan.id_column] if plan.id_column else []), *named]))

@@ -558,6 +558,14 @@ def sql(
         Path | None,
         typer.Option("--medication-entries", help="--raw: the table's distinct medication entries, one per line."),
     ] = None,
+    orders_table: Annotated[
+        str | None,
+        typer.Option("--orders-table", help="--raw, long: the medication orders table (mapping medications_file)."),
+    ] = None,
+    patients_table: Annotated[
+        str | None,
+        typer.Option("--patients-table", help="--raw, long: the patients table (mapping patients_file)."),
+    ] = None,
     rules: RulesOption = None,
     site: SiteOption = None,
 ) -> None:
@@ -572,7 +580,11 @@ def sql(
             _error(f"--dialect {dialect!r}: known are {', '.join(DIALECTS)}")
             raise typer.Exit(2)
         allowed = allow_identifier or []
-        print(_raw_sql(rs, dialect, raw, mapping, unit or [], id_column, allowed, table, medication_entries), end="")
+        tables = (orders_table, patients_table)
+        print(
+            _raw_sql(rs, dialect, raw, mapping, unit or [], id_column, allowed, table, medication_entries, tables),
+            end="",
+        )
         return
     measured = [a for a in rs.analytes if a in ANALYTE_FACT]
     chosen = list(analyte or measured)
@@ -610,13 +622,14 @@ def _raw_sql(
     allow: list[str],
     table: str,
     entries_file: Path | None,
+    tables: tuple[str | None, str | None] = (None, None),
 ) -> str:
     """`interpret sql --raw`: the sample's header planned as `interpret batch` plans it; the
     medication entries of the sample and of the entry list resolved into the SQL's mapping table."""
     from interpret.batch.job import open_input
     from interpret.batch.mapping import load_mapping
     from interpret.batch.read import BatchInputError, read_chunks
-    from interpret.sql.raw import RawSqlError, raw_sql
+    from interpret.sql.raw import RawSqlError, SideTables, raw_sql
 
     try:
         spec = load_mapping(mapping)
@@ -624,6 +637,13 @@ def _raw_sql(
             rs, sample, spec, fmt=None, units=units, id_column=id_column, allow=allow, head_only=True
         )
         history = (spec.history.patient_key, spec.history.time) if spec.history else None
+        orders, patients = tables
+        for given, section in ((orders, spec.medications_file), (patients, spec.patients_file)):
+            if given and section is None:
+                raise RawSqlError(
+                    f"--{'orders' if given == orders else 'patients'}-table needs its section in the mapping"
+                )
+        side = SideTables(orders, spec.medications_file, patients, spec.patients_file)
         try:
             entries: list[str] = []
             labels: list[str] = []
@@ -635,7 +655,7 @@ def _raw_sql(
                     labels += chunk.get_column(plan.long.analyte).drop_nulls().unique().to_list()
             if entries_file is not None:
                 entries += entries_file.read_text(encoding="utf-8").splitlines()
-            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma, history, labels)
+            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma, history, labels, side)
         finally:
             source.release()
     except (BatchInputError, RawSqlError, OSError) as exc:

@@ -30,17 +30,21 @@ def _raw_statement(sample: Path, dialect: str, *options: str) -> str:
     return text.rstrip().rstrip(";")
 
 
-def _run(dialect: str, statement: str, csv: Path) -> pl.DataFrame:
-    """The statement over the CSV loaded as a table of text cells, as a warehouse would hold it."""
+def _run(dialect: str, statement: str, csv: Path, **others: Path) -> pl.DataFrame:
+    """The statement over the CSV loaded as a table of text cells, as a warehouse would hold
+    it (`export`; `others`: more tables by name)."""
+    tables = {"export": csv, **others}
     if dialect == "duckdb":
         con = duckdb.connect()
-        con.execute(f"CREATE TABLE export AS SELECT * FROM read_csv('{csv}', all_varchar = true, header = true)")
+        for name, path in tables.items():
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv('{path}', all_varchar = true, header = true)")
         frame = pl.from_arrow(con.sql(statement).to_arrow_table())
     else:
         from interpret.sql.engines import spark_session
 
         session = spark_session()
-        session.read.csv(str(csv), header=True, inferSchema=False).createOrReplaceTempView("export")
+        for name, path in tables.items():
+            session.read.csv(str(path), header=True, inferSchema=False).createOrReplaceTempView(name)
         frame = pl.from_arrow(session.sql(statement).toArrow())
     assert isinstance(frame, pl.DataFrame)
     return frame.with_columns(pl.col("line").cast(pl.String))
@@ -296,15 +300,28 @@ def test_raw_sql_windows_have_the_batch_edges(interpreter, tmp_path, dialect):
     assert "acute_kidney_injury" not in fired["c2"] and "acute_kidney_injury" in fired["f2"]
 
 
-def _compare_long(interpreter, tmp_path: Path, table: Path, mapping: Path, dialect: str) -> pl.DataFrame:
+def _compare_long(
+    interpreter, tmp_path: Path, table: Path, mapping: Path, dialect: str, orders: Path | None = None, patients=None
+) -> pl.DataFrame:
     """A long table (one row per result) by `interpret sql --raw` and by `interpret batch`,
     panel by panel (the SQL's `line` is the panel key, subject|specimen; the batch's id column
-    the specimen)."""
-    statement = _raw_statement(table, dialect, "--map", str(mapping), "--allow-identifier", "subject_id")
-    from_sql = _run(dialect, statement, table).with_columns(
+    the specimen); with the orders and patients tables where given (`--medications`,
+    `--patients` to the batch)."""
+    options: dict = {"mapping_path": mapping, "allow": "subject_id", "id_column": "specimen_id"}
+    more, tables = [], {}
+    if orders is not None:
+        names = pl.read_csv(orders, infer_schema=False)["drug"].drop_nulls().unique().to_list()
+        entries = tmp_path / "entries.txt"
+        entries.write_text("\n".join(names))
+        more += ["--orders-table", "orders", "--medication-entries", str(entries)]
+        tables["orders"], options["medications"] = orders, orders
+    if patients is not None:
+        more += ["--patients-table", "patients"]
+        tables["patients"], options["patients"] = patients, patients
+    statement = _raw_statement(table, dialect, "--map", str(mapping), "--allow-identifier", "subject_id", *more)
+    from_sql = _run(dialect, statement, table, **tables).with_columns(
         pl.col("line").str.split("|").list.get(1).alias("specimen_id")
     )
-    options = {"mapping_path": mapping, "allow": "subject_id", "id_column": "specimen_id"}
     run = batch(interpreter, tmp_path, table.read_bytes(), name=table.name, **options)
     assert run.code == 0, run.stderr
     joined = run.out.select("specimen_id", "findings", "error").join(
@@ -333,17 +350,36 @@ LONG_MAPPING = (
 
 @pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
 @pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_reads_the_mimic_labevents_as_the_batch_does(interpreter, tmp_path, dialect):
-    """labevents.csv.gz as the hospital exported it (107,727 results): grouped into 3,284
-    panels by subject and specimen, labels by itemid, each panel's history by subject and
-    chart time; the findings of every panel are the batch's."""
+def test_raw_sql_reads_the_mimic_hospital_tables_as_the_batch_does(interpreter, tmp_path, dialect):
+    """labevents (107,727 results), prescriptions (18,087 orders) and patients, as the hospital
+    exported them: grouped into 3,284 panels by subject and specimen, labels by itemid, each
+    panel's medications the orders active at its time, its age at that time from anchor age and
+    year, its history by subject and chart time. Every panel's findings are the batch's, the
+    rules that need orders' start times included."""
     mapping = tmp_path / "long.yaml"
-    mapping.write_text(LONG_MAPPING)
-    table = tmp_path / "labevents.csv.gz"
-    table.write_bytes((MIMIC_HOSP / "labevents.csv.gz").read_bytes())
-    joined = _compare_long(interpreter, tmp_path, table, mapping, _engine(dialect))
+    mapping.write_text(
+        LONG_MAPPING
+        + "medications_file: {patient_key: subject_id, name: drug, start: starttime, stop: stoptime}\n"
+        + "patients_file: {patient_key: subject_id, age: anchor_age, age_year: anchor_year, sex: gender}\n"
+    )
+    tables = {}
+    for name in ("labevents", "prescriptions", "patients"):
+        tables[name] = tmp_path / f"{name}.csv.gz"
+        tables[name].write_bytes((MIMIC_HOSP / f"{name}.csv.gz").read_bytes())
+    joined = _compare_long(
+        interpreter,
+        tmp_path,
+        tables["labevents"],
+        mapping,
+        _engine(dialect),
+        tables["prescriptions"],
+        tables["patients"],
+    )
     assert joined.height == 3284
-    assert joined.filter(pl.col("findings").str.contains("acute_kidney_injury")).height > 100
+    fired = joined["findings"].fill_null("")
+    for code, at_least in (("acute_kidney_injury", 100), ("reduced_egfr", 1000), ("diuretic_associated_losses", 50)):
+        assert fired.str.contains(code).sum() > at_least, code  # the comparison has cases of each kind
+    assert fired.str.contains("persistent_hypokalemia_despite_replacement").sum() > 0  # orders' starts
 
 
 def _hostile_long(path: Path) -> Path:
@@ -381,3 +417,35 @@ def test_raw_sql_groups_a_hostile_long_table_as_the_batch_does(interpreter, tmp_
     assert set(rows) == {"s1", "s2", "s3", "s4", "t1", "t2", "t3", "t4"}
     assert rows["s1"]["error"] is None and rows["s2"]["error"] and rows["t1"]["error"]
     assert "rapid_sodium_rise" in (rows["t3"]["findings"] or "")
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_raw_sql_places_orders_and_ages_in_time_as_the_batch_does(interpreter, tmp_path, dialect):
+    """Orders started before, at and after a panel, stopped before it, still running (no
+    stop), with an unreadable start or a stop before their start (not used); patients with an
+    anchor year, without one, and absent: the same medications, ages and findings as the batch."""
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(
+        LONG_MAPPING
+        + "medications_file: {patient_key: subject_id, name: drug, start: starttime, stop: stoptime}\n"
+        + "patients_file: {patient_key: subject_id, age: anchor_age, age_year: anchor_year, sex: gender}\n"
+    )
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "subject_id,drug,starttime,stoptime\n"
+        "p1,Furosemide,2025-12-31 00:00:00,\n"  # running at every panel of p1
+        "p1,Omeprazole,2026-01-02 12:00:00,2026-01-04 00:00:00\n"  # from between s2 and s4
+        "p1,Digoxin,2026-01-01 00:00:00,2025-12-01 00:00:00\n"  # stop before start: not used
+        "p1,Spironolactone,soon,\n"  # unreadable start: not used
+        "p2,Potassium Chloride,2026-01-01 03:00:00,2026-01-03 00:00:00\n"  # after t1's low K
+        "p2,Lisinopril,2026-01-01 06:00:00,2026-01-01 06:00:00\n"  # starts and stops at t2
+    )
+    patients = tmp_path / "patients.csv"
+    patients.write_text("subject_id,anchor_age,anchor_year,gender\np1,70,2024,F\np2,44,,M\n")
+    joined = _compare_long(
+        interpreter, tmp_path, _hostile_long(tmp_path / "long.csv"), mapping, _engine(dialect), orders, patients
+    )
+    fired = {r["specimen_id"]: r["findings"] or "" for r in joined.iter_rows(named=True)}
+    assert "diuretic_associated_losses" in fired["s1"]  # the running furosemide order reached the rules
+    refused = {r["specimen_id"] for r in joined.iter_rows(named=True) if r["error"]}
+    assert {"t2", "t3"} <= refused  # p2 has an age without its anchor year: refused in both

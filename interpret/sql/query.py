@@ -50,10 +50,12 @@ def statement(
     table: str,
     keep_inputs: bool = True,
     across_time: bool = False,
+    orders: tuple[str, str] | None = None,
 ) -> Statement:
     """SELECT every input column (unless not `keep_inputs`), the facts and the masks FROM `table`.
     `across_time`: the `t__` columns are worked out here (`sql/serial.py`) from each panel's
-    patient and time (`__patient`, `__seconds` among the inputs), not read from the table."""
+    patient and time (`__patient`, `__seconds` among the inputs), not read from the table;
+    `orders`: the active-orders and entries tables a long export's orders give (`sql/raw.py`)."""
     steps = column_facts.fact_steps(rs, analytes, lab_ranges, OPS)
     produced = {_name(e) for e in steps.first + steps.second}
     present = set(inputs) | produced
@@ -78,7 +80,7 @@ def statement(
     if across_time:
         from interpret.sql.serial import SerialSql
 
-        layers += SerialSql(rs).layers("facts_2")
+        layers += SerialSql(rs, orders).layers("facts_2")
     layers.append(("conditions", exp.select(star, *conditions).from_(layers[-1][0])))
     kept = [
         *(inputs if keep_inputs else []),
@@ -149,6 +151,7 @@ def warehouse_sql(
     history: bool,
     table: str,
     validation: tuple[list[Any], str] | None = None,
+    orders: tuple[str, str] | None = None,
 ) -> str:
     """`interpret sql`: the statement with a header saying what it reads and what it gives.
     `validation`: the expressions that make the validated table from the raw one
@@ -159,7 +162,7 @@ def warehouse_sql(
         from interpret.sql.serial import PATIENT, SECONDS
 
         inputs = [*validated_columns(rs, analytes, lab_ranges, False), PATIENT, SECONDS]
-        made = statement(rs, analytes, lab_ranges, inputs, VALIDATED, across_time=True)
+        made = statement(rs, analytes, lab_ranges, inputs, VALIDATED, across_time=True, orders=orders)
     else:
         inputs = validated_columns(rs, analytes, lab_ranges, history)
         made = statement(rs, analytes, lab_ranges, inputs, VALIDATED if validation else table)

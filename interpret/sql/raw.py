@@ -21,6 +21,7 @@ writes it, which SQL does not (the codes' words: `validate.REFUSALS`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
@@ -28,7 +29,7 @@ from sqlglot import exp
 
 from interpret import column_facts
 from interpret.batch.columns import CLASSES, UNRECOGNIZED_BIT, class_bits, entry_bits
-from interpret.batch.mapping import Plan
+from interpret.batch.mapping import MedicationFileSpec, PatientFileSpec, Plan
 from interpret.facts import ANALYTE_FACT, SEXES
 from interpret.ruleset import Ruleset
 from interpret.sql.ops import SqlOps, cases, coalesce, integer, is_null, value
@@ -59,6 +60,17 @@ def refusal_words() -> dict[str, str]:
     return {c: REFUSALS[c] for c in codes} | {"no_results": "no result to interpret"}
 
 
+@dataclass(frozen=True)
+class SideTables:
+    """A long export's second and third tables, as `interpret batch --medications --patients`
+    reads them: medication orders (mapping `medications_file:`) and patients (`patients_file:`)."""
+
+    orders: str | None = None
+    orders_spec: MedicationFileSpec | None = None
+    patients: str | None = None
+    patients_spec: PatientFileSpec | None = None
+
+
 def validated_select(
     rs: Ruleset,
     plan: Plan,
@@ -67,26 +79,28 @@ def validated_select(
     decimal_comma: bool = False,
     history: tuple[str, str] | None = None,
     labels: Iterable[str] = (),
+    side: SideTables = SideTables(),
 ) -> tuple[list[Sql], list[str], bool]:
     """The common table expressions that make `validated_panels` from the raw `table`, the
     analytes it gives, and whether it gives each panel's patient and time. `history`: the
     (patient, time) columns of a wide table, for the conditions across time (`sql/serial.py`);
     a long table's come from its mapping (`long.patient_key`, `long.time`). `labels`: a long
-    table's analyte labels to resolve (those of its sample)."""
+    table's analyte labels to resolve (those of its sample); `side`: its orders and patients."""
     ctes: list[Sql] = []
     duplicates: list[tuple[Sql, Sql]] = []
     if plan.format == "long":  # one row per result: grouped into panels first (as batch/long.py)
-        pivot, plan, duplicates = _long_panels(rs, plan, table, labels, decimal_comma)
-        ctes.append(pivot)
-        table = LONG_PANELS
+        long = _long_panels(rs, plan, table, labels, side)
+        ctes += long.ctes
+        plan, duplicates, table = long.plan, long.duplicates, LONG_PANELS
         history = (LONG_PATIENT, LONG_TIME) if plan.history else None
+        if long.orders is not None:
+            ctes += _medication_ctes(rs, long.orders, entries)
     elif not plan.id_column:
         raise RawSqlError("name the table's row key with --id-column: each output row carries it")
-    medications = plan.roles.get("medications")
-    if medications:
-        assert plan.id_column is not None
-        ctes += _medication_ctes(rs, table, plan.id_column, medications, entries)
-    ctes += _validated(rs, plan, table, bool(medications), decimal_comma, history, duplicates)
+    elif medications := plan.roles.get("medications"):
+        ctes += _medication_ctes(rs, _entries_of(table, medications, plan.id_column), entries)
+    medicated = "medications" in plan.roles
+    ctes += _validated(rs, plan, table, medicated, decimal_comma, history, duplicates)
     return ctes, list(plan.analyte_columns), history is not None
 
 
@@ -94,9 +108,15 @@ LONG_PANELS, PANEL = "long_panels", "__panel"
 LONG_PATIENT, LONG_TIME = "__patient_text", "__time_text"
 
 
-def _long_panels(
-    rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], decimal_comma: bool
-) -> tuple[Sql, Plan, list[tuple[Sql, Sql]]]:
+@dataclass(frozen=True)
+class LongPanels:
+    ctes: list[Sql]
+    plan: Plan  # the panels' plan: wide, a column per analyte
+    duplicates: list[tuple[Sql, Sql]]  # (condition, refusal) of an analyte given twice
+    orders: Sql | None  # each panel's active orders (`ROW_KEY`, `entry`), when orders are given
+
+
+def _long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side: SideTables) -> LongPanels:
     """A long table (one row per result) as one row per panel (its key: the `panel_key`
     columns joined by "|", the output's `line`), with a value and a unit column per analyte
     and the panel's first age, sex, time and patient. The labels are the mapping's
@@ -169,18 +189,136 @@ def _long_panels(
         .where(exp.not_(is_null(col("__analyte"))))
         .group_by(col(PANEL))
     )
+    roles = {role: role for role in plan.roles if role != "medications"}
+    ctes = [_cte(LONG_GROUPED, grouped)]
+    panels = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("g"))).from_(
+        exp.to_table(LONG_GROUPED).as_("g")
+    )
+    if side.patients and side.patients_spec:
+        if not spec.patient_key:
+            raise RawSqlError("--patients-table needs long.patient_key in the mapping")
+        panels, added, refused = _with_patients(panels, side.patients, side.patients_spec, spec.time is not None)
+        roles |= {role: role for role in added}
+        duplicates += refused
+    ctes.append(_cte(LONG_PANELS, panels))
+    orders = None
+    if side.orders and side.orders_spec:
+        if not (spec.patient_key and spec.time):
+            raise RawSqlError("--orders-table needs long.patient_key and long.time, to place orders in time")
+        ctes.append(_cte(ACTIVE_ORDERS, _active_orders(side.orders, side.orders_spec)))
+        orders = exp.select(exp.column(ROW_KEY), exp.column("entry")).from_(ACTIVE_ORDERS)
+        roles["medications"] = "medications"
     wide = replace(
         plan,
         format="wide",
         analyte_columns={a: a for a in analytes},
         unit_columns={a: f"{a}_unit" for a in analytes} if spec.unit else {},
         fixed_units={a: u for a, u in plan.fixed_units.items() if a in analytes},
-        roles={role: role for role in plan.roles if role != "medications"},
+        roles=roles,
         id_column=PANEL,
         history=bool(spec.patient_key and spec.time),
         long=None,
     )
-    return _cte(LONG_PANELS, grouped), wide, duplicates
+    return LongPanels(ctes, wide, duplicates, orders)
+
+
+LONG_GROUPED, ACTIVE_ORDERS = "long_grouped", "active_orders"
+
+
+def _with_patients(
+    panels: Sql, table: str, spec: PatientFileSpec, timed: bool
+) -> tuple[Sql, list[str], list[tuple[Sql, Sql]]]:
+    """Each panel's age and sex from the patients table, by patient (`long._patients`): the
+    age at the panel's time where `age_year` says in which year `age` was the age."""
+    given = {role: column for role, column in (("age", spec.age), ("sex", spec.sex)) if column}
+    first = [exp.alias_(exp.Min(this=_cell(c)), f"__{role}", quoted=True) for role, c in given.items()]
+    if spec.age_year:
+        if not timed:
+            raise RawSqlError("patients_file.age_year needs long.time (the age is worked out at each panel's time)")
+        first.append(exp.alias_(exp.Min(this=_cell(spec.age_year)), "__age_year", quoted=True))
+    key = _cell(spec.patient_key)
+    people = exp.select(exp.alias_(key, "__key", quoted=True), *first).from_(exp.to_table(table).as_("r")).group_by(key)
+    on = exp.EQ(
+        this=exp.column("__key", table="pt", quoted=True), expression=exp.column(LONG_PATIENT, table="g", quoted=True)
+    )
+    columns: list[Sql] = []
+    refusals: list[tuple[Sql, Sql]] = []
+    if "age" in given:
+        age = exp.column("__age", table="pt", quoted=True)
+        if spec.age_year:
+            year_text = exp.column("__age_year", table="pt", quoted=True)
+            when = exp.column(LONG_TIME, table="g", quoted=True)
+            year = exp.Year(this=exp.cast(when, exp.DataType.Type.TIMESTAMP))
+            readable = exp.and_(
+                _matches(age, f"^({NUMBER_PATTERN})$"), _matches(year_text, "^[0-9]{1,4}$"), _matches(when, ISO_TIME)
+            )
+            shifted = exp.Add(
+                this=exp.cast(age, exp.DataType.Type.DOUBLE),
+                expression=exp.Sub(this=year, expression=exp.cast(year_text, exp.DataType.Type.BIGINT)),
+            )
+            unusable = exp.and_(_matches(age, f"^({NUMBER_PATTERN})$"), exp.not_(coalesce(readable, False)))
+            columns.append(
+                exp.alias_(cases([(readable, exp.cast(shifted, exp.DataType.Type.VARCHAR))], age), "age", quoted=True)
+            )
+            columns.append(exp.alias_(unusable, "__age_unusable", quoted=True))
+            refusals.append((coalesce(col("__age_unusable"), False), _refusal("patients_file", "age_year")))
+        else:
+            columns.append(exp.alias_(age, "age", quoted=True))
+    if "sex" in given:
+        columns.append(exp.alias_(exp.column("__sex", table="pt", quoted=True), "sex", quoted=True))
+    joined = panels.select(*columns).join(
+        exp.Subquery(this=people, alias=exp.TableAlias(this=exp.to_identifier("pt"))), on=on, join_type="left"
+    )
+    return joined, list(given), refusals
+
+
+def _epoch(text: Sql) -> Sql:
+    """A time cell as epoch seconds: ISO text without an offset (or a TIMESTAMP's text) read as
+    UTC; NULL for any other (a CAST of it could fail the whole statement)."""
+    seconds = exp.TimeToUnix(this=exp.cast(text, exp.DataType.Type.TIMESTAMP))
+    return cases([(_matches(text, ISO_TIME), seconds)], None)
+
+
+def _active_orders(table: str, spec: MedicationFileSpec) -> Sql:
+    """Each panel's orders active at its time (`long._medications`): started at or before it,
+    and not stopped before it (no stop: still running). An order whose start is unreadable,
+    or whose stop is given but unreadable or before its start, is not used. With how many
+    hours before the panel each started (the conditions across time read them)."""
+    start, stop_text = _epoch(_cell(spec.start)), _cell(spec.stop)
+    stop = _epoch(stop_text)
+    orders = exp.select(
+        exp.alias_(_cell(spec.patient_key), "__patient", quoted=True),
+        exp.alias_(_cell(spec.name), "entry", quoted=True),
+        exp.alias_(start, "__start", quoted=True),
+        exp.alias_(stop, "__stop", quoted=True),
+        exp.alias_(_empty(stop_text), "__ongoing", quoted=True),
+    ).from_(exp.to_table(table).as_("r"))
+
+    def o(name: str) -> Sql:
+        return exp.column(name, table="o", quoted=True)
+
+    at = _epoch(_cell(LONG_TIME, table="p"))
+    placed = exp.and_(
+        known(o("__start")),
+        exp.or_(o("__ongoing"), exp.and_(known(o("__stop")), exp.GTE(this=o("__stop"), expression=o("__start")))),
+    )
+    active = exp.and_(
+        exp.LTE(this=o("__start"), expression=at),
+        exp.or_(o("__ongoing"), exp.LTE(this=at, expression=o("__stop"))),
+    )
+    # sqlglot writes a tree as it is built: a difference divided needs its parentheses
+    hours = exp.Div(this=exp.paren(exp.Sub(this=at, expression=o("__start"))), expression=value(3600.0))
+    on = exp.EQ(this=o("__patient"), expression=exp.column(LONG_PATIENT, table="p", quoted=True))
+    return (
+        exp.select(
+            exp.alias_(exp.column(PANEL, table="p", quoted=True), ROW_KEY),
+            exp.column("entry", table="o", quoted=True),
+            exp.alias_(hours, "__hours", quoted=True),
+        )
+        .from_(exp.to_table(LONG_PANELS).as_("p"))
+        .join(exp.Subquery(this=orders, alias=exp.TableAlias(this=exp.to_identifier("o"))), on=on, join_type="inner")
+        .where(exp.and_(placed, active))
+    )
 
 
 def _same_value(rs: Ruleset, plan: Plan, analytes: list[str], text: Sql, unit: Sql) -> Sql:
@@ -209,9 +347,9 @@ def _cte(name: str, select: Sql) -> Sql:
     return exp.CTE(this=select, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=False)))
 
 
-def _cell(header: str) -> Sql:
+def _cell(header: str, table: str = "r") -> Sql:
     """A cell as trimmed text (a typed column reads as its text)."""
-    return exp.Trim(this=exp.cast(exp.column(header, table="r", quoted=True), exp.DataType.Type.VARCHAR))
+    return exp.Trim(this=exp.cast(exp.column(header, table=table, quoted=True), exp.DataType.Type.VARCHAR))
 
 
 def _lower(e: Sql) -> Sql:
@@ -486,9 +624,9 @@ def entry_table(rs: Ruleset, entries: Iterable[str]) -> list[tuple[str, int, boo
     return sorted(rows.values())
 
 
-def _medication_ctes(rs: Ruleset, table: str, key: str, header: str, entries: Iterable[str]) -> list[Sql]:
-    """The mapping table of entries, each row's entries, and each row's class bits: an entry
-    not in the table is not recognised."""
+def _medication_ctes(rs: Ruleset, rows: Sql, entries: Iterable[str]) -> list[Sql]:
+    """The mapping table of entries, each row's entries (`rows`: the row key, `ROW_KEY`, and
+    `entry`), and each row's class bits: an entry not in the table is not recognised."""
     known_entries = entry_table(rs, entries) or [("", 0, True)]  # VALUES needs a row
     values = exp.values(
         [(value(e), integer(b), value(r)) for e, b, r in known_entries],
@@ -496,7 +634,6 @@ def _medication_ctes(rs: Ruleset, table: str, key: str, header: str, entries: It
         columns=["entry", "classes", "recognized"],
     )
     mapping = exp.select("entry", "classes", "recognized").from_(values)
-    rows = _entries_of(table, header, key)
     bits = class_bits(rs).values()
     per_class = [
         exp.Mul(
@@ -563,24 +700,33 @@ def raw_sql(
     decimal_comma: bool = False,
     history: tuple[str, str] | None = None,
     labels: Iterable[str] = (),
+    side: SideTables = SideTables(),
 ) -> str:
     """`interpret sql --raw`: the statement that reads the export's own table `table`;
-    `history` (the mapping's patient and time columns): with the conditions across time."""
+    `history` (the mapping's patient and time columns): with the conditions across time;
+    `side`: a long export's orders and patients tables."""
     from interpret.sql.query import for_dialect, warehouse_sql
 
     entries = list(entries)
-    ctes, analytes, across_time = validated_select(rs, plan, table, entries, decimal_comma, history, labels)
+    ctes, analytes, across_time = validated_select(rs, plan, table, entries, decimal_comma, history, labels, side)
+    ordered = plan.format == "long" and side.orders is not None and side.orders_spec is not None
     if plan.long and plan.long.patient_key and plan.long.time:
         history = (plan.long.patient_key, plan.long.time)
     taken = "\n".join(f"--   {header}: {role}" for header, role in plan.describe(_headers(plan)))
     codes = "\n".join(f"--   {code}: {words}" for code, words in refusal_words().items())
     medications = plan.roles.get("medications")
+    distinct = None
+    if ordered and side.orders and side.orders_spec:
+        name = _cell(side.orders_spec.name)
+        distinct = exp.select(exp.alias_(name, "entry")).distinct().from_(exp.to_table(side.orders).as_("r"))
+    elif medications:
+        distinct = _entries_of(table, medications)
     listed = (
         f"""-- Medication entries: the {len(entry_table(rs, entries))} distinct entries resolved when this was
 -- printed; any other entry counts as not recognised. The table's own distinct entries:
---   {for_dialect(_entries_of(table, medications), dialect).replace(chr(10), " ")}
+--   {for_dialect(distinct, dialect).replace(chr(10), " ")}
 -- give them (one per line) to `interpret sql --raw ... --medication-entries FILE`."""
-        if medications
+        if distinct is not None
         else "-- No medication column: the medication rules are not assessed."
     )
     reads = f"""-- Reads {table}, the export as written (one row per panel; cells as text or numbers):
@@ -600,10 +746,16 @@ def raw_sql(
             f"\n-- One row per result: grouped into panels by {' | '.join(plan.long.panel_key)} (the output's "
             f"`line`); labels ({plan.long.analyte!r}) the mapping's `analytes:` and the sample's name "
             "(a label neither names is not used); an analyte twice in a panel with different values "
-            "refuses the panel (duplicate_analyte). Medication orders and a patients table are read "
-            "by `interpret batch`, not yet here: the medication rules are not assessed."
+            "refuses the panel (duplicate_analyte). "
+            + (
+                f"Orders ({side.orders}) active at a panel's time are its medications. "
+                if ordered
+                else "No orders table: the medication rules are not assessed. "
+            )
+            + (f"Age and sex by patient from {side.patients}." if side.patients else "")
         )
-    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), across_time, table, (ctes, reads))
+    orders = (ACTIVE_ORDERS, ENTRIES) if ordered else None
+    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), across_time, table, (ctes, reads), orders)
 
 
 def _headers(plan: Plan) -> list[str]:

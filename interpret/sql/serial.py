@@ -26,6 +26,7 @@ from interpret.sql.ops import SqlOps, cases, compare, integer, is_null, value
 OPS = SqlOps()
 PATIENT, SECONDS = "__patient", "__seconds"
 EARLIER = "earlier_panels"  # the per-panel aggregates of the earlier panels
+ORDER_STARTS = "order_starts"  # per panel: whether an order of the classes started in time
 
 
 def _now(name: str) -> Any:
@@ -56,10 +57,15 @@ def _meets(node: c.Earlier, row: Any) -> Any:
 class SerialSql:
     """The aggregates each condition across time reads, named once each, and its `t__` column."""
 
-    def __init__(self, rs: Ruleset) -> None:
+    def __init__(self, rs: Ruleset, orders: tuple[str, str] | None = None) -> None:
+        """`orders`: the tables of each panel's active orders (`__row_key`, `entry`, `__hours`
+        since each started) and of the entries' class bits, when a long export's orders are
+        given: a drug's start is then known (`started_after`)."""
         self.rs = rs
         self.nodes = serial_nodes(rs)
+        self.orders = orders
         self.aggregates: dict[str, Any] = {}  # name -> aggregate expression over the join
+        self.starts: dict[str, Any] = {}  # name -> aggregate over each panel's active orders
 
     def _aggregate(self, kind: str, of: Any, hours: float) -> Any:
         """`kind` (MIN, MAX, SUM) of `of` over the earlier panels within `hours`: a column of
@@ -104,28 +110,43 @@ class SerialSql:
                 return cases(
                     [(exp.GT(this=seen, expression=integer(0)), exp.GT(this=found, expression=integer(0)))], None
                 )
-            case c.StartedAfter(classes, earlier, _):
-                # a list without start times (a wide row): false when no drug of the classes is
-                # listed, or no earlier panel meets the condition; otherwise unknown
-                first = self._aggregate(
-                    "MIN", cases([(_meets(earlier, _then), _then(SECONDS))], None), earlier.within_hours
-                )
-                seen = self._seen(earlier.quantity, earlier.within_hours)
-                bits = class_bits(self.rs)
-                wanted = integer(sum(bits[cl] for cl in classes))
-                masked = exp.BitwiseAnd(this=exp.column(CLASSES, table="f", quoted=True), expression=wanted)
-                listed = exp.NEQ(this=exp.paren(masked), expression=integer(0))
-                false = exp.and_(
-                    exp.func("COALESCE", exp.column("meds_known", table="f", quoted=True), exp.false()),
-                    exp.GT(this=seen, expression=integer(0)),
-                    exp.or_(exp.not_(listed), is_null(first)),
-                )
-                return cases([(false, exp.false())], None)
+            case c.StartedAfter(classes, earlier, hours_before):
+                return self._started_after(classes, earlier, hours_before)
         raise TypeError(f"not a condition across time: {node!r}")
 
+    def _started_after(self, classes: tuple[str, ...], earlier: c.Earlier, hours_before: float) -> Any:
+        within = earlier.within_hours
+        first = self._aggregate("MIN", cases([(_meets(earlier, _then), _then(SECONDS))], None), within)
+        seen = exp.GT(this=self._seen(earlier.quantity, within), expression=integer(0))
+        bits = class_bits(self.rs)
+        wanted = integer(sum(bits[cl] for cl in classes))
+        meds_known = exp.func("COALESCE", exp.column("meds_known", table="f", quoted=True), exp.false())
+        if self.orders:  # an order of the classes started after the first such earlier panel
+            since = exp.Div(  # parenthesised: sqlglot writes the tree as built
+                this=exp.paren(exp.Sub(this=exp.column(SECONDS, table="f", quoted=True), expression=first)),
+                expression=value(3600.0),
+            )
+            hours = exp.column("__hours", table="a", quoted=True)
+            of_entry = exp.func("COALESCE", exp.column("classes", table="k"), integer(0))
+            inside = exp.and_(
+                exp.NEQ(this=exp.paren(exp.BitwiseAnd(this=of_entry, expression=wanted)), expression=integer(0)),
+                exp.GTE(this=hours, expression=value(hours_before)),
+                exp.LTE(this=hours, expression=since),
+            )
+            name = f"__s{len(self.starts)}"
+            self.starts[name] = exp.Max(this=cases([(inside, integer(1))], integer(0)))
+            found = exp.func("COALESCE", exp.column(name, table="o", quoted=True), integer(0))
+            return cases([(exp.and_(seen, meds_known), exp.EQ(this=found, expression=integer(1)))], None)
+        # a list without start times (a wide row): false when no drug of the classes is
+        # listed, or no earlier panel meets the condition; otherwise unknown
+        masked = exp.BitwiseAnd(this=exp.column(CLASSES, table="f", quoted=True), expression=wanted)
+        listed = exp.NEQ(this=exp.paren(masked), expression=integer(0))
+        false = exp.and_(meds_known, seen, exp.or_(exp.not_(listed), is_null(first)))
+        return cases([(false, exp.false())], None)
+
     def layers(self, facts: str) -> list[tuple[str, Any]]:
-        """The two tables after `facts`: the earlier panels' aggregates per panel, then the
-        facts with every `t__` column."""
+        """The tables after `facts`: the earlier panels' aggregates per panel (and, with
+        orders, whether an order started in time), then the facts with every `t__` column."""
         columns = {name: self.column(node) for node, name in self.nodes.items()}
         windows = [n.within_hours for n in self.nodes if isinstance(n, c.Change | c.Ratio | c.Earlier)]
         windows += [n.earlier.within_hours for n in self.nodes if isinstance(n, c.StartedAfter)]
@@ -140,19 +161,43 @@ class SerialSql:
             .join(exp.to_table(facts).as_("e"), on=on, join_type="inner")
             .group_by(_now("line"))
         )
+        line = exp.column("line", table="f", quoted=True)
+
+        def by_line(table: str, alias: str) -> Any:
+            return exp.EQ(this=exp.column("line", table=alias, quoted=True), expression=line)
+
+        layers: list[tuple[str, Any]] = [(EARLIER, earlier)]
+        if self.starts and self.orders:
+            active, entries = self.orders
+            starts = (
+                exp.select(line, *(exp.alias_(a, n, quoted=True) for n, a in self.starts.items()))
+                .from_(exp.to_table(facts).as_("f"))
+                .join(exp.to_table(EARLIER).as_("x"), on=by_line(EARLIER, "x"), join_type="left")
+                .join(
+                    exp.to_table(active).as_("a"),
+                    on=exp.EQ(this=exp.column("__row_key", table="a"), expression=line),
+                    join_type="inner",
+                )
+                .join(
+                    exp.to_table(entries).as_("k"),
+                    on=exp.EQ(
+                        this=exp.column("entry", table="k"), expression=exp.column("entry", table="a", quoted=True)
+                    ),
+                    join_type="left",
+                )
+                .group_by(line)
+            )
+            layers.append((ORDER_STARTS, starts))
         with_columns = (
             exp.select(
                 exp.Column(this=exp.Star(), table=exp.to_identifier("f")),
                 *(exp.alias_(e, n, quoted=True) for n, e in columns.items()),
             )
             .from_(exp.to_table(facts).as_("f"))
-            .join(
-                exp.to_table(EARLIER).as_("x"),
-                on=exp.EQ(
-                    this=exp.column("line", table="x", quoted=True),
-                    expression=exp.column("line", table="f", quoted=True),
-                ),
-                join_type="left",
-            )
+            .join(exp.to_table(EARLIER).as_("x"), on=by_line(EARLIER, "x"), join_type="left")
         )
-        return [(EARLIER, earlier), ("serial", with_columns)]
+        if self.starts and self.orders:
+            with_columns = with_columns.join(
+                exp.to_table(ORDER_STARTS).as_("o"), on=by_line(ORDER_STARTS, "o"), join_type="left"
+            )
+        return [*layers, ("serial", with_columns)]

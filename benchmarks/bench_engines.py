@@ -9,6 +9,8 @@ medication list, units by `--unit`.
   duckdb   `interpret batch --engine duckdb`  vs  duckdb COPY (read_csv all_varchar) TO csv
   spark    `interpret batch --engine spark`   vs  Spark read.csv -> write.csv (start-up apart)
   spark df `interpret_dataframe` (Databricks) vs  Spark read.csv -> write.csv
+  duckdb   `interpret sql --raw` run by duckdb (the warehouse path: validation, facts and
+           rules in SQL, facts and masks written; no wording)  vs  the same COPY
   duckdb on 10M rows from Parquet (peak memory; goal under 2 GB)
 
 Goals: each engine <= 3x its own read + write; 10M rows on duckdb under 2 GB peak.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +50,15 @@ s = spark_session()
 up = time.perf_counter()
 s.read.csv(sys.argv[1], header=True).write.mode("overwrite").csv(sys.argv[2], header=True)
 sys.stderr.write(f"start-up {up - start:.1f} s; read+write {time.perf_counter() - up:.1f} s\\n")
+"""
+# The warehouse path: `interpret sql --raw` printed once, then run by duckdb over the file as a
+# table of text cells, its facts and masks written out (no wording: the statement gives none).
+DUCKDB_RAW_SQL = """
+import duckdb, sys
+statement = open(sys.argv[3]).read().rstrip().rstrip(";")
+con = duckdb.connect()
+con.execute(f"CREATE VIEW export AS SELECT * FROM read_csv('{sys.argv[1]}', all_varchar=true)")
+con.execute(f"COPY ({statement}) TO '{sys.argv[2]}' (HEADER)")
 """
 SPARK_DATAFRAME = """
 import sys, time
@@ -122,6 +134,17 @@ def run_all(args: argparse.Namespace, folder: Path) -> None:
         pl.read_csv(folder / "out_duckdb.csv", infer_schema=False)
     )
     print(f"    duckdb output identical to polars': {same}")
+    statement = folder / "raw.sql"
+    sample = folder / "sample.csv"
+    pl.scan_csv(source, infer_schema=False).head(50_000).sink_csv(sample)  # its header and entries
+    units = [a for u in UNITS for a in ("--unit", u)]
+    made = subprocess.run(
+        [py, "-m", "interpret.cli", "sql", "--raw", str(sample), "--id-column", "specimen_id", "--table", "export", *units],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    statement.write_text(made.stdout)
+    pair("duckdb running `interpret sql --raw`", args.rows, [py, "-c", DUCKDB_FLOOR, str(source), str(folder / "f.csv")],
+         [py, "-c", DUCKDB_RAW_SQL, str(source), str(folder / "raw_out.csv"), str(statement)], args.repeat)  # fmt: skip
     if not args.no_spark:
         spark_floor = [py, "-c", SPARK_FLOOR, str(source), str(folder / "floor_spark")]
         pair("spark (--engine spark)", args.rows, spark_floor, cli(source, folder / "out_spark.csv", "spark"), 1)

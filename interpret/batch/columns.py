@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
-import numpy as np
 import polars as pl
 from polars._typing import PolarsDataType
 
@@ -606,6 +605,8 @@ class PanelColumns:
         empty cell is one empty entry, mask 0), so a row's entries are the run that starts at
         its offset, and one segmented OR (`numpy.bitwise_or.reduceat`) combines them without
         a group-by. Entries are looked up as written: the lookup strips them (`entry_mask`)."""
+        import numpy as np  # here: only an export of many distinct lists needs it (start-up 40 ms)
+
         lists = texts.str.split(";")
         lengths = lists.list.len().to_numpy()
         masks = lookup(lists.explode()).to_numpy()

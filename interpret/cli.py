@@ -638,11 +638,11 @@ def _raw_sql(
         )
         history = (spec.history.patient_key, spec.history.time) if spec.history else None
         orders, patients = tables
-        for given, section in ((orders, spec.medications_file), (patients, spec.patients_file)):
+        needed = (("--orders-table", orders, spec.medications_file, "medications_file"),
+                  ("--patients-table", patients, spec.patients_file, "patients_file"))  # fmt: skip
+        for option, given, section, name in needed:
             if given and section is None:
-                raise RawSqlError(
-                    f"--{'orders' if given == orders else 'patients'}-table needs its section in the mapping"
-                )
+                raise RawSqlError(f"{option} needs `{name}:` in the mapping (--map): which columns are which")
         side = SideTables(orders, spec.medications_file, patients, spec.patients_file)
         try:
             entries: list[str] = []

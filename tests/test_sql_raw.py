@@ -240,6 +240,13 @@ def test_raw_sql_says_what_it_cannot_read(tmp_path):
     assert code == 2 and "--id-column" in text
     code, text = _cli("sql", "--raw", str(tmp_path / "missing.csv"), "--id-column", "id")
     assert code == 2 and "missing.csv" in text
+    long = tmp_path / "long.csv"
+    long.write_text("subject_id,specimen_id,itemid,valuenum,valueuom,charttime\np,s,50971,3.1,mEq/L,2026-01-01\n")
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(LONG_MAPPING)
+    options = ("--map", str(mapping), "--allow-identifier", "subject_id", "--orders-table", "orders")
+    code, text = _cli("sql", "--raw", str(long), *options)
+    assert code == 2 and "--orders-table needs `medications_file:` in the mapping" in text
 
 
 def test_an_entry_missing_from_the_mapping_table_is_not_recognised(interpreter, tmp_path):

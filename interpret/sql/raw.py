@@ -1,4 +1,4 @@
-"""Validation as SQL: a raw wide export table -> the validated-panel table (`query.py`).
+"""Validation as SQL: an export's own table (wide or long) -> the validated-panel table (`query.py`).
 
 For a warehouse that keeps the export itself (one row per panel, the columns as
 `interpret batch` reads them): the statement reads the cells where the data are.
@@ -16,6 +16,11 @@ Refusals are the same checks as the batch's (`validate.value_checks`, `age_refus
 plausibility limits), in the same order, but `error` gives each as location and refusal code
 (`potassium (column 'K'): implausible`): the batch's full sentences quote the cell as Python
 writes it, which SQL does not (the codes' words: `validate.REFUSALS`).
+
+A long table (one row per result) is grouped into panels first, as `batch/long.py` groups it,
+with its orders (active at each panel's time) and patients tables joined in the statement;
+the conditions across time are `sql/serial.py`'s. The tests hold every part of it to
+`interpret batch`, panel by panel (tests/test_sql_raw.py).
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class SerialSql:
         )
         line = exp.column("line", table="f", quoted=True)
 
-        def by_line(table: str, alias: str) -> Any:
+        def by_line(alias: str) -> Any:
             return exp.EQ(this=exp.column("line", table=alias, quoted=True), expression=line)
 
         layers: list[tuple[str, Any]] = [(EARLIER, earlier)]
@@ -172,7 +172,7 @@ class SerialSql:
             starts = (
                 exp.select(line, *(exp.alias_(a, n, quoted=True) for n, a in self.starts.items()))
                 .from_(exp.to_table(facts).as_("f"))
-                .join(exp.to_table(EARLIER).as_("x"), on=by_line(EARLIER, "x"), join_type="left")
+                .join(exp.to_table(EARLIER).as_("x"), on=by_line("x"), join_type="left")
                 .join(
                     exp.to_table(active).as_("a"),
                     on=exp.EQ(this=exp.column("__row_key", table="a"), expression=line),
@@ -194,10 +194,8 @@ class SerialSql:
                 *(exp.alias_(e, n, quoted=True) for n, e in columns.items()),
             )
             .from_(exp.to_table(facts).as_("f"))
-            .join(exp.to_table(EARLIER).as_("x"), on=by_line(EARLIER, "x"), join_type="left")
+            .join(exp.to_table(EARLIER).as_("x"), on=by_line("x"), join_type="left")
         )
         if self.starts and self.orders:
-            with_columns = with_columns.join(
-                exp.to_table(ORDER_STARTS).as_("o"), on=by_line(ORDER_STARTS, "o"), join_type="left"
-            )
+            with_columns = with_columns.join(exp.to_table(ORDER_STARTS).as_("o"), on=by_line("o"), join_type="left")
         return [*layers, ("serial", with_columns)]

@@ -629,7 +629,8 @@ def _raw_sql(
     from interpret.batch.job import open_input
     from interpret.batch.mapping import load_mapping
     from interpret.batch.read import BatchInputError, read_chunks
-    from interpret.sql.raw import RawSqlError, SideTables, raw_sql
+    from interpret.sql.long import RawSqlError, SideTables
+    from interpret.sql.raw import raw_sql
 
     try:
         spec = load_mapping(mapping)

@@ -8,6 +8,8 @@ and `--engine duckdb` on the MIMIC-IV demo, byte for byte the polars engine's ou
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import polars as pl
 import pytest
@@ -228,3 +230,15 @@ def test_spark_without_java_is_refused_clearly(interpreter, tmp_path, monkeypatc
     monkeypatch.delenv("JAVA_HOME", raising=False)
     run = batch(interpreter, tmp_path, "potassium,potassium_unit\n3.1,mmol/L\n", engine="spark")
     assert run.code == 2 and "--engine spark needs" in run.stderr
+
+
+def test_postgres_computes_each_layer_once_and_powers_only_positive_bases(interpreter):
+    """Postgres inlines a CTE read once and shares no subexpression (the statement ran 20
+    minutes on 3,011 rows): every layer MATERIALIZED. A power of a negative base (a refused
+    row's creatinine in the eGFR) is an error on Postgres and BigQuery: NULL instead."""
+    code, text = _cli("sql", "--dialect", "postgres")
+    assert code == 0 and text.count("AS MATERIALIZED (") == 4  # panels_in, facts_1, facts_2, conditions
+    powers = text.count("POWER(")
+    assert powers >= 3 and len(re.findall(r"> 0\s+THEN POWER\(", text)) == powers  # every one guarded
+    code, text = _cli("sql", "--dialect", "duckdb")
+    assert "MATERIALIZED" not in text

@@ -30,11 +30,62 @@ def _raw_statement(sample: Path, dialect: str, *options: str) -> str:
     return text.rstrip().rstrip(";")
 
 
+ENGINES = ["duckdb", "spark", "postgres"]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of this machine's (tests/postgres_server.py), for the module."""
+    from tests import postgres_server
+
+    if why := postgres_server.missing():
+        pytest.skip(why)
+    with postgres_server.server() as connection:
+        yield connection
+
+
+def _dialect(name: str, request) -> str:
+    """`name`, with its engine at hand, or the test is skipped (never faked)."""
+    if name == "postgres":
+        global POSTGRES
+        POSTGRES = request.getfixturevalue("postgres")
+        return name
+    return _engine(name)
+
+
+POSTGRES: dict | None = None  # the module's server, once a test asked for it
+
+
+def _run_postgres(statement: str, tables: dict[str, Path]) -> pl.DataFrame:
+    """Each CSV loaded as a table of TEXT columns (COPY), then the statement as printed."""
+    import gzip
+
+    import psycopg
+
+    assert POSTGRES is not None
+    with psycopg.connect(**POSTGRES, autocommit=True) as connection:
+        connection.execute("SET statement_timeout = '180s'")  # a runaway plan fails, never hangs
+        for name, path in tables.items():
+            data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            header = data.split(b"\n", 1)[0].decode().strip().split(",")
+            columns = ", ".join(f'"{h}" TEXT' for h in header)
+            connection.execute(f"DROP TABLE IF EXISTS {name}")
+            connection.execute(f"CREATE TABLE {name} ({columns})")
+            with connection.cursor().copy(f"COPY {name} FROM STDIN (FORMAT csv, HEADER true)") as copy:
+                copy.write(data)
+        cursor = connection.execute(statement)
+        names = [d.name for d in cursor.description]
+        rows = cursor.fetchall()
+    return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+
 def _run(dialect: str, statement: str, csv: Path, **others: Path) -> pl.DataFrame:
     """The statement over the CSV loaded as a table of text cells, as a warehouse would hold
     it (`export`; `others`: more tables by name)."""
     tables = {"export": csv, **others}
-    if dialect == "duckdb":
+    if dialect == "postgres":
+        frame = _run_postgres(statement, tables)
+    elif dialect == "duckdb":
         con = duckdb.connect()
         for name, path in tables.items():
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv('{path}', all_varchar = true, header = true)")
@@ -103,24 +154,33 @@ def _history_mapping(tmp_path: Path, patient: str = "subject_id", time: str = "c
 
 
 @pytest.mark.skipif(not MIMIC_WIDE.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
-@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_works_out_the_conditions_across_time_as_the_batch_does(interpreter, tmp_path, dialect):
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_works_out_the_conditions_across_time_as_the_batch_does(interpreter, tmp_path, dialect, request):
     """The MIMIC wide join with its patients' histories (mapping `history:`): the rules across
     time (acute kidney injury, refractory hypokalaemia, sodium corrected too fast) fire on the
     same panels, by the SQL's self-join of earlier panels as by the batch's rolling windows."""
     csv = _mimic_with_id(tmp_path, keep_patient=True)
     joined = _compare(
-        interpreter, tmp_path, csv, _engine(dialect), ("potassium", "magnesium", "sodium"), _history_mapping(tmp_path)
+        interpreter,
+        tmp_path,
+        csv,
+        _dialect(dialect, request),
+        ("potassium", "magnesium", "sodium"),
+        _history_mapping(tmp_path),
     )
     aki = joined.filter(pl.col("findings").str.contains("acute_kidney_injury")).height
     assert aki > 400  # the demo's admissions have creatinine rises: the comparison has cases
 
 
 @pytest.mark.skipif(not MIMIC_WIDE.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
-@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_gives_the_batch_findings_on_the_mimic_wide_join(interpreter, tmp_path, dialect):
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_gives_the_batch_findings_on_the_mimic_wide_join(interpreter, tmp_path, dialect, request):
     joined = _compare(
-        interpreter, tmp_path, _mimic_with_id(tmp_path), _engine(dialect), ("potassium", "magnesium", "sodium")
+        interpreter,
+        tmp_path,
+        _mimic_with_id(tmp_path),
+        _dialect(dialect, request),
+        ("potassium", "magnesium", "sodium"),
     )
     assert joined.height == 3011
     assert joined.filter(pl.col("findings") != "").height > 2000  # the demo's panels do fire rules
@@ -163,12 +223,14 @@ def _hostile_file(path: Path, rows: int = 600, seed: int = 5) -> Path:
     return path
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_refuses_and_reads_hostile_cells_as_the_batch_does(interpreter, tmp_path, dialect):
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_refuses_and_reads_hostile_cells_as_the_batch_does(interpreter, tmp_path, dialect, request):
     """Words, bounds, decimal commas, overflowing exponents, non-ASCII digits, odd unit
     spellings (µ and μ), sex and yes/no codes: the same rows refused at the same places, and
     every other row's findings the batch's."""
-    joined = _compare(interpreter, tmp_path, _hostile_file(tmp_path / "hostile.csv"), _engine(dialect), ANALYTES)
+    joined = _compare(
+        interpreter, tmp_path, _hostile_file(tmp_path / "hostile.csv"), _dialect(dialect, request), ANALYTES
+    )
     refused = joined["error"].is_not_null().sum()
     assert 100 < refused < joined.height - 50  # both kinds of row are there to compare
 
@@ -292,13 +354,13 @@ def _timeline(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_windows_have_the_batch_edges(interpreter, tmp_path, dialect):
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_windows_have_the_batch_edges(interpreter, tmp_path, dialect, request):
     joined = _compare(
         interpreter,
         tmp_path,
         _timeline(tmp_path / "t.csv"),
-        _engine(dialect),
+        _dialect(dialect, request),
         ("potassium", "creatinine"),
         _history_mapping(tmp_path),
     )
@@ -356,8 +418,8 @@ LONG_MAPPING = (
 
 
 @pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
-@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_reads_the_mimic_hospital_tables_as_the_batch_does(interpreter, tmp_path, dialect):
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_reads_the_mimic_hospital_tables_as_the_batch_does(interpreter, tmp_path, dialect, request):
     """labevents (107,727 results), prescriptions (18,087 orders) and patients, as the hospital
     exported them: grouped into 3,284 panels by subject and specimen, labels by itemid, each
     panel's medications the orders active at its time, its age at that time from anchor age and
@@ -378,7 +440,7 @@ def test_raw_sql_reads_the_mimic_hospital_tables_as_the_batch_does(interpreter, 
         tmp_path,
         tables["labevents"],
         mapping,
-        _engine(dialect),
+        _dialect(dialect, request),
         tables["prescriptions"],
         tables["patients"],
     )
@@ -415,19 +477,21 @@ def _hostile_long(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_groups_a_hostile_long_table_as_the_batch_does(interpreter, tmp_path, dialect):
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_groups_a_hostile_long_table_as_the_batch_does(interpreter, tmp_path, dialect, request):
     mapping = tmp_path / "long.yaml"
     mapping.write_text(LONG_MAPPING)
-    joined = _compare_long(interpreter, tmp_path, _hostile_long(tmp_path / "long.csv"), mapping, _engine(dialect))
+    joined = _compare_long(
+        interpreter, tmp_path, _hostile_long(tmp_path / "long.csv"), mapping, _dialect(dialect, request)
+    )
     rows = {r["specimen_id"]: r for r in joined.iter_rows(named=True)}
     assert set(rows) == {"s1", "s2", "s3", "s4", "t1", "t2", "t3", "t4"}
     assert rows["s1"]["error"] is None and rows["s2"]["error"] and rows["t1"]["error"]
     assert "rapid_sodium_rise" in (rows["t3"]["findings"] or "")
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
-def test_raw_sql_places_orders_and_ages_in_time_as_the_batch_does(interpreter, tmp_path, dialect):
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_places_orders_and_ages_in_time_as_the_batch_does(interpreter, tmp_path, dialect, request):
     """Orders started before, at and after a panel, stopped before it, still running (no
     stop), with an unreadable start or a stop before their start (not used); patients with an
     anchor year, without one, and absent: the same medications, ages and findings as the batch."""
@@ -450,7 +514,13 @@ def test_raw_sql_places_orders_and_ages_in_time_as_the_batch_does(interpreter, t
     patients = tmp_path / "patients.csv"
     patients.write_text("subject_id,anchor_age,anchor_year,gender\np1,70,2024,F\np2,44,,M\n")
     joined = _compare_long(
-        interpreter, tmp_path, _hostile_long(tmp_path / "long.csv"), mapping, _engine(dialect), orders, patients
+        interpreter,
+        tmp_path,
+        _hostile_long(tmp_path / "long.csv"),
+        mapping,
+        _dialect(dialect, request),
+        orders,
+        patients,
     )
     fired = {r["specimen_id"]: r["findings"] or "" for r in joined.iter_rows(named=True)}
     assert "diuretic_associated_losses" in fired["s1"]  # the running furosemide order reached the rules

@@ -92,7 +92,6 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
         exp.alias_(analyte, "__analyte", quoted=True),
         exp.alias_(text, "__value", quoted=True),
         exp.alias_(unit, "__unit", quoted=True),
-        exp.alias_(_same_value(rs, plan, analytes, text, unit), "__key", quoted=True),
         *(
             exp.alias_(cell(h), f"__role_{role}", quoted=True)
             for role, h in plan.roles.items()
@@ -130,9 +129,14 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
         for h, n in ((spec.patient_key, LONG_PATIENT), (spec.time, LONG_TIME))
         if h
     ]
+    # the key in a layer of its own: an alias of the same SELECT list is not readable everywhere
+    keyed = exp.select(
+        exp.Star(),
+        exp.alias_(_same_value(rs, plan, analytes, column("__value"), column("__unit")), "__key", quoted=True),
+    ).from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("rows"))))
     grouped = (
         exp.select(column(PANEL), *by_analyte, *firsts)
-        .from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("results"))))
+        .from_(exp.Subquery(this=keyed, alias=exp.TableAlias(this=exp.to_identifier("results"))))
         .where(exp.not_(is_null(column("__analyte"))))
         .group_by(column(PANEL))
     )

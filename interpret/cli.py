@@ -575,10 +575,10 @@ def sql(
     from interpret.sql.query import DIALECTS, warehouse_sql
 
     rs = _ruleset(rules)
+    if dialect not in DIALECTS:
+        _error(f"--dialect {dialect!r}: known are {', '.join(DIALECTS)}")
+        raise typer.Exit(2)
     if raw is not None:
-        if dialect not in DIALECTS:
-            _error(f"--dialect {dialect!r}: known are {', '.join(DIALECTS)}")
-            raise typer.Exit(2)
         allowed = allow_identifier or []
         tables = (orders_table, patients_table)
         print(
@@ -602,12 +602,8 @@ def sql(
         long_history = spec.long is not None and spec.long.patient_key is not None and spec.long.time is not None
         history = history or spec.history is not None or long_history
     unknown = [a for a in [*chosen, *(lab_range or [])] if a not in measured]
-    if dialect not in DIALECTS or unknown:
-        _error(
-            f"--dialect {dialect!r}: known are {', '.join(DIALECTS)}"
-            if dialect not in DIALECTS
-            else f"not measured analytes: {', '.join(unknown)}; known: {', '.join(measured)}"
-        )
+    if unknown:
+        _error(f"not measured analytes: {', '.join(unknown)}; known: {', '.join(measured)}")
         raise typer.Exit(2)
     print(warehouse_sql(rs, dialect, chosen, set(lab_range or []), history, table), end="")
 

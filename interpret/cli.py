@@ -97,6 +97,12 @@ FormatOption = Annotated[str | None, typer.Option("--format", help="wide or long
 MapOption = Annotated[Path | None, typer.Option("--map", help="Mapping file (YAML) for foreign headers.")]
 UnitOption = Annotated[list[str] | None, typer.Option("--unit", help="A unit for a whole column: potassium=mEq/L")]
 MedicationsOption = Annotated[Path | None, typer.Option("--medications", help="Long format: medication orders CSV.")]
+AllowIdentifierOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-identifier", help="Allow an identifier-like column (read where mapped, never copied or shown)."
+    ),
+]
 PatientsOption = Annotated[
     Path | None, typer.Option("--patients", help="Long format: a patients CSV (age, sex), per patients_file.")
 ]
@@ -284,9 +290,7 @@ def rules_diff(
     mapping: MapOption = None,
     unit: UnitOption = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="Name example rows by this column.")] = None,
-    allow_identifier: Annotated[
-        list[str] | None, typer.Option("--allow-identifier", help="Allow an identifier-like column (never shown).")
-    ] = None,
+    allow_identifier: AllowIdentifierOption = None,
     medications: MedicationsOption = None,
     patients: PatientsOption = None,
     engine: EngineOption = "polars",
@@ -447,9 +451,7 @@ def batch(
     mapping: MapOption = None,
     unit: UnitOption = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="Copy this column to the output.")] = None,
-    allow_identifier: Annotated[
-        list[str] | None, typer.Option("--allow-identifier", help="Allow an identifier-like column (never copied).")
-    ] = None,
+    allow_identifier: AllowIdentifierOption = None,
     medications: MedicationsOption = None,
     patients: PatientsOption = None,
     summary: Annotated[Path | None, typer.Option("--summary", help="Write an HTML summary page here.")] = None,
@@ -551,9 +553,7 @@ def sql(
     ] = None,
     unit: UnitOption = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="--raw: the table's row key.")] = None,
-    allow_identifier: Annotated[
-        list[str] | None, typer.Option("--allow-identifier", help="--raw: allow an identifier-like column.")
-    ] = None,
+    allow_identifier: AllowIdentifierOption = None,
     medication_entries: Annotated[
         Path | None,
         typer.Option("--medication-entries", help="--raw: the table's distinct medication entries, one per line."),
@@ -626,7 +626,7 @@ def _raw_sql(
     from interpret.batch.mapping import load_mapping
     from interpret.batch.read import BatchInputError, read_chunks
     from interpret.sql.long import RawSqlError, SideTables
-    from interpret.sql.raw import raw_sql
+    from interpret.sql.raw import RawExport, raw_sql
 
     try:
         spec = load_mapping(mapping)
@@ -652,7 +652,8 @@ def _raw_sql(
                     labels += chunk.get_column(plan.long.analyte).drop_nulls().unique().to_list()
             if entries_file is not None:
                 entries += entries_file.read_text(encoding="utf-8").splitlines()
-            return raw_sql(rs, plan, dialect, table, entries, source.decimal_comma, history, labels, side)
+            found = RawExport(plan, table, tuple(entries), source.decimal_comma, history, tuple(labels), side)
+            return raw_sql(rs, found, dialect)
         finally:
             source.release()
     except (BatchInputError, RawSqlError, OSError) as exc:

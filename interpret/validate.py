@@ -41,6 +41,7 @@ REFUSALS = {
     "range_empty": "give low, high or both",
     "range_reversed": "low is above high",
     "empty_medication": "empty medication entry",
+    "no_results": "no result to interpret",  # a batch row with no result cell filled
     "input": "{text}",  # the input schema's own words (a missing field, a wrong type)
 }
 

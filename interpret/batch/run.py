@@ -39,6 +39,7 @@ from interpret.batch.read import (
 from interpret.batch.serial import AKI_CODE, AKI_COLUMNS, unknown_columns
 from interpret.facts import ANALYTE_FACT, STATUSES
 from interpret.ruleset import Ruleset
+from interpret.validate import REFUSALS
 
 SAMPLE_PER_CHUNK = 5_000
 IN_FLIGHT = 2  # chunks processed at once
@@ -202,7 +203,7 @@ class BatchRun:
                     given,
                     pl.col("__result_errors"),
                     pl.col("__patient_errors"),
-                    pl.when(no_results & pl.col("__result_errors").is_null()).then(pl.lit("no result to interpret")),
+                    pl.when(no_results & pl.col("__result_errors").is_null()).then(pl.lit(REFUSALS["no_results"])),
                 ]
             )
         else:

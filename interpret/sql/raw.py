@@ -26,6 +26,8 @@ the conditions across time are `sql/serial.py`'s. The tests hold every part of i
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import sqlglot
 from sqlglot import exp
@@ -61,7 +63,7 @@ from interpret.sql.ops import SqlOps, cases, coalesce, column, integer, is_null,
 from interpret.sql.query import VALIDATED
 from interpret.sql.serial import PATIENT, SECONDS
 from interpret.units import CENSORED_MARKS
-from interpret.validate import age_refused, value_checks
+from interpret.validate import REFUSALS, age_refused, value_checks
 
 OPS = SqlOps()
 
@@ -74,43 +76,54 @@ CELLS, READ, CHECKED = "raw_cells", "raw_read", "raw_checked"  # the layers that
 
 def refusal_words() -> dict[str, str]:
     """The refusal codes `error` gives, and their words (the batch's sentences without the cell)."""
-    from interpret.validate import REFUSALS
-
     codes = ("not_a_number", "unit", "negative", "implausible", "age", "sex", "not_yes_no", "duplicate_analyte")
-    return {c: REFUSALS[c] for c in codes} | {"no_results": "no result to interpret"}
+    return {c: REFUSALS[c] for c in (*codes, "no_results")}
 
 
-def validated_select(
-    rs: Ruleset,
-    plan: Plan,
-    table: str,
-    entries: Iterable[str],
-    decimal_comma: bool = False,
-    history: tuple[str, str] | None = None,
-    labels: Iterable[str] = (),
-    side: SideTables = NO_SIDE_TABLES,
-) -> tuple[list[Sql], list[str], bool]:
-    """The common table expressions that make `validated_panels` from the raw `table`, the
-    analytes it gives, and whether it gives each panel's patient and time. `history`: the
-    (patient, time) columns of a wide table, for the conditions across time (`sql/serial.py`);
-    a long table's come from its mapping (`long.patient_key`, `long.time`). `labels`: a long
-    table's analyte labels to resolve (those of its sample); `side`: its orders and patients."""
+@dataclass(frozen=True)
+class RawExport:
+    """What `interpret sql --raw` reads: the table, planned from a sample as `interpret batch`
+    plans a file, and what the sample (and an entry list) gave to resolve in Python."""
+
+    plan: Plan
+    table: str
+    entries: tuple[str, ...] = ()  # medication entries, as written
+    decimal_comma: bool = False
+    history: tuple[str, str] | None = None  # a wide table's patient and time columns
+    labels: tuple[str, ...] = ()  # a long table's analyte labels
+    side: SideTables = NO_SIDE_TABLES  # a long table's orders and patients
+
+
+class Validated(NamedTuple):
+    ctes: list[Sql]  # the common table expressions that make `validated_panels`
+    analytes: list[str]
+    across_time: bool  # each panel's patient and time are there (`sql/serial.py`)
+    ordered: bool  # a long table's orders give the medications
+
+
+def validated_select(rs: Ruleset, export: RawExport, entries: list[tuple[str, int, bool]]) -> Validated:
+    """`validated_panels` from the raw table, `entries` the resolved medication entries
+    (`entry_table`). A long table's patient and time come from its mapping (`long.patient_key`,
+    `long.time`), a wide one's from `export.history`."""
+    plan, table, history = export.plan, export.table, export.history
     ctes: list[Sql] = []
     duplicates: list[tuple[Sql, Sql]] = []
+    ordered = False
     if plan.format == "long":  # one row per result: grouped into panels first (as batch/long.py)
-        long = long_panels(rs, plan, table, labels, side)
+        long = long_panels(rs, plan, table, export.labels, export.side)
         ctes += long.ctes
         plan, duplicates, table = long.plan, long.duplicates, LONG_PANELS
         history = (LONG_PATIENT, LONG_TIME) if plan.history else None
         if long.orders is not None:
             ctes += _medication_ctes(rs, long.orders, entries)
+            ordered = True
     elif not plan.id_column:
         raise RawSqlError("name the table's row key with --id-column: each output row carries it")
     elif medications := plan.roles.get("medications"):
         ctes += _medication_ctes(rs, _entries_of(table, medications, plan.id_column), entries)
     medicated = "medications" in plan.roles
-    ctes += _validated(rs, plan, table, medicated, decimal_comma, history, duplicates)
-    return ctes, list(plan.analyte_columns), history is not None
+    ctes += _validated(rs, plan, table, medicated, export.decimal_comma, history, duplicates)
+    return Validated(ctes, list(plan.analyte_columns), history is not None, ordered)
 
 
 def _pieces(parts: list[tuple[Sql, Sql]]) -> Sql:
@@ -317,10 +330,11 @@ def entry_table(rs: Ruleset, entries: Iterable[str]) -> list[tuple[str, int, boo
     return sorted(rows.values())
 
 
-def _medication_ctes(rs: Ruleset, rows: Sql, entries: Iterable[str]) -> list[Sql]:
-    """The mapping table of entries, each row's entries (`rows`: the row key, `ROW_KEY`, and
-    `entry`), and each row's class bits: an entry not in the table is not recognised."""
-    known_entries = entry_table(rs, entries) or [("", 0, True)]  # VALUES needs a row
+def _medication_ctes(rs: Ruleset, rows: Sql, entries: list[tuple[str, int, bool]]) -> list[Sql]:
+    """The mapping table of the resolved `entries` (`entry_table`), each row's entries (`rows`:
+    the row key, `ROW_KEY`, and `entry`), and each row's class bits: an entry not in the table
+    is not recognised."""
+    known_entries = entries or [("", 0, True)]  # VALUES needs a row
     values = exp.values(
         [(value(e), integer(b), value(r)) for e, b, r in known_entries],
         alias="t",
@@ -384,38 +398,28 @@ def _classes() -> Sql:
     return coalesce(exp.column("classes", table="k"), integer(0))
 
 
-def raw_sql(
-    rs: Ruleset,
-    plan: Plan,
-    dialect: str,
-    table: str,
-    entries: Iterable[str],
-    decimal_comma: bool = False,
-    history: tuple[str, str] | None = None,
-    labels: Iterable[str] = (),
-    side: SideTables = NO_SIDE_TABLES,
-) -> str:
-    """`interpret sql --raw`: the statement that reads the export's own table `table`;
-    `history` (the mapping's patient and time columns): with the conditions across time;
-    `side`: a long export's orders and patients tables."""
+def raw_sql(rs: Ruleset, export: RawExport, dialect: str) -> str:
+    """`interpret sql --raw`: the statement that reads the export's own table, with a header
+    saying what it reads (with `history` or a long table's patient and time: across time too)."""
     from interpret.sql.query import for_dialect, warehouse_sql
 
-    entries = list(entries)
-    ctes, analytes, across_time = validated_select(rs, plan, table, entries, decimal_comma, history, labels, side)
-    ordered = plan.format == "long" and side.orders is not None and side.orders_spec is not None
+    plan, table, side, history = export.plan, export.table, export.side, export.history
+    entries = entry_table(rs, export.entries)
+    ctes, analytes, across_time, ordered = validated_select(rs, export, entries)
     if plan.long and plan.long.patient_key and plan.long.time:
         history = (plan.long.patient_key, plan.long.time)
     taken = "\n".join(f"--   {header}: {role}" for header, role in plan.describe(_headers(plan)))
     codes = "\n".join(f"--   {code}: {words}" for code, words in refusal_words().items())
     medications = plan.roles.get("medications")
     distinct = None
-    if ordered and side.orders and side.orders_spec:
+    if ordered:
+        assert side.orders is not None and side.orders_spec is not None
         name = cell(side.orders_spec.name)
         distinct = exp.select(exp.alias_(name, "entry")).distinct().from_(exp.to_table(side.orders).as_("r"))
     elif medications:
         distinct = _entries_of(table, medications)
     listed = (
-        f"""-- Medication entries: the {len(entry_table(rs, entries))} distinct entries resolved when this was
+        f"""-- Medication entries: the {len(entries)} distinct entries resolved when this was
 -- printed; any other entry counts as not recognised. The table's own distinct entries:
 --   {for_dialect(distinct, dialect).replace(chr(10), " ")}
 -- give them (one per line) to `interpret sql --raw ... --medication-entries FILE`."""

@@ -96,6 +96,7 @@ def test_interpret_sql_names_the_ruleset_and_parses_back(interpreter, dialect):
     code, text = _cli("sql", "--dialect", dialect)
     assert code == 0
     assert f"ruleset {interpreter.ruleset.version} (sha256 {interpreter.ruleset.sha256})" in text.splitlines()[0]
+    assert text.splitlines()[1] == "-- " + " ".join(interpreter.ruleset.meta.short_disclaimer.split())
     parsed = sqlglot.parse_one(text, read=dialect)
     assert parsed.find(sqlglot.exp.Select) is not None
 
@@ -219,7 +220,8 @@ def test_interpret_sql_takes_its_columns_from_a_mapping(tmp_path):
     )
     code, text = _cli("sql", "--map", str(tmp_path / "mimic.yaml"))
     assert code == 0, text
-    reads = text.splitlines()[2]
+    lines = text.splitlines()
+    reads = lines[next(i for i, line in enumerate(lines) if line.startswith("-- Reads")) + 1]  # its columns
     assert all(f"q__{a}" in reads for a in ("potassium", "sodium", "creatinine", "magnesium"))
     assert "q__calcium" not in reads and "q__glucose" not in reads and "t__0" in reads
 

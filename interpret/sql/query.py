@@ -202,6 +202,7 @@ def warehouse_sql(
 --   classes as bits (below), error NULL unless the row is refused."""
     )
     header = f"""-- interpret: facts and rules as SQL ({dialect}), ruleset {rs.version} (sha256 {rs.sha256})
+-- {" ".join(rs.meta.short_disclaimer.split())}
 {reads}
 -- Gives every column above, the facts (s__ statuses, v__ verification flags, derived values) and
 -- per row the masks __fired (rules that fired), __na (rules not assessed), __raised (escalations).

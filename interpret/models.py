@@ -97,8 +97,8 @@ class PanelIn(InputModel):
 
 
 # --- output ----------------------------------------------------------------------------
-# Plain dataclasses: built on the hot path in well under a microsecond each (pydantic's
-# model_construct costs ~8 µs), while pydantic's TypeAdapter still gives their JSON form and
+# Plain dataclasses: built on the hot path at a fraction of the cost of pydantic's
+# model_construct (benchmarks/README.md), while pydantic's TypeAdapter still gives their JSON form and
 # the OpenAPI schema. `to_json` / `to_dict` are the one way to serialise an Interpretation.
 
 

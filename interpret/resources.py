@@ -28,7 +28,7 @@ def data_dir(folder: str, marker: str) -> Path:
 
 
 def read_yaml(path: Path) -> Any:
-    """A YAML file as plain data, through libyaml when the build has it (10x faster start-up).
+    """A YAML file as plain data, through libyaml when the build has it (start-up time).
 
     Both loaders are the *safe* loader: no Python objects are ever constructed from a file.
     """

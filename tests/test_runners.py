@@ -19,20 +19,6 @@ class TestPolars(PolarsRunner):
     pass
 
 
-class TestPolarsByMedicationEntry(PolarsRunner):
-    """The medication stage's other path: each distinct entry looked up, rows OR'ed (taken
-    when a chunk has many distinct lists, as real exports do; the generated chunks do not)."""
-
-    def run(self, panels):
-        from interpret.batch.columns import PanelColumns
-
-        few, PanelColumns.FEW_LISTS = PanelColumns.FEW_LISTS, 0
-        try:
-            return super().run(panels)
-        finally:
-            PanelColumns.FEW_LISTS = few
-
-
 class TestDuckdbSql(PolarsRunner):
     """The SQL runner on duckdb: the facts plan and the rules rendered by sqlglot."""
 

@@ -13,7 +13,6 @@ Column names of the facts frame: `q__<quantity>` value (canonical), `u__` report
 from __future__ import annotations
 
 import functools
-import operator
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
@@ -209,7 +208,9 @@ class Lookup:
                 values.append(known[text])
         if len(texts) == 1:  # no per-row lookup at all
             return pl.repeat(values[0], column.len(), dtype=self.dtype, eager=True).alias(column.name)
-        return column.replace_strict(texts, values, default=None, return_dtype=self.dtype)
+        # each row's index among the distinct texts, then a gather (cheaper than `replace_strict`)
+        index = column.cast(pl.Enum(texts)).to_physical()
+        return pl.Series(column.name, values, dtype=self.dtype).gather(index)
 
 
 NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
@@ -565,24 +566,10 @@ class PanelColumns:
                 pl.lit(0, dtype=pl.UInt64).alias(CLASSES),
             )
 
-        entry_mask = functools.partial(entry_bits, self.rs)
-
-        def unrecognized_names(text: str) -> str | None:
-            names = [e.strip() for e in text.split(";") if e.strip() and entry_mask(e.strip()) >> UNRECOGNIZED_BIT]
-            return "; ".join(names) or None
-
-        def list_mask(text: str) -> int:
-            return functools.reduce(operator.or_, (entry_mask(e.strip()) for e in text.split(";")), 0)
-
         texts = _no_nulls(frame.get_column(column))
-        if texts.n_unique() <= self.FEW_LISTS:  # an export of few distinct lists: one lookup each
-            mask = self.lookup("medication lists", list_mask, pl.UInt64)(texts)
-            names = pl.repeat(None, len(texts), dtype=pl.String, eager=True)
-            rows = ((mask & (1 << UNRECOGNIZED_BIT)) != 0).arg_true()
-            if len(rows):  # the names are looked up for the rows that have some, only
-                names = names.scatter(rows, self.lookup("unrecognized", unrecognized_names, pl.String)(texts[rows]))
-        else:
-            mask, names = self._by_entry(texts, self.lookup("medication entries", entry_mask, pl.UInt64))
+        mask, names = self._by_entry(
+            texts, self.lookup("medication entries", functools.partial(entry_bits, self.rs), pl.UInt64)
+        )
         unrecognized = (mask & (1 << UNRECOGNIZED_BIT)) != 0
         return frame.with_columns(
             mask.alias(CLASSES),
@@ -591,21 +578,18 @@ class PanelColumns:
             pl.lit(True).alias("meds_known"),
         )
 
-    # A chunk's distinct medication lists up to which each list is looked up whole; past it
-    # (real exports: nearly a list per row) each distinct entry is, and rows OR their masks.
-    FEW_LISTS = 20_000
-
     @staticmethod
     def _by_entry(texts: pl.Series, lookup: Lookup) -> tuple[pl.Series, pl.Series]:
         """Each row's mask as the OR of its entries' masks, and its unrecognised entries:
         real exports hold nearly as many distinct lists as rows but only a few thousand
-        distinct entries, so no list is matched whole.
+        distinct entries, so no list is matched whole (even a file of few distinct lists is
+        no faster by list: finding its distinct lists costs as much as splitting them).
 
         The entries are split and flattened in row order; every row has at least one (an
         empty cell is one empty entry, mask 0), so a row's entries are the run that starts at
         its offset, and one segmented OR (`numpy.bitwise_or.reduceat`) combines them without
         a group-by. Entries are looked up as written: the lookup strips them (`entry_mask`)."""
-        import numpy as np  # here: only an export of many distinct lists needs it, not every start-up
+        import numpy as np  # here: only a file with medications needs it, not every start-up
 
         lists = texts.str.split(";")
         lengths = lists.list.len().to_numpy()

@@ -163,7 +163,7 @@ def _execute(
 
         run = BatchRun(rs, plan, source, options.engine, options.spark_master)
         run.severities = options.severities
-        # counted beside the run (75 ms for 135 MB, on its own thread), unless already known: see below
+        # counted beside the run, on its own thread, unless already known: see below
         lines = _line_total(source) if wide is None else None
 
         def chunks() -> Iterator[pl.DataFrame]:

@@ -245,7 +245,7 @@ def _attach(frame: pl.DataFrame, table: pl.DataFrame, on: list[str]) -> pl.DataF
 
 def _mask(flags: list[pl.Expr]) -> pl.Expr:
     """Bit i set where flag i is true. Packed a byte at a time: sums of 8-bit integers move an
-    eighth of the memory of 64-bit ones, which makes this twice as fast."""
+    eighth of the memory of 64-bit ones."""
     u8, u64 = pl.UInt8, pl.UInt64
     bytes_ = []
     for start in range(0, len(flags), 8):

@@ -84,7 +84,7 @@ def sniff_encoding(path: Path, head_only: bool = False) -> str:
                 return "utf-8"
             while chunk := f.read(1 << 24):
                 if chunk.isascii() and not decoder.getstate()[0]:
-                    continue  # plain ASCII is UTF-8 (and checking it is ten times faster than decoding)
+                    continue  # plain ASCII is UTF-8 (and checking it is cheaper than decoding)
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
@@ -353,8 +353,8 @@ def read_chunks(source: CsvSource, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.
 class Prefetch:
     """A plain UTF-8 file whose reading starts before the ruleset is loaded.
 
-    The command line then imports the batch machinery and loads the ruleset (0.1–0.2 s of
-    Python, on one core); the reader uses the other core meanwhile. The run takes these chunks only if it reads the file
+    The command line then imports the batch machinery and loads the ruleset (Python, on one
+    core); the reader uses the other core meanwhile. The run takes these chunks only if it reads the file
     exactly so (`take`): same path, delimiter and encoding, as a mapping file may change them.
     """
 

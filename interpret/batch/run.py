@@ -408,8 +408,7 @@ class OutputFile:
     straight into the file: no part files to copy and delete. A file already under the
     output's name is kept until the new one is complete (a run that is stopped leaves it as it
     was); it is then moved aside and the new file renamed into place, and the old one deleted
-    in a background thread (freeing a large file's blocks takes a tenth of a second or more:
-    ext4 with discard, 0.17 s for 212 MB). Hidden files of runs that were killed (their
+    in a background thread (freeing a large file's blocks is slow on some file systems). Hidden files of runs that were killed (their
     process is gone) are removed when the next run starts.
     """
 

@@ -103,7 +103,7 @@ def _aki_columns(rs: Ruleset, frame: pl.DataFrame) -> list[pl.Series]:
 def _apart(frame: pl.DataFrame, rs: Ruleset) -> pl.DataFrame:
     """One time line for the whole sorted frame in which each patient's panels keep their
     distances but lie further from every other patient's than the longest window: one rolling
-    pass then serves every patient (a pass per patient group was 1.8x slower)."""
+    pass then serves every patient, instead of a pass per patient group."""
     if frame.height == 0:
         return frame
     since = pl.col("__t") - pl.col("__t").min().over(PATIENT)

@@ -129,7 +129,7 @@ def spark_session(master: str | None = None) -> Any:
         .config("spark.driver.memory", os.environ.get("INTERPRET_SPARK_DRIVER_MEMORY", "4g"))
         .config("spark.ui.showConsoleProgress", "false")
         # a chunk handed over from Python may become a local relation, which this rule then
-        # evaluates row by row in the optimizer: 100 s for 150,000 rows against 2.7 s without
+        # evaluates row by row in the optimizer (benchmarks/README.md: measured decisions)
         .config("spark.sql.optimizer.excludedRules", "org.apache.spark.sql.catalyst.optimizer.ConvertToLocalRelation")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")  # a time without an offset is UTC, as everywhere here

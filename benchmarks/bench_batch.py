@@ -171,7 +171,13 @@ def bench(args: argparse.Namespace, realistic: bool) -> None:
     ]
     # The machines are shared: alternate the two measurements and compare medians.
     floors, batches = [], []
+    # Each command writes where no file is: the floor would overwrite its last output in place,
+    # while the batch keeps an earlier output until its own is complete (a stopped run leaves
+    # it as it was), and on a virtual machine that hands freed memory back to its host, writing
+    # beside a kept file touches cold pages (0.25 s more for 374 MB here: benchmarks/README.md).
     for _ in range(args.repeat):
+        for old in ("copy.csv", "out.csv", "out.csv.json"):
+            (folder / old).unlink(missing_ok=True)
         floors.append(measure([sys.executable, "-c", FLOOR, str(source), str(folder / "copy.csv")]))
         batches.append(measure(cmd))
     floor_s, floor_mb = statistics.median(t for t, _, _ in floors), max(m for _, m, _ in floors)

@@ -46,6 +46,16 @@ QUANTITIES: dict[str, QuantityInfo] = {
     "corrected_sodium": QuantityInfo("sodium", True, "glucose-corrected sodium (only when glucose is high)"),
 }
 
+# How a report names a quantity where its own name would not do (others: the name, capitalised).
+LABELS: dict[str, str] = {
+    "egfr": "eGFR",
+    "egfr_calculated": "eGFR (calculated)",
+    "egfr_reported": "eGFR (laboratory-reported)",
+    "calcium_assessed": "Calcium",
+    "corrected_sodium": "Glucose-corrected sodium",
+    "anion_gap": "Anion gap",
+}
+
 # Inputs that are not quantities but can be present or missing.
 OTHER_INPUTS: dict[str, str] = {
     "age": "the patient's age",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interpret import derive
-from interpret.facts import ANALYTE_FACT
+from interpret.facts import ANALYTE_FACT, LABELS
 from interpret.ruleset.conditions import Threshold
 from interpret.ruleset.load import Interval, Ruleset
 from interpret.units import format_beside, format_number
@@ -238,7 +238,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
         )
         facts.quantities["egfr_calculated"] = q
         facts.derived["egfr"] = {
-            "label": "eGFR",
+            "label": LABELS["egfr"],
             "value": value,
             "unit": shown_unit,
             "shown": q.shown,
@@ -262,7 +262,7 @@ def _egfr(facts: Facts, rs: Ruleset) -> None:
         reported.note = f"laboratory-reported, category {cat[0]}"
         facts.quantities["egfr"] = reported
         facts.derived["egfr"] = {
-            "label": "eGFR (laboratory-reported)",
+            "label": LABELS["egfr_reported"],
             "value": reported.value,
             "unit": shown_unit,
             "shown": reported.shown,
@@ -390,7 +390,7 @@ def _anion_gap(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     q["anion_gap"] = gap
     inputs = {"sodium": sodium, "chloride": chloride, "bicarbonate": bicarbonate}
     facts.derived["anion_gap"] = {
-        "label": "Anion gap",
+        "label": LABELS["anion_gap"],
         "value": value,
         "unit": "mmol/L",
         "shown": gap.shown,
@@ -451,7 +451,7 @@ def _sodium(panel: Panel, facts: Facts, rs: Ruleset) -> None:
     _set_status(q, "sodium", panel.sex, rs, lab.lab_low, lab.lab_high)
     facts.quantities["corrected_sodium"] = q
     facts.derived["corrected_sodium"] = {
-        "label": "Glucose-corrected sodium",
+        "label": LABELS["corrected_sodium"],
         "value": value,
         "unit": "mmol/L",
         "shown": q.shown,

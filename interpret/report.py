@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from interpret import serial
 from interpret.engine import Engine, Outcome, available, inputs_that_can_be_unknown
-from interpret.facts import ANALYTE_FACT, CRITICAL_STATUSES, QUANTITIES
+from interpret.facts import ANALYTE_FACT, CRITICAL_STATUSES, LABELS, QUANTITIES
 from interpret.medications import MedicationMatch
 from interpret.models import (
     DerivedOut,
@@ -45,15 +45,6 @@ STATUS_WORDS = {
 }
 COMPARE_WORDS = {"below": "below", "at_or_below": "at or below", "above": "above"}
 COMPARE_WORDS["at_or_above"] = "at or above"
-
-
-LABELS = {
-    "egfr": "eGFR",
-    "egfr_calculated": "eGFR (calculated)",
-    "egfr_reported": "eGFR (laboratory-reported)",
-    "calcium_assessed": "Calcium",
-    "corrected_sodium": "Glucose-corrected sodium",
-}
 
 
 def label(name: str) -> str:

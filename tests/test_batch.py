@@ -101,6 +101,34 @@ def test_sidecar_names_ruleset_and_mapping(interpreter, tmp_path):
     assert side["mapping"]["potassium"] == "potassium result" and side["counts"]["rows"] == 3
 
 
+EVERY_COLUMN = (
+    "id,patient,taken,potassium,potassium_unit,sodium,sodium_unit,chloride,chloride_unit,bicarbonate,"
+    "bicarbonate_unit,glucose,glucose_unit,urea,urea_unit,calcium,calcium_unit,ionized_calcium,"
+    "ionized_calcium_unit,creatinine,creatinine_unit,age,sex,medications\n"
+    "a,p,2026-01-01 08:00,3.1,mmol/L,140,mmol/L,104,mmol/L,24,mmol/L,5.5,mmol/L,5,mmol/L,2.3,mmol/L,"
+    "1.1,mmol/L,80,umol/L,70,F,furosemide\n"
+)
+
+
+@pytest.mark.parametrize("history", [False, True])
+def test_the_sidecar_describes_every_output_column_in_order(interpreter, tmp_path, history):
+    """A data team reads what each column holds from the `.json` beside it: every column of
+    the output, in order, has a description (declared with the column, so a new column
+    cannot go undocumented), and the analytes' say their canonical unit."""
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("history: {patient_key: patient, time: taken}\n" if history else "{}\n")
+    run = batch(interpreter, tmp_path, EVERY_COLUMN, id_column="id", mapping_path=mapping, allow=["patient"])
+    assert run.code == 0, run.stderr
+    described = json.loads((tmp_path / "out.csv.json").read_text())["columns"]
+    assert list(described) == run.out.columns
+    assert all(words.strip() for words in described.values())
+    assert {"anion_gap_mmol_L", "osmolality_mOsm_kg", "calcium_assessed_mmol_L", "corrected_sodium_mmol_L"} <= set(
+        described
+    )
+    assert ("aki_stage" in described) == history
+    assert "in mmol/L" in described["potassium_mmol_L"] and "in umol/L" in described["creatinine_umol_L"]
+
+
 def test_column_without_unit_is_an_error_before_reading(interpreter, tmp_path):
     run = batch(interpreter, tmp_path, "potassium,sodium,sodium_unit\n3.0,140,mmol/L\n")
     assert run.code == 2 and not (tmp_path / "out.csv").exists()

@@ -526,3 +526,24 @@ def test_raw_sql_places_orders_and_ages_in_time_as_the_batch_does(interpreter, t
     assert "diuretic_associated_losses" in fired["s1"]  # the running furosemide order reached the rules
     refused = {r["specimen_id"] for r in joined.iter_rows(named=True) if r["error"]}
     assert {"t2", "t3"} <= refused  # p2 has an age without its anchor year: refused in both
+
+
+def test_an_age_year_without_a_panel_time_is_refused_alike_by_both_runners(interpreter, tmp_path):
+    """The age in an anchor year can only be moved to a panel's year when panels have a
+    time: the mapping is refused when it is read, in the same words for `interpret batch`
+    and `interpret sql --raw` (one check, `MappingFile`)."""
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(
+        "long: {panel_key: [subject, specimen], patient_key: subject, analyte: code, value: value, unit: unit}\n"
+        "patients_file: {patient_key: subject, age: anchor_age, age_year: anchor_year, sex: gender}\n"
+    )
+    (tmp_path / "patients.csv").write_text("subject,anchor_age,anchor_year,gender\np1,60,2024,F\n")
+    text = "specimen,subject,code,value,unit\ns1,p1,2160-0,1.0,mg/dL\n"
+    words = "patients_file.age_year needs long.time (the age is worked out at each panel's time)"
+    run = batch(interpreter, tmp_path, text, mapping_path=mapping, patients=tmp_path / "patients.csv")
+    assert run.code == 2 and words in run.stderr
+    sample = tmp_path / "long.csv"
+    sample.write_text(text)
+    options = ("--map", str(mapping), "--allow-identifier", "subject", "--patients-table", "patients")
+    code, said = _cli("sql", "--raw", str(sample), *options)
+    assert code == 2 and words in said

@@ -186,7 +186,7 @@ def _execute(
                 f"{len(source.redecoded)} lines are not UTF-8 and were read as Windows-1252 (cp1252): "
                 f"lines {shown}{more}; every other line as UTF-8"
             )
-        sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv)
+        sidecar(output.with_name(output.name + ".json"), rs, plan, stats, source, input_csv, run.described_columns)
         if options.summary is not None:
             from interpret.batch.summary import write_summary
 

@@ -154,7 +154,7 @@ def long_to_wide(
         notes += [order_note] if order_note else []
         new_roles["medications"] = "medications"
     if patients is not None:
-        columns, errors, note = _patients(wide, mapping, patients, spec.time, plan.roles)
+        columns, errors, note = _patients(wide, mapping, patients, plan.roles)
         # INPUT_ERROR is always there (joined from `conflicts`): the panel keeps both reasons
         wide = wide.with_columns(*columns, join([pl.col(INPUT_ERROR), pl.lit(errors)]).alias(INPUT_ERROR))
         new_roles.update({c.name: c.name for c in columns})
@@ -184,7 +184,7 @@ def long_to_wide(
 
 
 def _patients(
-    wide: pl.DataFrame, mapping: MappingFile, path: Path, time_column: str | None, roles: dict[str, str]
+    wide: pl.DataFrame, mapping: MappingFile, path: Path, roles: dict[str, str]
 ) -> tuple[list[pl.Series], pl.Series, str | None]:
     """Each panel's age and sex from a patients table (`patients_file:`), as text cells, and
     why a panel's age cannot be worked out (an unusable `age_year` or panel time)."""
@@ -193,8 +193,6 @@ def _patients(
         raise BatchInputError(
             "--patients needs `patients_file:` (patient_key; age, sex) in the mapping, and long.patient_key"
         )
-    if spec.age_year and time_column is None:
-        raise BatchInputError("patients_file.age_year needs long.time (the age is worked out at each panel's time)")
     given = {role: column for role, column in (("age", spec.age), ("sex", spec.sex)) if column}
     both = sorted(set(given) & set(roles))
     if both:

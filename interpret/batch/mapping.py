@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from interpret.batch.read import BatchInputError
 from interpret.resources import read_yaml
@@ -85,6 +85,13 @@ class MappingFile(BaseModel):
     history: HistorySpec | None = None  # wide format: patient key and time
     delimiter: str | None = None
 
+    @model_validator(mode="after")
+    def _age_year_needs_time(self) -> MappingFile:
+        """Checked here, once, for every runner (the batch and `interpret sql --raw`)."""
+        if self.patients_file and self.patients_file.age_year and (self.long is None or self.long.time is None):
+            raise ValueError("patients_file.age_year needs long.time (the age is worked out at each panel's time)")
+        return self
+
 
 def load_mapping(path: Path | None) -> MappingFile:
     if path is None:
@@ -95,8 +102,14 @@ def load_mapping(path: Path | None) -> MappingFile:
     except (OSError, yaml.YAMLError) as exc:
         raise BatchInputError(f"{path}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors())
         raise BatchInputError(f"{path}: {problems}") from None
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """One mapping problem, where it is (a check of the whole file has no place)."""
+    message = message.removeprefix("Value error, ")
+    return f"{'.'.join(str(p) for p in loc)}: {message}" if loc else message
 
 
 def _key(text: str) -> str:

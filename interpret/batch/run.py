@@ -37,7 +37,8 @@ from interpret.batch.read import (
     remove_leftovers,
 )
 from interpret.batch.serial import AKI_CODE, AKI_COLUMNS, unknown_columns
-from interpret.facts import ANALYTE_FACT, STATUSES
+from interpret.column_facts import EGFR_UNIT
+from interpret.facts import ANALYTE_FACT, QUANTITIES, STATUSES
 from interpret.ruleset import Ruleset
 from interpret.validate import REFUSALS
 
@@ -228,60 +229,127 @@ class BatchRun:
     @functools.cached_property
     def _output_exprs(self) -> dict[bool, list[pl.Expr]]:
         """The output columns, for chunks with and without refused rows: built once."""
-        return {True: self._output_columns(blank_refused=True), False: self._output_columns(blank_refused=False)}
+        return {refused: [expr for expr, _ in self._output_columns(blank_refused=refused)] for refused in (True, False)}
 
-    def _output_columns(self, blank_refused: bool) -> list[pl.Expr]:
-        """A refused row shows no values: they were not interpreted."""
+    @functools.cached_property
+    def described_columns(self) -> dict[str, str]:
+        """Each output column of this run, in order, with what it holds (the sidecar's
+        `columns`): declared beside the column itself, so none goes undocumented."""
+        return {expr.meta.output_name(): words for expr, words in self._output_columns(blank_refused=False)}
+
+    def _output_columns(self, blank_refused: bool) -> list[tuple[pl.Expr, str]]:
+        """The output columns and their descriptions. A refused row shows no values: they
+        were not interpreted."""
         error = pl.col("error")
+        rs = self.rs
 
         def when_ok(expr: pl.Expr) -> pl.Expr:
             return pl.when(error.is_null()).then(expr) if blank_refused else expr
 
-        out: list[pl.Expr] = [pl.col(ROW).alias("line")]
+        statuses = ", ".join(STATUSES[:-1]) + " or " + STATUSES[-1]
+        line = (
+            "row number in the Parquet file (the first row is 1)"
+            if self.source.encoding == PARQUET
+            else ("line number in the input file (header is line 1)")
+        )
+        out: list[tuple[pl.Expr, str]] = [(pl.col(ROW).alias("line"), line)]
         if self.plan.id_column:
             label = self.plan.id_label or self.plan.id_column
-            out.append(spreadsheet_safe(pl.col(self.plan.id_column)).alias(spreadsheet_safe_text(label)))
+            out.append(
+                (
+                    spreadsheet_safe(pl.col(self.plan.id_column)).alias(spreadsheet_safe_text(label)),
+                    f"the input's {self.plan.id_column!r} column, as written",
+                )
+            )
         for analyte in self.plan.analyte_columns:
             fact = ANALYTE_FACT[analyte]
-            unit = self.rs.analytes[analyte].canonical_unit.replace("/", "_")
-            out.append(when_ok(pl.col(f"q__{fact}").round(DECIMALS)).alias(f"{analyte}_{unit}"))
-            out.append(when_ok(pl.col(f"s__{fact}")).alias(f"{analyte}_status"))  # written as text
-        category = self._egfr_category(pl.col("q__egfr"))
+            canonical = rs.analytes[analyte].canonical_unit
+            unit = canonical.replace("/", "_")
+            out += [
+                (
+                    when_ok(pl.col(f"q__{fact}").round(DECIMALS)).alias(f"{analyte}_{unit}"),
+                    f"{QUANTITIES[fact].description}, in {canonical} (converted from the unit as given)",
+                ),
+                (
+                    when_ok(pl.col(f"s__{fact}")).alias(f"{analyte}_status"),
+                    f"{analyte} against its interval: {statuses}",
+                ),
+            ]
+        categories = rs.derivations.egfr.categories
         out += [
-            when_ok(pl.col("q__egfr").round(1)).alias("egfr"),
-            when_ok(category).alias("egfr_category"),
-            when_ok(pl.col("egfr_source")).alias("egfr_source"),
+            (when_ok(pl.col("q__egfr").round(1)).alias("egfr"), f"{QUANTITIES['egfr'].description} ({EGFR_UNIT})"),
+            (
+                when_ok(self._egfr_category(pl.col("q__egfr"))).alias("egfr_category"),
+                "the eGFR category: " + ", ".join(f"{c.name} at or above {c.at_or_above:g}" for c in categories),
+            ),
+            (when_ok(pl.col("egfr_source")).alias("egfr_source"), "where egfr comes from: calculated or laboratory"),
         ]
         if {"calcium", "ionized_calcium"} & set(self.plan.analyte_columns):
             out += [
-                when_ok(pl.col("q__calcium_assessed").round(DECIMALS)).alias("calcium_assessed_mmol_L"),
-                when_ok(pl.col("s__calcium_assessed")).alias("calcium_assessed_status"),
+                (
+                    when_ok(pl.col("q__calcium_assessed").round(DECIMALS)).alias("calcium_assessed_mmol_L"),
+                    QUANTITIES["calcium_assessed"].description + ", in mmol/L",
+                ),
+                (
+                    when_ok(pl.col("s__calcium_assessed")).alias("calcium_assessed_status"),
+                    f"that calcium against its interval: {statuses}",
+                ),
             ]
         if {"sodium", "glucose"} <= set(self.plan.analyte_columns):
-            out.append(when_ok(pl.col("q__corrected_sodium").round(1)).alias("corrected_sodium_mmol_L"))
+            out.append(
+                (
+                    when_ok(pl.col("q__corrected_sodium").round(1)).alias("corrected_sodium_mmol_L"),
+                    QUANTITIES["corrected_sodium"].description + ", in mmol/L",
+                )
+            )
         if {"sodium", "chloride", "bicarbonate"} <= set(self.plan.analyte_columns):
             out += [
-                when_ok(pl.col("q__anion_gap").round(1)).alias("anion_gap_mmol_L"),
-                when_ok(pl.col("s__anion_gap")).alias("anion_gap_status"),
+                (
+                    when_ok(pl.col("q__anion_gap").round(1)).alias("anion_gap_mmol_L"),
+                    QUANTITIES["anion_gap"].description + ", in mmol/L",
+                ),
+                (
+                    when_ok(pl.col("s__anion_gap")).alias("anion_gap_status"),
+                    f"the anion gap against its interval: {statuses}",
+                ),
             ]
         if self.plan.history:  # the stage and baseline of acute kidney injury (batch/serial.py)
             fired = pl.col("findings").fill_null("").str.split(";").list.contains(AKI_CODE)
             stage, baseline = AKI_COLUMNS
             out += [
-                pl.when(fired).then(pl.col(stage)).alias(stage),
-                pl.when(fired).then(pl.col(baseline).round(DECIMALS)).alias(baseline),
+                (pl.when(fired).then(pl.col(stage)).alias(stage), f"KDIGO stage (1-3) where {AKI_CODE} fires"),
+                (
+                    pl.when(fired).then(pl.col(baseline).round(DECIMALS)).alias(baseline),
+                    "the lowest creatinine of the baseline window that stage is measured from",
+                ),
             ]
         osmolality = self.columns.osmolality()
         if osmolality is not None:
-            out.append(when_ok(osmolality.round(1)).alias("osmolality_mOsm_kg"))
+            out.append(
+                (
+                    when_ok(osmolality.round(1)).alias("osmolality_mOsm_kg"),
+                    "calculated serum osmolality in mOsm/kg, as the single-panel report gives it",
+                )
+            )
+        tiers = ", ".join(t.name for t in reversed(rs.meta.severities))
         out += [
-            pl.col("findings").fill_null(""),
-            *([pl.col("severities").fill_null("")] if self.severities else []),
-            pl.col("max_severity"),
-            pl.col("not_assessed").fill_null(""),
-            spreadsheet_safe(pl.col("unrecognized_names")).alias("unrecognized_medications"),
-            spreadsheet_safe(pl.col("notes")).alias("notes"),
-            spreadsheet_safe(pl.col("error")).alias("error"),
+            (pl.col("findings").fill_null(""), "codes of the findings that fired, ';'-separated (findings catalogue)"),
+            *(
+                [(pl.col("severities").fill_null(""), "each finding's severity: code=severity, ';'-separated")]
+                if self.severities
+                else []
+            ),
+            (pl.col("max_severity"), f"the highest severity among the findings ({tiers}); empty when none fired"),
+            (pl.col("not_assessed").fill_null(""), "codes of rules that could not be assessed for lack of an input"),
+            (
+                spreadsheet_safe(pl.col("unrecognized_names")).alias("unrecognized_medications"),
+                "medication entries the catalogue does not know, '; '-separated (named, not assessed)",
+            ),
+            (
+                spreadsheet_safe(pl.col("notes")).alias("notes"),
+                "what was read otherwise than as written (haemolysis or a bound in a value cell, ...)",
+            ),
+            (spreadsheet_safe(error).alias("error"), "non-empty when the row was refused, with the reason"),
         ]
         return out
 
@@ -491,7 +559,15 @@ class OutputFile:
         threading.Thread(target=old.unlink, kwargs={"missing_ok": True}).start()
 
 
-def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource, input_path: Path) -> dict[str, Any]:
+def sidecar(
+    path: Path,
+    rs: Ruleset,
+    plan: Plan,
+    stats: Stats,
+    source: CsvSource,
+    input_path: Path,
+    columns: dict[str, str],
+) -> dict[str, Any]:
     """The `.json` beside the output: ruleset version and hash, mapping, counts, disclaimer."""
     severities = [t.name for t in reversed(rs.meta.severities)]  # most severe first
     codes = [r.code for r in rs.rules]
@@ -522,20 +598,7 @@ def sidecar(path: Path, rs: Ruleset, plan: Plan, stats: Stats, source: CsvSource
             "not_assessed": {code: stats.not_assessed[code] for code in codes if code in stats.not_assessed},
         },
         "unrecognized_medications": dict(sorted(stats.unrecognized_medications.items(), key=lambda kv: -kv[1])),
-        "columns": {
-            "line": (
-                "row number in the Parquet file (the first row is 1)"
-                if source.encoding == PARQUET
-                else "line number in the input file (header is line 1)"
-            ),
-            "<analyte>_<unit>": "the result in its canonical unit",
-            "<analyte>_status": ", ".join(STATUSES[:-1]) + " or " + STATUSES[-1],
-            "findings": "codes of the findings that fired, ';'-separated (findings catalogue)",
-            "not_assessed": "codes of rules that could not be assessed for lack of an input",
-            "error": "non-empty when the row was refused, with the reason",
-            "aki_stage": "KDIGO stage (1-3) where acute_kidney_injury fires (long format with patient key and time)",
-            "aki_baseline_creatinine_umol_L": "the lowest creatinine of the baseline window that stage is measured from",
-        },
+        "columns": columns,
         "notes": stats.notes,
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

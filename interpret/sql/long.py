@@ -148,7 +148,7 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
     if side.patients and side.patients_spec:
         if not spec.patient_key:
             raise RawSqlError("--patients-table needs long.patient_key in the mapping")
-        panels, added, refused = _with_patients(panels, side.patients, side.patients_spec, spec.time is not None)
+        panels, added, refused = _with_patients(panels, side.patients, side.patients_spec)
         roles |= {role: role for role in added}
         duplicates += refused
     ctes.append(cte(LONG_PANELS, panels))
@@ -176,16 +176,12 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
 LONG_GROUPED, ACTIVE_ORDERS = "long_grouped", "active_orders"
 
 
-def _with_patients(
-    panels: Sql, table: str, spec: PatientFileSpec, timed: bool
-) -> tuple[Sql, list[str], list[tuple[Sql, Sql]]]:
+def _with_patients(panels: Sql, table: str, spec: PatientFileSpec) -> tuple[Sql, list[str], list[tuple[Sql, Sql]]]:
     """Each panel's age and sex from the patients table, by patient (`long._patients`): the
     age at the panel's time where `age_year` says in which year `age` was the age."""
     given = {role: column for role, column in (("age", spec.age), ("sex", spec.sex)) if column}
     first = [exp.alias_(exp.Min(this=cell(c)), f"__{role}", quoted=True) for role, c in given.items()]
-    if spec.age_year:
-        if not timed:
-            raise RawSqlError("patients_file.age_year needs long.time (the age is worked out at each panel's time)")
+    if spec.age_year:  # with a panel time: checked when the mapping was read (MappingFile)
         first.append(exp.alias_(exp.Min(this=cell(spec.age_year)), "__age_year", quoted=True))
     key = cell(spec.patient_key)
     people = exp.select(exp.alias_(key, "__key", quoted=True), *first).from_(exp.to_table(table).as_("r")).group_by(key)

@@ -26,6 +26,7 @@ from interpret.render.view import context as report_context
 from interpret.validate import InputError, Refusal, refusal, schema_path
 from interpret.web import form as web_form
 from interpret.web.cds_auth import ClientVerifier, TrustedClient, TrustedClientsOnly
+from interpret.web.security import REFUSED_BODIES
 
 log = logging.getLogger("interpret.web")
 
@@ -110,8 +111,7 @@ def create_app(
                 "description": "The Interpretation (JSON), or the HTML report with Accept: text/html",
             },
             400: {"description": "Body could not be read (not UTF-8 JSON)"},
-            413: {"description": "Body too large"},
-            415: {"description": "Body not sent as application/json"},
+            **REFUSED_BODIES,
             422: {"model": LocatedErrors, "description": "Invalid panel; each error located by JSON path"},
         },
         tags=["api"],

@@ -17,6 +17,7 @@ from interpret.render.cds_cards import Card, CardsResponse, CdsCards, md
 from interpret.validate import InputError
 from interpret.web.fhir import Mapped, map_patient_view, resources
 from interpret.web.fhir_client import FhirServerAccess, fetch, fill
+from interpret.web.security import REFUSED_BODIES
 
 router = APIRouter(tags=["cds-hooks"])
 
@@ -102,8 +103,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid signed JWT from a trusted CDS client, where trust is configured (OperationOutcome)"},
     404: {"description": "No such service (OperationOutcome)"},
     412: {"description": "Required prefetch missing (OperationOutcome)"},
-    413: {"description": "Body too large"},
-    415: {"description": "Body not sent as application/json"},
+    **REFUSED_BODIES,
     422: {"model": LocatedErrors, "description": "Not a CDS Hooks request; each error located"},
 }
 

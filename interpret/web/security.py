@@ -176,6 +176,14 @@ class BodyTooLarge(Exception):
     pass
 
 
+# What the middlewares below answer before any endpoint runs, for the OpenAPI document of
+# every endpoint they guard (the API and CDS Hooks)
+REFUSED_BODIES: dict[int | str, dict[str, str]] = {
+    413: {"description": "Body too large"},
+    415: {"description": "Body not sent as application/json"},
+}
+
+
 async def _too_large(send: Send, limit: int) -> None:
     await _json_error(send, 413, {"detail": f"request body larger than {limit} bytes"})
 

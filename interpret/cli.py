@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from interpret.batch.job import BatchOptions
     from interpret.ruleset import Ruleset
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -278,6 +280,32 @@ def rules_release(rules: RulesOption = None) -> None:
     print(f"recorded {record(rs)}: version {rs.version}, sha256 {rs.sha256}")
 
 
+def _export_options(
+    fmt: str | None,
+    mapping: Path | None,
+    unit: list[str] | None,
+    id_column: str | None,
+    allow_identifier: list[str] | None,
+    medications: Path | None,
+    patients: Path | None,
+    engine: str,
+) -> BatchOptions:
+    """How an export is read, from the options `batch` and `rules diff` share: one place, so
+    that an option added to one is read alike by the other."""
+    from interpret.batch.job import BatchOptions
+
+    return BatchOptions(
+        fmt=fmt,
+        mapping_path=mapping,
+        units=tuple(unit or ()),
+        id_column=id_column,
+        allow=tuple(allow_identifier or ()),
+        medications=medications,
+        patients=patients,
+        engine=engine,
+    )
+
+
 @rules_app.command("diff")
 def rules_diff(
     old: Annotated[
@@ -301,7 +329,6 @@ def rules_diff(
     import tempfile
 
     from interpret.batch.impact import compare, file_changes, ruleset_folder, text_report, write_html
-    from interpret.batch.job import BatchOptions
     from interpret.batch.read import BatchInputError
     from interpret.batch.run import engine_missing
 
@@ -312,16 +339,7 @@ def rules_diff(
             old_dir = ruleset_folder(old, Path(workdir))
             old_dir, new = _with_site(old_dir, site) or old_dir, _with_site(new, site) or new
             rulesets = [_ruleset(old_dir), _ruleset(new)]
-            options = BatchOptions(
-                fmt=fmt,
-                mapping_path=mapping,
-                units=tuple(unit or ()),
-                id_column=id_column,
-                allow=tuple(allow_identifier or ()),
-                medications=medications,
-                patients=patients,
-                engine=engine,
-            )
+            options = _export_options(fmt, mapping, unit, id_column, allow_identifier, medications, patients, engine)
             impact = compare(rulesets[0], rulesets[1], export, options, file_changes(old_dir, new))
         except BatchInputError as exc:
             _error(str(exc))
@@ -475,7 +493,7 @@ def batch(
     plain = output is not None and not inspect and mapping is None and fmt in (None, "wide")
     prefetch = Prefetch.start(input_csv) if plain else None  # reads while the rest is imported
 
-    from interpret.batch.job import BatchOptions, execute, open_input
+    from interpret.batch.job import execute, open_input
     from interpret.batch.mapping import describe_plan, load_mapping
     from interpret.batch.run import engine_missing
 
@@ -501,19 +519,12 @@ def batch(
             return
         if output is None:
             raise BatchInputError("-o/--output is required (or use --inspect)")
-        options = BatchOptions(
-            fmt=fmt,
-            mapping_path=mapping,
-            units=tuple(unit or ()),
-            id_column=id_column,
-            allow=tuple(allow_identifier or ()),
-            medications=medications,
-            patients=patients,
+        options = dataclasses.replace(
+            _export_options(fmt, mapping, unit, id_column, allow_identifier, medications, patients, engine),
             summary=summary,
             details=details,
             progress=_progress(),
             prefetch=prefetch,
-            engine=engine,
             spark_master=spark_master,
         )
         with _stopped_cleanly():

@@ -505,3 +505,64 @@ def test_every_card_names_the_ruleset_version_and_hash(client, interpreter):
     found = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")]))
     rs = interpreter.ruleset
     assert found and all(f"v{rs.version}" in c["detail"] and rs.sha256[:12] in c["detail"] for c in found)
+
+
+# 16. a panel sent as one Observation with a component per test
+
+
+def panel_with_components(*components: dict, **changes) -> dict:
+    """US Core's potassium example made into a basic metabolic panel (LOINC 51990-0) whose
+    results are components: status, time, subject and specimen stay the panel's."""
+    obs = potassium(3.0, "2020-01-01T08:00:00Z", "bmp", **changes)
+    obs["code"] = {"coding": [{"system": "http://loinc.org", "code": "51990-0"}], "text": "Basic metabolic panel"}
+    k = {key: obs.pop(key) for key in ("valueQuantity", "referenceRange")}
+    k["code"] = us_core("observation-serum-potassium")["code"]
+    obs["component"] = [k, *components]
+    return obs
+
+
+def component(loinc: str, value: float | None, unit: str) -> dict:
+    found = {"code": {"coding": [{"system": "http://loinc.org", "code": loinc}]}}
+    if value is None:
+        found["dataAbsentReason"] = {"coding": [{"code": "error"}]}
+    else:
+        found["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    return found
+
+
+def test_results_sent_as_components_of_one_panel_observation_are_read(client):
+    """An EHR may send a chemistry panel as one Observation with a component per result:
+    its potassium and magnesium are interpreted (low K with low Mg), a component of another
+    test is passed over, and the panel is not counted as a test this service ignores."""
+    obs = panel_with_components(component("19123-9", 1.3, "mg/dL"), component("718-7", 13.0, "g/dL"))
+    found = cards(client, request([obs]))
+    assert "hypokalemia_with_hypomagnesemia" in codes(found)
+    assert "51990-0" not in data_card(found)
+
+
+def test_an_unusable_component_is_named_and_an_unusable_panel_names_each_result(client):
+    obs = panel_with_components(component("19123-9", None, "mg/dL"))
+    detail = data_card(cards(client, request([obs])))
+    assert "Observation/bmp component 2 (LOINC 19123-9): no numeric valueQuantity.value" in detail
+    obs = panel_with_components(component("19123-9", 1.3, "mg/dL"), status="entered-in-error")
+    found = cards(client, request([obs]))
+    detail = data_card(found)
+    assert "hypokalemia_with_hypomagnesemia" not in codes(found)
+    assert "Observation/bmp component 1 (LOINC 2823-3): status 'entered-in-error'" in detail
+    assert "Observation/bmp component 2 (LOINC 19123-9): status 'entered-in-error'" in detail
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "not a list",
+        [None, 3, "x", []],
+        [{"code": "2823-3", "valueQuantity": 3.0}],
+        [{"code": {"coding": {"system": "http://loinc.org", "code": "2823-3"}}, "valueQuantity": {"value": True}}],
+        [{"code": {"coding": [{"system": "http://loinc.org", "code": "2823-3"}]}, "component": [{"code": {}}]}],
+    ],
+)
+def test_hostile_components_never_give_a_server_error(client, hostile):
+    obs = panel_with_components()
+    obs["component"] = hostile
+    assert isinstance(cards(client, request([obs])), list)

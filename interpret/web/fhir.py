@@ -13,7 +13,9 @@ server error. What is read from which element (README, "CDS Hooks"):
   `interpretation` (the laboratory's flags, compared with ours); `subject` (another
   patient's result is excluded and named); haemolysis from the specimen's coded condition
   (HL7 v2 0493 `HEM`, SNOMED CT), then from notes with negation handled ("not haemolysed"),
-  only for the specimens of the panel being interpreted.
+  only for the specimens of the panel being interpreted. A panel sent as one Observation with a
+  `component` per result: each component of ours is read with the Observation's status, time,
+  subject and specimen.
 - Patient (a resource or a searchset Bundle): gender, birthDate (age at the latest result).
 - MedicationRequest (active, on-hold, draft) and MedicationStatement (active, intended):
   medicationCodeableConcept, or medicationReference (contained, a Medication in the same
@@ -189,6 +191,32 @@ class _Candidate:
     flag: str | None
 
 
+# What an Observation's component holds of its own (FHIR R4 Observation.component); every
+# other element (status, effective time, subject, specimen, notes) is the Observation's.
+COMPONENT_ELEMENTS = {
+    "code",
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
+    "valueTime",
+    "valueDateTime",
+    "valuePeriod",
+    "dataAbsentReason",
+    "interpretation",
+    "referenceRange",
+    "component",
+}
+
+
+def _loinc(resource: dict[str, Any]) -> list[str]:
+    return [str(c.get("code")) for c in _codings(resource.get("code")) if c.get("system") == LOINC and c.get("code")]
+
+
 def _unit(quantity: dict[str, Any]) -> str | None:
     """UCUM `code` when the system is UCUM (or absent); otherwise the human `unit` text."""
     system, code, unit = quantity.get("system"), _text(quantity.get("code")), _text(quantity.get("unit"))
@@ -235,14 +263,32 @@ class _LabReader:
             f"Specimen/{s.get('id')}": s for s in resources(labs, "Specimen") if isinstance(s.get("id"), str)
         }
 
-    def read(self, obs: dict[str, Any]) -> tuple[str, _Candidate] | None:
-        codes = [str(c.get("code")) for c in _codings(obs.get("code")) if c.get("system") == LOINC and c.get("code")]
-        label = f"{_name(obs)} (LOINC {', '.join(codes) or 'none'})"
-        problem, found = self._read(obs, codes, label)
-        if problem == NOT_OURS:
+    def read(self, obs: dict[str, Any]) -> list[tuple[str, _Candidate]]:
+        """The Observation's own result, and those of its components: a panel sent as one
+        Observation with a `component` per test (status, time, subject and specimen are the
+        Observation's). An Observation none of whose codes is ours is another test."""
+        found: list[tuple[str, _Candidate]] = []
+        ours = False
+        codes = _loinc(obs)
+        parts = [(obs, f"{_name(obs)} (LOINC {', '.join(codes) or 'none'})", codes)]
+        for i, component in enumerate(_list(obs.get("component"))):
+            part = {k: v for k, v in obs.items() if k not in COMPONENT_ELEMENTS}
+            part.update({k: v for k, v in _dict(component).items() if k in COMPONENT_ELEMENTS})
+            part_codes = _loinc(part)
+            if not any(self.rs.analyte(code) for code in part_codes):
+                continue  # a component of another test (blood pressure's systolic, ...)
+            parts.append(
+                (part, f"{_name(obs)} component {i + 1} (LOINC {', '.join(part_codes) or 'none'})", part_codes)
+            )
+        for resource, label, part_codes in parts:
+            problem, candidate = self._read(resource, part_codes, label)
+            ours = ours or problem != NOT_OURS
+            if candidate is not None:
+                found.append(candidate)
+            elif problem and problem != NOT_OURS:
+                self.mapped.unused.append(f"{label}: {problem}")
+        if not ours:
             self.mapped.other_tests.append(", ".join(codes) or "no LOINC code")
-        elif problem:
-            self.mapped.unused.append(f"{label}: {problem}")
         return found
 
     def _read(
@@ -327,10 +373,7 @@ def map_patient_view(
     reader = _LabReader(rs, labs, patient_ids, mapped)
     latest: dict[str, _Candidate] = {}
     candidates: list[tuple[str, _Candidate]] = []
-    for obs in resources(labs, "Observation"):
-        found = reader.read(obs)
-        if found is None:
-            continue
+    for found in (c for obs in resources(labs, "Observation") for c in reader.read(obs)):
         analyte, candidate = found
         candidates.append(found)
         previous = latest.get(analyte)

@@ -1261,3 +1261,16 @@ def test_what_is_a_number_is_decided_once(interpreter, tmp_path):
             assert error is None and float(value) == read, cell
         else:
             assert error is not None and "not a number" in error, (cell, error)
+
+
+def test_a_spreadsheets_delimiter_hint_line_is_read_as_the_delimiter(interpreter, tmp_path):
+    """Exports meant for Excel may start with `sep=;` (with a BOM and CRLF line ends, and
+    decimal commas): that line gives the delimiter, the header is the next one, line numbers
+    stay the file's, and the run says so."""
+    text = "\ufeffsep=;\r\npotassium;potassium_unit;age;sex\r\n3,1;mmol/L;70;F\r\n\r\n5,9;mmol/L;70;F\r\n"
+    run = batch(interpreter, tmp_path, text)
+    assert run.code == 0, run.stderr
+    assert run.out["line"].to_list() == ["3", "5"] and run.out["potassium_mmol_L"].to_list() == ["3.1", "5.9"]
+    side = json.loads((tmp_path / "out.csv.json").read_text())
+    assert side["input"]["delimiter"] == ";"
+    assert any("line 1, 'sep=;', is a spreadsheet's delimiter hint" in n for n in side["notes"])

@@ -179,6 +179,8 @@ def _execute(
             raise _RecordsSpanLines
         if note:
             stats.notes.append(note)
+        if hinted := source.hint_note():
+            stats.notes.append(hinted)
         if source.redecoded:
             shown = ", ".join(str(n) for n in source.redecoded[:20])
             more = f" and {len(source.redecoded) - 20} more" if len(source.redecoded) > 20 else ""

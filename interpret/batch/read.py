@@ -51,6 +51,14 @@ class CsvSource:
     header_line: int = 1  # blank lines before the header are skipped, and lines still counted
     size: int = 0  # bytes of text (uncompressed): what the output's free-disk check starts from
     line_total: int | None = None  # the file's lines, where a pass over it already counted them
+    hint: tuple[int, str] | None = None  # (its line, the delimiter) of a spreadsheet's `sep=;` line
+
+    def hint_note(self) -> str | None:
+        """What the run says of a `sep=` line: read as the delimiter, not as the header."""
+        if self.hint is None:
+            return None
+        line, delimiter = self.hint
+        return f"line {line}, 'sep={delimiter}', is a spreadsheet's delimiter hint: read as the delimiter, not as the header"
 
     def release(self) -> None:
         """Delete the temporary copy, if the run made one."""
@@ -64,6 +72,8 @@ class CsvSource:
 
 
 HEAD_BYTES = 1 << 20
+# The first line some spreadsheet exports write to tell Excel the delimiter ("sep=;")
+DELIMITER_HINT = re.compile(r"\ufeff?sep=([,;\t|])", re.IGNORECASE)
 
 
 def sniff_encoding(path: Path, head_only: bool = False) -> str:
@@ -123,6 +133,7 @@ def _open_plain(path: Path, delimiter: str | None, encoding: str | None, head_on
             copy.unlink(missing_ok=True)
             raise
     header_line = 0
+    hint = None
     with io.TextIOWrapper(open_bytes(path), encoding=encoding, newline="") as f:
         first = ""
         while not first.strip():
@@ -130,6 +141,10 @@ def _open_plain(path: Path, delimiter: str | None, encoding: str | None, head_on
             header_line += 1
             if not first:
                 raise BatchInputError(f"{path}: the file is empty (no header line)")
+            if hint is None and (found := DELIMITER_HINT.fullmatch(first.rstrip("\r\n"))):
+                hint, first = (header_line, found.group(1)), ""  # the header is the next line
+    if hint:
+        delimiter = delimiter or hint[1]
     delimiter = delimiter or max((",", ";", "\t"), key=lambda d: _count_outside_quotes(first, d))
     headers = next(csv.reader(io.StringIO(first), delimiter=delimiter))
     headers = [h.strip() for h in headers]
@@ -138,8 +153,10 @@ def _open_plain(path: Path, delimiter: str | None, encoding: str | None, head_on
         raise BatchInputError(f"{path}: header names repeated: {', '.join(dupes)}")
     if encoding == "latin-1":
         copy, lines = _transcode(path)
-        return CsvSource(copy, headers, delimiter, "mixed", temporary=True, redecoded=lines, header_line=header_line)
-    return CsvSource(path, headers, delimiter, encoding, header_line=header_line)
+        return CsvSource(
+            copy, headers, delimiter, "mixed", temporary=True, redecoded=lines, header_line=header_line, hint=hint
+        )
+    return CsvSource(path, headers, delimiter, encoding, header_line=header_line, hint=hint)
 
 
 def _cr_only(path: Path) -> bool:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from fastapi.testclient import TestClient
 
+from interpret.ruleset import default_ruleset
 from interpret.web.app import create_app
 from tests.conftest import ROOT
 
@@ -136,3 +137,71 @@ def test_an_unreachable_server_is_named_not_a_server_error():
     response = call("http://127.0.0.1:9/fhir", ["http://127.0.0.1:9/fhir"])
     assert response.status_code == 200
     assert "not reachable" in response.json()["cards"][0]["detail"]
+
+
+# the ruleset's analytes, as the service's own prefetch asks for them: 32 of the patient's 94
+LOINC_CODES = ",".join(sorted({c for a in default_ruleset().analytes.values() for c in a.loinc}))
+
+
+def _first_page(fhir_server: str, query: str) -> dict:
+    """A search's first page as the EHR would send it in the prefetch (with its next link)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{fhir_server}/{query}", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
+def _earlier(said: str) -> int:
+    import re
+
+    found = re.search(r"(\d+) earlier results of the same analytes", said)
+    return int(found.group(1)) if found else 0
+
+
+def call_with_prefetch(fhir_server, allowed, prefetch):
+    client = TestClient(create_app(fhir_servers=allowed))
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "7f2e3c1a-1b2c-4d5e-8f90-a1b2c3d4e5f6",
+        "fhirServer": fhir_server,
+        "fhirAuthorization": {
+            "access_token": TOKEN,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "x",
+            "subject": "cds",
+        },
+        "context": {"userId": "Practitioner/1", "patientId": PATIENT["id"]},
+        "prefetch": prefetch,
+    }
+    response = client.post("/cds-services/electrolyte-panel", json=body)
+    assert response.status_code == 200, response.text
+    return "\n".join(c["detail"] for c in response.json()["cards"]).replace("\\", "")
+
+
+def test_a_prefetch_sent_as_a_first_page_is_completed_or_said_to_be_partial(fhir_server):
+    """An EHR may send a search's first page only (Bundle.link next): unread results or
+    medications would silently change the cards. With FHIR server access the next pages are
+    fetched; without it, the cards say what was not read."""
+    labs = _first_page(fhir_server, f"Observation?patient={PATIENT['id']}&code={LOINC_CODES}&_count=10")
+    assert any(link["relation"] == "next" for link in labs["link"]) and len(labs["entry"]) == 10
+    prefetch = {"patient": PATIENT, "labs": labs, "meds": {"resourceType": "Bundle", "type": "searchset", "entry": []}}
+    said = partial = call_with_prefetch(fhir_server, [], prefetch)
+    assert "laboratory results: the EHR sent a first page (10 of 32 results; Bundle.link next)" in said
+    assert "its next pages were not fetched" in said and "results beyond it were not read" in said
+    FhirHandler.calls.clear()
+    said = call_with_prefetch(fhir_server, [fhir_server], prefetch)
+    assert any("_offset=" in path for path in FhirHandler.calls), "the next pages were fetched"
+    assert "first page" not in said
+    assert _earlier(said) > _earlier(partial)  # the later pages' results were read as history
+
+
+def test_a_medication_prefetch_with_fewer_results_than_its_total_is_said_to_be_partial(fhir_server):
+    meds = {"resourceType": "Bundle", "type": "searchset", "total": 7, "entry": []}
+    labs = _first_page(fhir_server, f"Observation?patient={PATIENT['id']}&_count=10")
+    labs.pop("link")
+    labs["total"] = 10
+    said = call_with_prefetch(fhir_server, [], {"patient": PATIENT, "labs": labs, "meds": meds})
+    assert "medication list: the EHR sent 0 of 7 results" in said
+    assert "a drug missing from this list may still be taken" in said

@@ -15,8 +15,8 @@ from interpret.models import Interpretation, LocatedErrors
 from interpret.pipeline import Interpreter
 from interpret.render.cds_cards import Card, CardsResponse, CdsCards, md
 from interpret.validate import InputError
-from interpret.web.fhir import Mapped, map_patient_view, resources
-from interpret.web.fhir_client import FhirServerAccess, fetch, fill
+from interpret.web.fhir import PARTS_NOT_READ, Mapped, first_page_only, map_patient_view, resources
+from interpret.web.fhir_client import FhirServerAccess, fetch, fill, rest_of
 from interpret.web.security import REFUSED_BODIES
 
 router = APIRouter(tags=["cds-hooks"])
@@ -143,6 +143,15 @@ def call_service(service_id: str, body: HookRequest, request: Request) -> Any:
     if absent and body.fhirServer and body.fhirAuthorization and access.permits(body.fhirServer):
         for key in absent:
             prefetch[key] = _fetched(body.fhirServer, body.fhirAuthorization, templates[key], context, access)
+    unfollowed: dict[str, str] = {}
+    if body.fhirServer and body.fhirAuthorization and access.permits(body.fhirServer):
+        for key in PARTS_NOT_READ:  # a first page the EHR sent: the rest fetched, or why not
+            if key not in absent and first_page_only(prefetch.get(key)) is not None:
+                whole, error = rest_of(body.fhirServer, body.fhirAuthorization, prefetch[key], access)
+                if error is None:
+                    prefetch[key] = whole
+                else:
+                    unfollowed[key] = f"its next pages could not be fetched ({error})"
     missing = [k for k in ("patient", "labs") if k not in prefetch]
     if missing:
         how = (
@@ -153,7 +162,7 @@ def call_service(service_id: str, body: HookRequest, request: Request) -> Any:
         return _operation_outcome(412, f"prefetch {', '.join(missing)} missing, {how}")
     draft = _draft_orders(context) if body.hook in ORDER_HOOKS else None
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
-    mapped = map_patient_view(prefetch, interpreter.ruleset, draft, patient_id)
+    mapped = map_patient_view(prefetch, interpreter.ruleset, draft, patient_id, unfollowed)
     tally = request.app.state.cds_feedback
     cards = make_cards(interpreter, str(request.base_url).rstrip("/"), mapped, body.hook, tally)
     return {"cards": [c.model_dump(exclude_none=True) for c in cards]}

@@ -22,6 +22,9 @@ server error. What is read from which element (README, "CDS Hooks"):
   bundle, or its display); dosage route.
 - A prefetch that is an OperationOutcome (the spec's way to say a query failed) or absent is
   reported as not supplied, with the rules it leaves unassessed.
+- A prefetch Bundle that is a first page only (a next link, or fewer results than its total)
+  is said to be partial, with what was therefore not read (`first_page_only`); the service
+  fetches the rest where it has FHIR server access (`cds_hooks.call_service`).
 """
 
 from __future__ import annotations
@@ -120,6 +123,37 @@ def failed_prefetch(value: Any) -> str | None:
             f" ({'; '.join(w for w in words if w)[:200]})" if any(words) else ""
         )
     return None
+
+
+def first_page_only(value: Any) -> str | None:
+    """Why a prefetch Bundle holds only part of its search (a next page, or fewer results than
+    its total), or None: what is beyond it was not read, and the clinician must be told."""
+    if not (isinstance(value, dict) and value.get("resourceType") == "Bundle"):
+        return None
+    entries = [_dict(e) for e in _list(value.get("entry"))]
+    matches = sum(1 for e in entries if _dict(e.get("search")).get("mode") in (None, "match"))
+    total = value.get("total")
+    of = f" of {total}" if isinstance(total, int) and not isinstance(total, bool) else ""
+    if any(_dict(link).get("relation") == "next" for link in _list(value.get("link"))):
+        return f"the EHR sent a first page ({matches}{of} results; Bundle.link next)"
+    if of and isinstance(total, int) and total > matches:
+        return f"the EHR sent {matches}{of} results"
+    return None
+
+
+# What is missed when a prefetch is a first page only (`first_page_only`).
+PARTS_NOT_READ = {
+    "labs": (
+        "laboratory results",
+        "results beyond it were not read: the latest of each analyte is this page's, and the "
+        "rules across time may miss an earlier value",
+    ),
+    "meds": (
+        "medication list",
+        "medications beyond it were not read: a drug missing from this list may still be taken",
+    ),
+}
+NOT_FOLLOWED = "its next pages were not fetched (no FHIR server access in this call, or not one the site allowed)"
 
 
 def _name(resource: dict[str, Any]) -> str:
@@ -358,10 +392,18 @@ class _LabReader:
 
 
 def map_patient_view(
-    prefetch: dict[str, Any], rs: Ruleset, draft_orders: Any = None, patient_id: str | None = None
+    prefetch: dict[str, Any],
+    rs: Ruleset,
+    draft_orders: Any = None,
+    patient_id: str | None = None,
+    unfollowed: dict[str, str] | None = None,
 ) -> Mapped:
-    """The prefetch of a patient-view, order-select or order-sign call as a panel."""
+    """The prefetch of a patient-view, order-select or order-sign call as a panel.
+    `unfollowed`: why a first-page prefetch's next pages could not be fetched, by key."""
     mapped = Mapped(panel={"results": []})
+    for key, (what, missed) in PARTS_NOT_READ.items():
+        if (why := first_page_only(prefetch.get(key))) is not None:
+            mapped.notes.append(f"{what}: {why}; {(unfollowed or {}).get(key, NOT_FOLLOWED)}: {missed}")
     patient = next(iter(resources(prefetch.get("patient"), "Patient")), None)
     patient_ids = {i for i in (patient_id, (patient or {}).get("id")) if isinstance(i, str) and i}
     mapped.patient_id = patient_id or next(iter(patient_ids), None)

@@ -53,31 +53,54 @@ def fetch(server: str, authorization: dict[str, Any], query: str, access: FhirSe
     if not isinstance(token, str) or not token:
         return None, "fhirAuthorization has no access_token"
     base = server.rstrip("/") + "/"
-    url: str | None = base + query.lstrip("/")
-    entries: list[Any] = []
-    first: Any = None
+    return _pages(base + query.lstrip("/"), base, token, access, query.split("?")[0], None)
+
+
+def rest_of(
+    server: str, authorization: dict[str, Any], bundle: dict[str, Any], access: FhirServerAccess
+) -> tuple[Any, str | None]:
+    """A prefetch Bundle the EHR sent as its first page, with the next pages fetched (the
+    same caps as `fetch`, the first page counted among them), or why they could not be."""
+    token = authorization.get("access_token")
+    if not isinstance(token, str) or not token:
+        return None, "fhirAuthorization has no access_token"
+    base = server.rstrip("/") + "/"
+    url = _next(bundle, base)
+    if url is None:
+        return None, "its next page is on another server"
+    return _pages(url, base, token, access, "the next pages", bundle)
+
+
+def _pages(
+    url: str | None, base: str, token: str, access: FhirServerAccess, what: str, first: dict[str, Any] | None
+) -> tuple[Any, str | None]:
+    """GET `url` and its next pages as one Bundle (after `first`, a page already in hand)."""
+    entries: list[Any] = list(_entries(first)) if first else []
+    pages = 1 if first else 0
     seen = 0
-    for _ in range(access.max_pages):
-        if url is None:
-            break
+    while url is not None:
+        if pages >= access.max_pages:
+            return None, f"{what} from the FHIR server: more than {access.max_pages} pages"
         body, error = _get(url, token, access, access.max_bytes - seen)
         if error:
-            return None, f"{query.split('?')[0]} from the FHIR server: {error}"
+            return None, f"{what} from the FHIR server: {error}"
         seen += len(body)
+        pages += 1
         try:
             page = json.loads(body)
         except ValueError:
-            return None, f"{query.split('?')[0]} from the FHIR server: the answer is not JSON"
+            return None, f"{what} from the FHIR server: the answer is not JSON"
         if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
-            return page, None
+            return (page, None) if first is None else (None, f"{what} from the FHIR server: not a Bundle")
         first = first or page
-        page_entries = page.get("entry")
-        entries += page_entries if isinstance(page_entries, list) else []
+        entries += _entries(page)
         url = _next(page, base)
-    else:
-        if url is not None:
-            return None, f"{query.split('?')[0]} from the FHIR server: more than {access.max_pages} pages"
     return {**(first or {"resourceType": "Bundle", "type": "searchset"}), "entry": entries, "link": []}, None
+
+
+def _entries(page: dict[str, Any]) -> list[Any]:
+    found = page.get("entry")
+    return found if isinstance(found, list) else []
 
 
 def _next(page: dict[str, Any], base: str) -> str | None:

@@ -259,6 +259,20 @@ def test_a_stopped_medication_statement_is_not_current(client):
     assert "1 stopped" in data_card(found)
 
 
+def test_an_order_not_to_give_a_drug_is_not_read_as_taking_it(client):
+    """MedicationRequest.doNotPerform: an active order *not* to give furosemide (US Core's
+    referenced example, with the flag) must not make the potassium a diuretic finding."""
+    order = us_core("medicationrequest-contained-oral-axid")
+    order["contained"][0]["code"] = {"text": "furosemide 40 mg"}
+    order["doNotPerform"] = True
+    found = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")], meds=[order]))
+    assert "diuretic_associated_losses" not in codes(found)
+    assert "1 do-not-perform" in data_card(found)
+    order["doNotPerform"] = False
+    found = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")], meds=[order]))
+    assert "diuretic_associated_losses" in codes(found)
+
+
 def test_a_blank_medication_text_falls_back_to_the_coding(client):
     """`text: " "` once hid the whole MedicationRequest (and its critical card)."""
     order = us_core("medicationrequest-coded-oral-axid")

@@ -17,7 +17,8 @@ server error. What is read from which element (README, "CDS Hooks"):
   `component` per result: each component of ours is read with the Observation's status, time,
   subject and specimen.
 - Patient (a resource or a searchset Bundle): gender, birthDate (age at the latest result).
-- MedicationRequest (active, on-hold, draft) and MedicationStatement (active, intended):
+- MedicationRequest (active, on-hold, draft; not `doNotPerform`, an order not to give it) and
+  MedicationStatement (active, intended):
   medicationCodeableConcept, or medicationReference (contained, a Medication in the same
   bundle, or its display); dosage route.
 - A prefetch that is an OperationOutcome (the spec's way to say a query failed) or absent is
@@ -573,8 +574,14 @@ def _medications(prefetch: dict[str, Any], draft_orders: Any, mapped: Mapped) ->
             if not isinstance(status, str | None) or status not in allowed:
                 not_current.append(str(status)[:20])
                 continue
+            if request.get("doNotPerform") is True:  # an order NOT to give the drug
+                not_current.append("do-not-perform")
+                continue
             _add(request, bundle_medications, medications, mapped, "")
     for request in resources(draft_orders, "MedicationRequest"):
+        if request.get("doNotPerform") is True:
+            not_current.append("do-not-perform (draft)")
+            continue
         med = _add(request, bundle_medications, medications, mapped, " (draft order)")
         if med is not None:
             mapped.draft_medications.append(med["name"])

@@ -140,14 +140,14 @@ def call_service(service_id: str, body: HookRequest, request: Request) -> Any:
     access: FhirServerAccess = request.app.state.fhir_access
     templates = _prefetch(interpreter)
     absent = [k for k in templates if k not in prefetch]
-    if absent and body.fhirServer and body.fhirAuthorization and access.permits(body.fhirServer):
-        for key in absent:
-            prefetch[key] = _fetched(body.fhirServer, body.fhirAuthorization, templates[key], context, access)
+    server, authorization = body.fhirServer, body.fhirAuthorization
     unfollowed: dict[str, str] = {}
-    if body.fhirServer and body.fhirAuthorization and access.permits(body.fhirServer):
+    if server and authorization and access.permits(server):  # the site allows this FHIR server
+        for key in absent:
+            prefetch[key] = _fetched(server, authorization, templates[key], context, access)
         for key in PARTS_NOT_READ:  # a first page the EHR sent: the rest fetched, or why not
             if key not in absent and first_page_only(prefetch.get(key)) is not None:
-                whole, error = rest_of(body.fhirServer, body.fhirAuthorization, prefetch[key], access)
+                whole, error = rest_of(server, authorization, prefetch[key], access)
                 if error is None:
                     prefetch[key] = whole
                 else:

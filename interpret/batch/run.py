@@ -247,10 +247,11 @@ class BatchRun:
             return pl.when(error.is_null()).then(expr) if blank_refused else expr
 
         statuses = ", ".join(STATUSES[:-1]) + " or " + STATUSES[-1]
+        parquet = self.source.encoding == PARQUET
         line = (
             "row number in the Parquet file (the first row is 1)"
-            if self.source.encoding == PARQUET
-            else ("line number in the input file (header is line 1)")
+            if parquet
+            else "line number in the input file (header is line 1)"
         )
         out: list[tuple[pl.Expr, str]] = [(pl.col(ROW).alias("line"), line)]
         if self.plan.id_column:

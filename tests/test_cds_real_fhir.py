@@ -259,6 +259,25 @@ def test_a_stopped_medication_statement_is_not_current(client):
     assert "1 stopped" in data_card(found)
 
 
+def test_loinc_ucum_and_rxnorm_written_as_hl7_oids_are_read(client):
+    """Senders converted from CDA or HL7 v2 write code systems as OIDs (LOINC
+    2.16.840.1.113883.6.1, UCUM .6.8, RxNorm .6.88): the potassium, its unit and the
+    furosemide order are read, not passed over as another test or an unknown drug."""
+    obs = potassium(3.1, "2020-01-01T08:00:00Z", "k-oid")
+    obs["code"]["coding"][0]["system"] = "urn:oid:2.16.840.1.113883.6.1"
+    obs["valueQuantity"] = {
+        "value": 3.1,
+        "unit": "millimole per liter",
+        "system": "urn:oid:2.16.840.1.113883.6.8",
+        "code": "mmol/L",
+    }
+    order = us_core("medicationrequest-contained-oral-axid")
+    order["contained"][0]["code"] = {"coding": [{"system": "urn:oid:2.16.840.1.113883.6.88", "code": "4603"}]}
+    found = cards(client, request([obs], meds=[order]))
+    assert {"hypokalemia", "diuretic_associated_losses"} <= codes(found)
+    assert "no LOINC code" not in data_card(found)
+
+
 def test_an_order_not_to_give_a_drug_is_not_read_as_taking_it(client):
     """MedicationRequest.doNotPerform: an active order *not* to give furosemide (US Core's
     referenced example, with the flag) must not make the potassium a diuretic finding."""

@@ -40,6 +40,20 @@ from interpret.ruleset import Ruleset
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
+# Each code system as FHIR names it, and as senders converted from CDA or HL7 v2 still write
+# it: its HL7 OID, or the URL with a trailing slash. Another system is another code.
+SYSTEM_SPELLINGS = {
+    LOINC: {LOINC, LOINC + "/", "urn:oid:2.16.840.1.113883.6.1"},
+    RXNORM: {RXNORM, RXNORM + "/", "urn:oid:2.16.840.1.113883.6.88"},
+    UCUM: {UCUM, UCUM + "/", "urn:oid:2.16.840.1.113883.6.8"},
+}
+
+
+def _is(system: Any, name: str) -> bool:
+    """Whether a coding's `system` is the code system `name` (`SYSTEM_SPELLINGS`)."""
+    return isinstance(system, str) and system in SYSTEM_SPELLINGS[name]
+
+
 USABLE_STATUS = {"final", "amended", "corrected", "preliminary", "registered", "unknown", None}
 UNFINISHED_STATUS = {"preliminary", "registered"}
 REQUEST_STATUS = {"active", "on-hold", "draft", None}
@@ -251,13 +265,13 @@ COMPONENT_ELEMENTS = {
 
 
 def _loinc(resource: dict[str, Any]) -> list[str]:
-    return [str(c.get("code")) for c in _codings(resource.get("code")) if c.get("system") == LOINC and c.get("code")]
+    return [str(c.get("code")) for c in _codings(resource.get("code")) if _is(c.get("system"), LOINC) and c.get("code")]
 
 
 def _unit(quantity: dict[str, Any]) -> str | None:
     """UCUM `code` when the system is UCUM (or absent); otherwise the human `unit` text."""
     system, code, unit = quantity.get("system"), _text(quantity.get("code")), _text(quantity.get("unit"))
-    if code and (system is None or system == UCUM):
+    if code and (system is None or _is(system, UCUM)):
         return code
     return unit
 
@@ -501,7 +515,7 @@ def _concept_name(concept: Any) -> tuple[str | None, str | None]:
     """(text, RxNorm code) of a CodeableConcept; blank texts are absent."""
     codings = _codings(concept)
     text = _text(_dict(concept).get("text")) or next((t for c in codings if (t := _text(c.get("display")))), None)
-    code = next((str(c["code"]) for c in codings if c.get("system") == RXNORM and _text(c.get("code"))), None)
+    code = next((str(c["code"]) for c in codings if _is(c.get("system"), RXNORM) and _text(c.get("code"))), None)
     return text, code
 
 

@@ -209,6 +209,22 @@ def test_another_patients_result_is_excluded_and_named(client):
     assert "Observation/k-other" in data_card(found) and "another patient" in data_card(found)
 
 
+@pytest.mark.parametrize(
+    ("reference", "ours"),
+    [
+        ("Patient/example/_history/3", True),  # a versioned reference to this patient
+        ("https://ehr.example.org/fhir/Patient/example/_history/3", True),
+        ("Patient/someone-else/_history/3", False),
+        ("Group/example", False),
+    ],
+)
+def test_a_versioned_subject_reference_is_this_patient(client, reference, ours):
+    obs = potassium(6.9, "2020-01-01T08:00:00Z", "k-v", subject={"reference": reference})
+    found = cards(client, request([obs]))
+    assert ("hyperkalemia" in codes(found)) == ours
+    assert ("another patient" in data_card(found)) != ours
+
+
 def test_synthea_urn_uuid_subject_is_this_patient(client):
     patient = next(e["resource"] for e in SYNTHEA["entry"] if e["resource"]["resourceType"] == "Patient")
     labs = [e["resource"] for e in SYNTHEA["entry"] if e["resource"]["resourceType"] == "Observation"]

@@ -302,6 +302,8 @@ def _subject_matches(obs: dict[str, Any], patient_ids: set[str]) -> bool:
     if reference is None or not patient_ids:
         return True  # no subject: the prefetch was a query for this patient
     tail = reference.removeprefix("urn:uuid:").rstrip("/").split("/")
+    if len(tail) >= 4 and tail[-2] == "_history":  # a versioned reference: Patient/123/_history/2
+        tail = tail[:-2]
     return tail[-1] in patient_ids and (len(tail) == 1 or tail[-2] == "Patient")
 
 

@@ -144,6 +144,27 @@ def test_a_coded_haemolysed_specimen_flags_the_panel(client):
     assert "possible_pseudohyperkalemia" in found
 
 
+@pytest.mark.parametrize(
+    "form",
+    ["https://ehr.example.org/fhir/{kind}/{id}", "{kind}/{id}/_history/2", "urn:uuid:{id}"],
+)
+def test_specimen_and_medication_references_in_their_other_forms_are_followed(client, form):
+    """References are written absolute, versioned or as a bundle's urn:uuid: the haemolysed
+    specimen still flags the potassium, and the referenced Medication (hydrochlorothiazide,
+    in place of US Core's nizatidine) is still the order's drug."""
+    specimen = us_core("Specimen-example-serum-hemolyzed")
+    specimen["condition"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0493", "code": "HEM"}]}]
+    reference = form.format(kind="Specimen", id=specimen["id"])
+    obs = potassium(5.9, "2020-01-01T08:00:00Z", "k", specimen={"reference": reference})
+    order = us_core("medicationrequest-referenced-oral-axid")
+    order["medicationReference"] = {"reference": form.format(kind="Medication", id="uscore-med2")}
+    medication = {"resourceType": "Medication", "id": "uscore-med2", "code": {"text": "hydrochlorothiazide 25 mg"}}
+    found = cards(client, request([obs, specimen], meds=[order, medication]))
+    assert "possible_pseudohyperkalemia" in codes(found)
+    low = cards(client, request([potassium(3.1, "2020-01-01T08:00:00Z", "k")], meds=[order, medication]))
+    assert "diuretic_associated_losses" in codes(low)
+
+
 def test_a_lipemic_specimen_is_not_haemolysed(client):
     """US Core's 'Specimen-example-serum-hemolyzed' is in fact coded lipemic (118127007)."""
     specimen = us_core("Specimen-example-serum-hemolyzed")

@@ -297,14 +297,32 @@ def _specimen_hemolyzed(specimen: dict[str, Any], rs: Ruleset) -> bool:
     return False
 
 
+def referenced_id(reference: Any, kind: str) -> str | None:
+    """The id a reference names, if it names a `kind` resource: relative (`Patient/1`),
+    absolute (`https://ehr/fhir/Patient/1`), versioned (`Patient/1/_history/2`), a bundle's
+    `urn:uuid:1`, or a bare id; None for a reference to another kind or none at all."""
+    text = _text(reference)
+    if text is None:
+        return None
+    if text.startswith("urn:uuid:"):
+        return text.removeprefix("urn:uuid:") or None
+    tail = text.rstrip("/").split("/")
+    if len(tail) >= 4 and tail[-2] == "_history":
+        tail = tail[:-2]
+    if len(tail) == 1:
+        return tail[0] or None
+    return tail[-1] if tail[-2] == kind else None
+
+
+def _by_id(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in found if isinstance(r.get("id"), str)}
+
+
 def _subject_matches(obs: dict[str, Any], patient_ids: set[str]) -> bool:
     reference = _text(_dict(obs.get("subject")).get("reference"))
     if reference is None or not patient_ids:
         return True  # no subject: the prefetch was a query for this patient
-    tail = reference.removeprefix("urn:uuid:").rstrip("/").split("/")
-    if len(tail) >= 4 and tail[-2] == "_history":  # a versioned reference: Patient/123/_history/2
-        tail = tail[:-2]
-    return tail[-1] in patient_ids and (len(tail) == 1 or tail[-2] == "Patient")
+    return referenced_id(reference, "Patient") in patient_ids
 
 
 class _LabReader:
@@ -312,9 +330,7 @@ class _LabReader:
 
     def __init__(self, rs: Ruleset, labs: Any, patient_ids: set[str], mapped: Mapped) -> None:
         self.rs, self.patient_ids, self.mapped = rs, patient_ids, mapped
-        self.specimens = {
-            f"Specimen/{s.get('id')}": s for s in resources(labs, "Specimen") if isinstance(s.get("id"), str)
-        }
+        self.specimens = _by_id(resources(labs, "Specimen"))
 
     def read(self, obs: dict[str, Any]) -> list[tuple[str, _Candidate]]:
         """The Observation's own result, and those of its components: a panel sent as one
@@ -392,7 +408,7 @@ class _LabReader:
     def _hemolyzed(self, obs: dict[str, Any]) -> bool:
         """Coded specimen condition first, then the specimen's and the result's own notes."""
         reference = _text(_dict(obs.get("specimen")).get("reference"))
-        specimen = self.specimens.get(reference or "")
+        specimen = self.specimens.get(referenced_id(reference, "Specimen") or "")
         if specimen is None and reference and reference.startswith("#"):
             specimen = next((c for c in _list(obs.get("contained")) if _dict(c).get("id") == reference[1:]), None)
         if specimen and _specimen_hemolyzed(_dict(specimen), self.rs):
@@ -528,8 +544,8 @@ def _referenced_medication(request: dict[str, Any], bundle_medications: dict[str
         contained = next((c for c in _list(request.get("contained")) if _dict(c).get("id") == target[1:]), None)
         if contained is not None:
             return _dict(contained).get("code")
-    elif target and target in bundle_medications:
-        return bundle_medications[target].get("code")
+    elif (found := bundle_medications.get(referenced_id(target, "Medication") or "")) is not None:
+        return found.get("code")
     display = _text(reference.get("display"))
     return {"text": display} if display else None
 
@@ -583,7 +599,7 @@ def _medications(prefetch: dict[str, Any], draft_orders: Any, mapped: Mapped) ->
         mapped.not_supplied["medication list"] = "not in the prefetch"
     if "medication list" in mapped.not_supplied and draft_orders is None:
         return  # medication rules are reported as not assessed
-    bundle_medications = {f"Medication/{m.get('id')}": m for m in resources(meds, "Medication")}
+    bundle_medications = _by_id(resources(meds, "Medication"))
     medications: list[dict[str, Any]] = []
     not_current: list[str] = []
     for kind, allowed in (("MedicationRequest", REQUEST_STATUS), ("MedicationStatement", STATEMENT_STATUS)):

@@ -1274,3 +1274,34 @@ def test_a_spreadsheets_delimiter_hint_line_is_read_as_the_delimiter(interpreter
     side = json.loads((tmp_path / "out.csv.json").read_text())
     assert side["input"]["delimiter"] == ";"
     assert any("line 1, 'sep=;', is a spreadsheet's delimiter hint" in n for n in side["notes"])
+
+
+@pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+def test_a_long_exports_own_reference_ranges_decide_low_and_high(interpreter, tmp_path):
+    """labevents gives each result its laboratory's range (ref_range_lower/_upper). Mapped as
+    `long.low`/`long.high`, it decides the status: this laboratory's magnesium interval is
+    1.6-2.6 mg/dL, so every magnesium of exactly 1.6 mg/dL is normal by it, and low by the
+    default interval (1.7-2.2 mg/dL) without it."""
+    mg_16 = round(1.6 / 24.305 * 10, 4)  # 1.6 mg/dL in mmol/L, as the output rounds it
+    statuses = {}
+    for ranges in (True, False):
+        extra = ", low: ref_range_lower, high: ref_range_upper" if ranges else ""
+        mapping = tmp_path / "long.yaml"
+        mapping.write_text(
+            "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
+            f"       value: valuenum, unit: valueuom, time: charttime{extra}}}\n"
+            'analytes: {"50960": magnesium, "50971": potassium}\n'
+        )
+        run = batch(
+            interpreter,
+            tmp_path,
+            (MIMIC_HOSP / "labevents.csv.gz").read_bytes(),
+            name="labevents.csv.gz",
+            mapping_path=mapping,
+            allow="subject_id",
+        )
+        assert run.code == 0, run.stderr
+        at_16 = run.out.filter(pl.col("magnesium_mmol_L").cast(pl.Float64) == mg_16)
+        statuses[ranges] = set(at_16["magnesium_status"].to_list())
+        assert at_16.height > 10
+    assert statuses == {True: {"normal"}, False: {"low"}}

@@ -451,6 +451,30 @@ def test_raw_sql_reads_the_mimic_hospital_tables_as_the_batch_does(interpreter, 
     assert fired.str.contains("persistent_hypokalemia_despite_replacement").sum() > 0  # orders' starts
 
 
+RANGES = "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n" + (
+    "       value: valuenum, unit: valueuom, time: charttime, low: ref_range_lower, high: ref_range_upper}\n"
+)
+
+
+@pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+@pytest.mark.parametrize("dialect", ENGINES)
+def test_raw_sql_reads_each_results_laboratory_range_as_the_batch_does(interpreter, tmp_path, dialect, request):
+    """labevents carries each result's own reference range (ref_range_lower/_upper): with
+    `long.low`/`long.high` it decides low and high in both runners alike, and it changes what
+    is found (this laboratory's magnesium interval is 1.6-2.6 mg/dL, wider than the default)."""
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(RANGES + LONG_MAPPING.split("\n", 2)[2])
+    table = tmp_path / "labevents.csv.gz"
+    table.write_bytes((MIMIC_HOSP / "labevents.csv.gz").read_bytes())
+    joined = _compare_long(interpreter, tmp_path, table, mapping, _dialect(dialect, request))
+    assert joined.height == 3284
+    with_ranges = joined["findings"].fill_null("").str.contains("hypomagnesemia").sum()
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(LONG_MAPPING)
+    run = batch(interpreter, tmp_path, table.read_bytes(), name=table.name, mapping_path=plain, allow="subject_id")
+    assert with_ranges < run.out["findings"].fill_null("").str.contains("hypomagnesemia").sum()
+
+
 def _hostile_long(path: Path) -> Path:
     """Results that conflict, repeat, are spelled two ways, have labels no one knows, or
     cells and units the validation refuses; over two patients' timelines."""

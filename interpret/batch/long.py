@@ -78,6 +78,14 @@ def _same_value_key(per: pl.DataFrame, rs: Ruleset, fixed_units: dict[str, str])
     return pl.when(canonical.is_not_null()).then(canonical.cast(pl.String)).otherwise(written)
 
 
+def range_columns(analytes: list[str], low: str | None, high: str | None) -> dict[str, tuple[str | None, str | None]]:
+    """The panels' laboratory-range columns, where the long export has them (`long.low`,
+    `long.high`): the names both long runners give them (this one and `sql/long.py`)."""
+    if not (low or high):
+        return {}
+    return {a: (f"{a}_low" if low else None, f"{a}_high" if high else None) for a in analytes}
+
+
 def long_to_wide(
     source: CsvSource,
     plan: Plan,
@@ -108,13 +116,17 @@ def long_to_wide(
     results = frame.filter(pl.col("__analyte").is_not_null())
     analytes = sorted(set(results["__analyte"].unique().to_list()))
     unit = pl.col(spec.unit).fill_null("") if spec.unit else pl.lit("")
+    bounds = {end: header for end, header in (("low", spec.low), ("high", spec.high)) if header}
     per = results.with_columns(
-        pl.col(spec.value).fill_null("").str.strip_chars().alias("__value"), unit.alias("__unit")
+        pl.col(spec.value).fill_null("").str.strip_chars().alias("__value"),
+        unit.alias("__unit"),
+        *(pl.col(header).fill_null("").alias(f"__{end}") for end, header in bounds.items()),
     )
     per = per.with_columns(_same_value_key(per, rs, plan.fixed_units).alias("__key"))
     grouped = per.group_by([PANEL, "__analyte"], maintain_order=True).agg(
         pl.col("__value").first(),
         pl.col("__unit").first(),
+        *(pl.col(f"__{end}").first() for end in bounds),
         pl.col("__key").n_unique().alias("__distinct"),
         pl.col(ROW).min().alias("__first_line"),
     )
@@ -135,6 +147,9 @@ def long_to_wide(
     )
     values = grouped.pivot(on="__analyte", index=PANEL, values="__value")
     units = grouped.pivot(on="__analyte", index=PANEL, values="__unit").rename({a: f"{a}_unit" for a in analytes})
+    for end in bounds:  # the laboratory's range of each result: <analyte>_low, <analyte>_high
+        ranges = grouped.pivot(on="__analyte", index=PANEL, values=f"__{end}")
+        units = units.join(ranges.rename({a: f"{a}_{end}" for a in analytes}), on=PANEL, how="left")
     first = per.group_by(PANEL, maintain_order=True).agg(
         pl.col(ROW).min(),
         *[pl.col(h).first().alias(role) for role, h in plan.roles.items() if role != "medications"],
@@ -172,6 +187,7 @@ def long_to_wide(
         format="wide",
         analyte_columns={a: a for a in analytes},
         unit_columns={a: f"{a}_unit" for a in analytes if spec.unit},
+        range_columns=range_columns(analytes, spec.low, spec.high),
         fixed_units={a: u for a, u in plan.fixed_units.items() if a in analytes},
         roles=new_roles,
         id_column=ID_COLUMN if plan.id_column else None,

@@ -36,6 +36,14 @@ class LongSpec(BaseModel):
     value: str
     unit: str | None = None
     time: str | None = None
+    # the laboratory's reference range of each result (MIMIC-IV `ref_range_lower`/`_upper`):
+    # it decides low and high, as a FHIR referenceRange or a wide file's <analyte>_low/_high do
+    low: str | None = None
+    high: str | None = None
+
+
+# The columns of a long export's `long:` section, besides its panel key.
+LONG_ROLES = ("analyte", "value", "unit", "time", "patient_key", "low", "high")
 
 
 class MedicationFileSpec(BaseModel):
@@ -170,7 +178,7 @@ class Plan:
         if self.long:
             for header in self.long.panel_key:
                 taken.setdefault(header, "panel key")
-            for role in ("analyte", "value", "unit", "time", "patient_key"):
+            for role in LONG_ROLES:
                 header = getattr(self.long, role)
                 if header:
                     taken.setdefault(header, f"long format: {role.replace('_', ' ')}")
@@ -289,7 +297,7 @@ def _plan_long(headers: list[str], mapping: MappingFile, rs: Ruleset, plan: Plan
         problems.append("long format needs a mapping file with a `long:` section (panel_key, analyte, value, ...)")
         return
     plan.long = mapping.long
-    for role in ("analyte", "value", "unit", "time", "patient_key"):
+    for role in LONG_ROLES:
         header = getattr(mapping.long, role)
         if header and header not in headers:
             problems.append(f"mapping: long.{role}: {header!r} is not a column of the file")

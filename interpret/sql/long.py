@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
+from interpret.batch.long import range_columns
 from interpret.batch.mapping import MedicationFileSpec, PatientFileSpec, Plan
 from interpret.facts import ANALYTE_FACT
 from interpret.ruleset import Ruleset
@@ -87,11 +88,13 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
         panel = exp.DPipe(this=exp.DPipe(this=panel, expression=value("|")), expression=part)
     text = cell(spec.value)
     unit = cell(spec.unit) if spec.unit else value("")
+    bounds = {end: header for end, header in (("low", spec.low), ("high", spec.high)) if header}
     rows = exp.select(
         exp.alias_(panel, PANEL, quoted=True),
         exp.alias_(analyte, "__analyte", quoted=True),
         exp.alias_(text, "__value", quoted=True),
         exp.alias_(unit, "__unit", quoted=True),
+        *(exp.alias_(cell(header), f"__{end}", quoted=True) for end, header in bounds.items()),
         *(
             exp.alias_(cell(h), f"__role_{role}", quoted=True)
             for role, h in plan.roles.items()
@@ -110,6 +113,10 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
         by_analyte += [
             exp.alias_(exp.Min(this=cases([(this, column("__value"))], None)), a, quoted=True),
             exp.alias_(exp.Min(this=cases([(this, column("__unit"))], None)), f"{a}_unit", quoted=True),
+            *(
+                exp.alias_(exp.Min(this=cases([(this, column(f"__{end}"))], None)), f"{a}_{end}", quoted=True)
+                for end in bounds
+            ),
             exp.alias_(
                 exp.Count(this=exp.Distinct(expressions=[cases([(this, column("__key"))], None)])),
                 f"__distinct_{a}",
@@ -164,6 +171,7 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
         format="wide",
         analyte_columns={a: a for a in analytes},
         unit_columns={a: f"{a}_unit" for a in analytes} if spec.unit else {},
+        range_columns=range_columns(analytes, spec.low, spec.high),
         fixed_units={a: u for a, u in plan.fixed_units.items() if a in analytes},
         roles=roles,
         id_column=PANEL,

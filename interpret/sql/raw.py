@@ -34,7 +34,7 @@ from sqlglot import exp
 
 from interpret import column_facts
 from interpret.batch.columns import CLASSES, UNRECOGNIZED_BIT, class_bits, entry_bits
-from interpret.batch.mapping import Plan
+from interpret.batch.mapping import LONG_ROLES, Plan
 from interpret.facts import ANALYTE_FACT, SEXES
 from interpret.ruleset import Ruleset
 from interpret.sql.cells import (
@@ -99,6 +99,7 @@ class Validated(NamedTuple):
     analytes: list[str]
     across_time: bool  # each panel's patient and time are there (`sql/serial.py`)
     ordered: bool  # a long table's orders give the medications
+    lab_ranges: set[str]  # the analytes whose rows give the laboratory's own range
 
 
 def validated_select(rs: Ruleset, export: RawExport, entries: list[tuple[str, int, bool]]) -> Validated:
@@ -123,7 +124,7 @@ def validated_select(rs: Ruleset, export: RawExport, entries: list[tuple[str, in
         ctes += _medication_ctes(rs, _entries_of(table, medications, plan.id_column), entries)
     medicated = "medications" in plan.roles
     ctes += _validated(rs, plan, table, medicated, export.decimal_comma, history, duplicates)
-    return Validated(ctes, list(plan.analyte_columns), history is not None, ordered)
+    return Validated(ctes, list(plan.analyte_columns), history is not None, ordered, set(plan.range_columns))
 
 
 def _pieces(parts: list[tuple[Sql, Sql]]) -> Sql:
@@ -405,7 +406,7 @@ def raw_sql(rs: Ruleset, export: RawExport, dialect: str) -> str:
 
     plan, table, side, history = export.plan, export.table, export.side, export.history
     entries = entry_table(rs, export.entries)
-    ctes, analytes, across_time, ordered = validated_select(rs, export, entries)
+    ctes, analytes, across_time, ordered, lab_ranges = validated_select(rs, export, entries)
     if plan.long and plan.long.patient_key and plan.long.time:
         history = (plan.long.patient_key, plan.long.time)
     taken = "\n".join(f"--   {header}: {role}" for header, role in plan.describe(_headers(plan)))
@@ -452,7 +453,7 @@ def raw_sql(rs: Ruleset, export: RawExport, dialect: str) -> str:
             + (f"Age and sex by patient from {side.patients}." if side.patients else "")
         )
     orders = (ACTIVE_ORDERS, ENTRIES) if ordered else None
-    return warehouse_sql(rs, dialect, analytes, set(plan.range_columns), across_time, table, (ctes, reads), orders)
+    return warehouse_sql(rs, dialect, analytes, lab_ranges, across_time, table, (ctes, reads), orders)
 
 
 def _headers(plan: Plan) -> list[str]:
@@ -462,6 +463,6 @@ def _headers(plan: Plan) -> list[str]:
         long = plan.long
         named += [
             *long.panel_key,
-            *(h for h in (long.patient_key, long.analyte, long.value, long.unit, long.time) if h),
+            *(h for h in (getattr(long, role) for role in LONG_ROLES) if h),
         ]
     return list(dict.fromkeys([*([plan.id_column] if plan.id_column else []), *named]))

@@ -181,7 +181,8 @@ class Plan:
             for role in LONG_ROLES:
                 header = getattr(self.long, role)
                 if header:
-                    taken.setdefault(header, f"long format: {role.replace('_', ' ')}")
+                    words = f"laboratory reference range, {role}" if role in ("low", "high") else role.replace("_", " ")
+                    taken.setdefault(header, f"long format: {words}")
         if self.id_column:
             taken[self.id_column] = taken.get(self.id_column, "") + " (id column, copied to output)"
         for header, kind in self.identifiers.items():

@@ -1305,3 +1305,52 @@ def test_a_long_exports_own_reference_ranges_decide_low_and_high(interpreter, tm
         statuses[ranges] = set(at_16["magnesium_status"].to_list())
         assert at_16.height > 10
     assert statuses == {True: {"normal"}, False: {"low"}}
+
+
+@pytest.mark.skipif(not MIMIC_HOSP.exists(), reason="../shared/data/mimic-iv-demo is not beside this checkout")
+def test_haemolysis_in_the_laboratorys_comments_flags_the_specimen(interpreter, tmp_path):
+    """MIMIC-IV writes haemolysis in `comments`, on any test of the specimen ("HEMOLYSIS
+    FALSELY ELEVATES K..", "Slightly Hemolyzed specimen." on LDH). With `long.comment` every
+    specimen the wide join marks haemolysed from its comments is flagged (all but the one it
+    marks from the H-index alone), each with the line that says so, and a high potassium in
+    one is possible pseudohyperkalaemia."""
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text(
+        "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
+        "       value: valuenum, unit: valueuom, time: charttime, comment: comments}\n"
+        'analytes: {"50971": potassium, "50960": magnesium, "50983": sodium, "50912": creatinine}\n'
+    )
+    run = batch(
+        interpreter,
+        tmp_path,
+        (MIMIC_HOSP / "labevents.csv.gz").read_bytes(),
+        name="labevents.csv.gz",
+        mapping_path=mapping,
+        allow="subject_id",
+        id_column="specimen_id",
+    )
+    assert run.code == 0, run.stderr
+    flagged = run.out.filter(pl.col("findings").fill_null("").str.contains("hemolyzed_specimen"))
+    wide = pl.read_csv(MIMIC_WIDE, infer_schema=False)
+    marked = set(wide.filter(pl.col("hemolysis") == "yes")["specimen_id"].to_list())
+    assert marked - set(flagged["specimen_id"].to_list()) == {"10999899"}  # H-index 449, comment redacted
+    assert flagged["notes"].str.contains("the laboratory's comment on line").all()
+    assert run.out["findings"].fill_null("").str.contains("possible_pseudohyperkalemia").sum() > 10
+
+
+def test_a_comment_that_denies_haemolysis_does_not_flag_the_specimen(interpreter, tmp_path):
+    mapping = tmp_path / "long.yaml"
+    mapping.write_text("long: {panel_key: [specimen], analyte: code, value: value, unit: unit, comment: note}\n")
+    text = (
+        "specimen,code,value,unit,note\n"
+        "s1,2823-3,6.1,mmol/L,VERIFIED.  NOT HEMOLYZED.\n"
+        "s2,2823-3,6.1,mmol/L,\n"
+        "s2,LDH,400,U/L,SPECIMEN SLIGHTLY HEMOLYZED..\n"  # another test's comment, same specimen
+        "s3,2823-3,6.1,mmol/L,QNS TO VERIFY HEMOLYSIS.\n"
+    )
+    run = batch(interpreter, tmp_path, text, mapping_path=mapping, id_column="specimen")
+    assert run.code == 0, run.stderr
+    by_specimen = {r["specimen"]: r for r in run.out.iter_rows(named=True)}
+    assert "hemolyzed_specimen" in by_specimen["s2"]["findings"] and "line 4" in by_specimen["s2"]["notes"]
+    assert "hemolyzed_specimen" not in (by_specimen["s1"]["findings"] or "")
+    assert "hemolyzed_specimen" not in (by_specimen["s3"]["findings"] or "")

@@ -309,6 +309,12 @@ def test_raw_sql_says_what_it_cannot_read(tmp_path):
     options = ("--map", str(mapping), "--allow-identifier", "subject_id", "--orders-table", "orders")
     code, text = _cli("sql", "--raw", str(long), *options)
     assert code == 2 and "--orders-table needs `medications_file:` in the mapping" in text
+    mapping.write_text(LONG_MAPPING.replace("time: charttime}", "time: charttime, comment: comments}"))
+    long.write_text(
+        "subject_id,specimen_id,itemid,valuenum,valueuom,charttime,comments\np,s,50971,3.1,mEq/L,2026-01-01,\n"
+    )
+    code, text = _cli("sql", "--raw", str(long), "--map", str(mapping), "--allow-identifier", "subject_id")
+    assert code == 2 and "long.comment (haemolysis written in the laboratory's comments) is read by" in text
 
 
 def test_an_entry_missing_from_the_mapping_table_is_not_recognised(interpreter, tmp_path):

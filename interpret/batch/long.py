@@ -78,6 +78,31 @@ def _same_value_key(per: pl.DataFrame, rs: Ruleset, fixed_units: dict[str, str])
     return pl.when(canonical.is_not_null()).then(canonical.cast(pl.String)).otherwise(written)
 
 
+def _hemolysis_in_comments(wide: pl.DataFrame, rows: pl.DataFrame, column: str, rs: Ruleset) -> pl.DataFrame:
+    """A panel is haemolysed where the laboratory's comment on any of its rows says so (on
+    any test: MIMIC-IV writes it on LDH or AST as often as on potassium), each distinct
+    comment read once by the ruleset's reading of free text (the one FHIR notes have too); the
+    panel's notes name the line. A `hemolyzed` column the mapping names still counts."""
+    texts = rows.get_column(column).fill_null("")
+    says = {text: rs.meta.specimen.note_says_hemolyzed(text) for text in texts.unique().to_list()}
+    flagged = (
+        rows.select(PANEL, ROW, texts.replace_strict(says, return_dtype=pl.Boolean).alias("__says"))
+        .filter(pl.col("__says"))
+        .group_by(PANEL)
+        .agg(pl.col(ROW).min().alias("__hemo_line"))
+    )
+    wide = wide.join(flagged, on=PANEL, how="left")
+    said = pl.col("__hemo_line").is_not_null()
+    given = pl.col("hemolyzed").cast(pl.String) if "hemolyzed" in wide.columns else pl.lit("")
+    note = pl.when(said).then(
+        pl.format("haemolysed: the laboratory's comment on line {} says so", pl.col("__hemo_line"))
+    )
+    notes: list[pl.Expr] = [pl.col(INPUT_NOTE), note] if INPUT_NOTE in wide.columns else [note]
+    return wide.with_columns(
+        pl.when(said).then(pl.lit("yes")).otherwise(given).alias("hemolyzed"), join(notes).alias(INPUT_NOTE)
+    ).drop("__hemo_line")
+
+
 def range_columns(analytes: list[str], low: str | None, high: str | None) -> dict[str, tuple[str | None, str | None]]:
     """The panels' laboratory-range columns, where the long export has them (`long.low`,
     `long.high`): the names both long runners give them (this one and `sql/long.py`)."""
@@ -174,6 +199,9 @@ def long_to_wide(
         wide = wide.with_columns(*columns, join([pl.col(INPUT_ERROR), pl.lit(errors)]).alias(INPUT_ERROR))
         new_roles.update({c.name: c.name for c in columns})
         notes += [note] if note else []
+    if spec.comment:
+        wide = _hemolysis_in_comments(wide, frame, spec.comment, rs)
+        new_roles["hemolyzed"] = "hemolyzed"
     wide = wide.sort(ROW).with_columns(pl.lit("").alias(OVERFLOW[0]), pl.lit("").alias(OVERFLOW[1]))
     wide = wide.with_columns(pl.lit("").alias(OVERFLOW[2]))
     wide = wide.with_columns(

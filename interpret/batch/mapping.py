@@ -40,10 +40,18 @@ class LongSpec(BaseModel):
     # it decides low and high, as a FHIR referenceRange or a wide file's <analyte>_low/_high do
     low: str | None = None
     high: str | None = None
+    # the laboratory's comment on each result (MIMIC-IV `comments`): where it says the specimen
+    # is haemolysed ("HEMOLYSIS FALSELY ELEVATES K.."; ruleset.yaml `specimen`), so is the panel
+    comment: str | None = None
 
 
+LONG_ROLE_WORDS = {
+    "low": "laboratory reference range, low",
+    "high": "laboratory reference range, high",
+    "comment": "the laboratory's comment (haemolysis said there flags the specimen)",
+}
 # The columns of a long export's `long:` section, besides its panel key.
-LONG_ROLES = ("analyte", "value", "unit", "time", "patient_key", "low", "high")
+LONG_ROLES = ("analyte", "value", "unit", "time", "patient_key", "low", "high", "comment")
 
 
 class MedicationFileSpec(BaseModel):
@@ -181,7 +189,7 @@ class Plan:
             for role in LONG_ROLES:
                 header = getattr(self.long, role)
                 if header:
-                    words = f"laboratory reference range, {role}" if role in ("low", "high") else role.replace("_", " ")
+                    words = LONG_ROLE_WORDS.get(role, role.replace("_", " "))
                     taken.setdefault(header, f"long format: {words}")
         if self.id_column:
             taken[self.id_column] = taken.get(self.id_column, "") + " (id column, copied to output)"

@@ -7,6 +7,7 @@ are checked afterwards in `load.py`, where the file and rule can be named.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Literal
 
@@ -46,6 +47,26 @@ class SpecimenWords(Strict):
     yes_words: list[str] = Field(min_length=1)
     no_words: list[str] = Field(min_length=1)
     hemolysis_codes: list[Coding] = []
+    note_stems: list[str] = Field(min_length=1)
+    note_negations: list[str] = Field(min_length=1)
+
+    def note_says_hemolyzed(self, text: str) -> bool:
+        """Whether free text says the specimen is haemolysed, negation handled (ruleset.yaml)."""
+        for found in self._stem.finditer(text):
+            if found.group(1) or self._negated.search(text[: found.start()]):
+                continue
+            return True
+        return False
+
+    @functools.cached_property
+    def _stem(self) -> re.Pattern[str]:
+        stems = "|".join(sorted((re.escape(s) for s in self.note_stems), key=len, reverse=True))
+        return re.compile(rf"\b(non-?|un)?(?:{stems})\w*", re.IGNORECASE)
+
+    @functools.cached_property
+    def _negated(self) -> re.Pattern[str]:
+        words = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in self.note_negations)
+        return re.compile(rf"\b(?:{words})\b[\s\w,-]{{0,20}}$", re.IGNORECASE)
 
     def is_hemolysis(self, text: str) -> bool:
         """A cell that says haemolysed instead of giving a value."""

@@ -74,6 +74,12 @@ def long_panels(rs: Ruleset, plan: Plan, table: str, labels: Iterable[str], side
     names is not used); an analyte given twice in a panel with different values refuses it."""
     spec = plan.long
     assert spec is not None
+    if spec.comment:
+        raise RawSqlError(
+            "long.comment (haemolysis written in the laboratory's comments) is read by `interpret batch` only: "
+            "free text with its negations is not read alike by every SQL dialect; leave it out of the mapping "
+            "for `interpret sql --raw`, and haemolysis is then taken from a hemolyzed column only"
+        )
     known = dict(plan.analyte_labels)
     for label in labels:
         text = label.strip()

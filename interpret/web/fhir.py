@@ -58,8 +58,6 @@ USABLE_STATUS = {"final", "amended", "corrected", "preliminary", "registered", "
 UNFINISHED_STATUS = {"preliminary", "registered"}
 REQUEST_STATUS = {"active", "on-hold", "draft", None}
 STATEMENT_STATUS = {"active", "intended", None}
-HAEMOLYSIS_WORD = re.compile(r"\b(non-?|un)?ha?emoly[sz]\w*", re.I)
-NEGATION = re.compile(r"\b(no|not|non|without|free of|negative for)\b[\s\w,-]{0,20}$", re.I)
 LAB_FLAGS = {
     "LL": "critically low",
     "HH": "critically high",
@@ -276,15 +274,6 @@ def _unit(quantity: dict[str, Any]) -> str | None:
     return unit
 
 
-def _hemolysis_in_text(text: str) -> bool:
-    """Whether free text says haemolysed, with negation handled ("not haemolysed": no)."""
-    for m in HAEMOLYSIS_WORD.finditer(text):
-        if m.group(1) or NEGATION.search(text[: m.start()]):
-            continue
-        return True
-    return False
-
-
 def _specimen_hemolyzed(specimen: dict[str, Any], rs: Ruleset) -> bool:
     """A condition coded as haemolysis (ruleset.yaml `specimen.hemolysis_codes`), or its text."""
     coded = {(c.system, c.code) for c in rs.meta.specimen.hemolysis_codes}
@@ -292,7 +281,7 @@ def _specimen_hemolyzed(specimen: dict[str, Any], rs: Ruleset) -> bool:
         codes = {(c.get("system"), c.get("code")) for c in _codings(condition)}
         if codes & coded:
             return True
-        if not codes and _hemolysis_in_text(_text(_dict(condition).get("text")) or ""):
+        if not codes and rs.meta.specimen.note_says_hemolyzed(_text(_dict(condition).get("text")) or ""):
             return True
     return False
 
@@ -415,7 +404,7 @@ class _LabReader:
             return True
         texts = [_text(_dict(n).get("text")) or "" for n in _list(obs.get("note"))]
         texts += [_text(_dict(i).get("text")) or "" for i in _list(obs.get("interpretation"))]
-        return any(_hemolysis_in_text(t) for t in texts)
+        return any(self.rs.meta.specimen.note_says_hemolyzed(t) for t in texts)
 
     @staticmethod
     def _flag(obs: dict[str, Any]) -> str | None:

@@ -175,3 +175,30 @@ def test_a_changed_rule_whose_examples_do_not_see_the_change_is_named(tmp_path):
     problems = uncovered_changes(old_it, Interpreter(load_ruleset(new)))
     assert [p.split(":")[0] for p in problems] == ["hypermagnesemia_renal_impairment"]
     assert "add an example at the changed boundary" in problems[0]
+
+
+def test_an_old_version_is_read_as_it_was_released(tmp_path):
+    """`--old 2026.12.3` is the content `rules/released.yaml` recorded for it, not a later edit
+    committed under the same version before the next release (this repository has one: the
+    free-text haemolysis words, committed before 2026.12.4 was released)."""
+    import subprocess
+
+    import yaml
+
+    from interpret.batch.impact import ruleset_folder
+    from interpret.ruleset import load_ruleset
+
+    rules = default_rules_dir().resolve()
+    log = subprocess.run(
+        ["git", "-C", str(rules), "log", "--format=%H", "--", "released.yaml"], capture_output=True, text=True
+    )
+    recorded = {}
+    for commit in log.stdout.split() if log.returncode == 0 else []:
+        shown = subprocess.run(
+            ["git", "-C", str(rules), "show", f"{commit}:./released.yaml"], capture_output=True, text=True
+        )
+        data = yaml.safe_load(shown.stdout) or {} if shown.returncode == 0 else {}
+        recorded.setdefault(data.get("version"), data.get("sha256"))
+    if "2026.12.3" not in recorded:
+        pytest.skip("not a checkout with the rules' release history")
+    assert load_ruleset(ruleset_folder("2026.12.3", tmp_path)).sha256 == recorded["2026.12.3"]

@@ -74,8 +74,10 @@ class Impact:
 
 def ruleset_folder(given: str, workdir: Path) -> Path:
     """A folder as given, or a ruleset version (`2026.12.1`) looked up in this repository's
-    history: the newest commit whose `rules/ruleset.yaml` has that version, its `rules/`
-    written under `workdir`."""
+    history, its `rules/` written under `workdir`: the commit that released it (whose
+    `rules/released.yaml` records it: the content as released, not a later edit made under
+    the same version before the next release), else, for versions from before releases were
+    recorded, the newest commit whose `rules/ruleset.yaml` has that version."""
     if Path(given).is_dir():
         return Path(given)
     from interpret.ruleset.load import default_rules_dir
@@ -87,10 +89,9 @@ def ruleset_folder(given: str, workdir: Path) -> Path:
             f"--old {given!r}: not a folder, and the rules are not in a git checkout to look it up in"
         )
     relative = rules.relative_to(Path(top.strip())).as_posix()
-    commits = (_git(rules.parent, "log", "--format=%H", "--", f"{relative}/ruleset.yaml") or "").split()
-    for commit in commits:
-        text = _git(rules.parent, "show", f"{commit}:{relative}/ruleset.yaml") or ""
-        if (yaml.safe_load(text) or {}).get("version") == given:
+    for recorded in ("released.yaml", "ruleset.yaml"):
+        commit = _newest_with_version(rules.parent, f"{relative}/{recorded}", given)
+        if commit is not None:
             folder = workdir / f"rules-{given}"
             archive = subprocess.run(
                 ["git", "-C", str(rules.parent), "archive", commit, relative], capture_output=True, check=True
@@ -99,6 +100,18 @@ def ruleset_folder(given: str, workdir: Path) -> Path:
             subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
             return folder / relative
     raise BatchInputError(f"--old {given!r}: not a folder, and no commit of {relative}/ruleset.yaml has that version")
+
+
+def _newest_with_version(cwd: Path, path: str, version: str) -> str | None:
+    """The newest commit in which the YAML file `path` says `version: <version>`."""
+    for commit in (_git(cwd, "log", "--format=%H", "--", path) or "").split():
+        text = _git(cwd, "show", f"{commit}:{path}") or ""
+        try:
+            if (yaml.safe_load(text) or {}).get("version") == version:
+                return commit
+        except yaml.YAMLError:
+            continue
+    return None
 
 
 def _git(cwd: Path, *args: str) -> str | None:

@@ -47,11 +47,14 @@ class SpecimenWords(Strict):
     yes_words: list[str] = Field(min_length=1)
     no_words: list[str] = Field(min_length=1)
     hemolysis_codes: list[Coding] = []
-    note_stems: list[str] = Field(min_length=1)
-    note_negations: list[str] = Field(min_length=1)
+    # free text is read for haemolysis only where the ruleset gives these (older rulesets do not)
+    note_stems: list[str] = []
+    note_negations: list[str] = []
 
     def note_says_hemolyzed(self, text: str) -> bool:
         """Whether free text says the specimen is haemolysed, negation handled (ruleset.yaml)."""
+        if not self.note_stems:
+            return False
         for found in self._stem.finditer(text):
             if found.group(1) or self._negated.search(text[: found.start()]):
                 continue
@@ -65,7 +68,7 @@ class SpecimenWords(Strict):
 
     @functools.cached_property
     def _negated(self) -> re.Pattern[str]:
-        words = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in self.note_negations)
+        words = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in self.note_negations) or r"(?!)"
         return re.compile(rf"\b(?:{words})\b[\s\w,-]{{0,20}}$", re.IGNORECASE)
 
     def is_hemolysis(self, text: str) -> bool:

@@ -869,13 +869,14 @@ def test_a_patients_table_that_cannot_be_used_is_refused(interpreter, tmp_path, 
 MIMIC_HOSP = SHARED / "data/mimic-iv-demo/hosp"
 
 
-def mimic_long(interpreter, tmp_path: Path, analytes_and_more: str, **options) -> Run:
+def mimic_long(interpreter, tmp_path: Path, analytes_and_more: str, long_extra: str = "", **options) -> Run:
     """`interpret batch` on the demo's labevents.csv.gz as README's long mapping reads it
-    (panel, patient, time; prescriptions as orders), with `analytes_and_more` of the mapping."""
+    (panel, patient, time; prescriptions as orders), with `analytes_and_more` of the mapping
+    and `long_extra` in its `long:` section (", low: ref_range_lower")."""
     mapping = tmp_path / "mimic.yaml"
     mapping.write_text(
         "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
-        "       value: valuenum, unit: valueuom, time: charttime}\n"
+        f"       value: valuenum, unit: valueuom, time: charttime{long_extra}}}\n"
         "medications_file: {patient_key: subject_id, name: drug, start: starttime, stop: stoptime}\n"
         + analytes_and_more
     )
@@ -1286,20 +1287,7 @@ def test_a_long_exports_own_reference_ranges_decide_low_and_high(interpreter, tm
     statuses = {}
     for ranges in (True, False):
         extra = ", low: ref_range_lower, high: ref_range_upper" if ranges else ""
-        mapping = tmp_path / "long.yaml"
-        mapping.write_text(
-            "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
-            f"       value: valuenum, unit: valueuom, time: charttime{extra}}}\n"
-            'analytes: {"50960": magnesium, "50971": potassium}\n'
-        )
-        run = batch(
-            interpreter,
-            tmp_path,
-            (MIMIC_HOSP / "labevents.csv.gz").read_bytes(),
-            name="labevents.csv.gz",
-            mapping_path=mapping,
-            allow="subject_id",
-        )
+        run = mimic_long(interpreter, tmp_path, 'analytes: {"50960": magnesium, "50971": potassium}\n', extra)
         assert run.code == 0, run.stderr
         at_16 = run.out.filter(pl.col("magnesium_mmol_L").cast(pl.Float64) == mg_16)
         statuses[ranges] = set(at_16["magnesium_status"].to_list())
@@ -1314,21 +1302,8 @@ def test_haemolysis_in_the_laboratorys_comments_flags_the_specimen(interpreter, 
     specimen the wide join marks haemolysed from its comments is flagged (all but the one it
     marks from the H-index alone), each with the line that says so, and a high potassium in
     one is possible pseudohyperkalaemia."""
-    mapping = tmp_path / "long.yaml"
-    mapping.write_text(
-        "long: {panel_key: [subject_id, specimen_id], patient_key: subject_id, analyte: itemid,\n"
-        "       value: valuenum, unit: valueuom, time: charttime, comment: comments}\n"
-        'analytes: {"50971": potassium, "50960": magnesium, "50983": sodium, "50912": creatinine}\n'
-    )
-    run = batch(
-        interpreter,
-        tmp_path,
-        (MIMIC_HOSP / "labevents.csv.gz").read_bytes(),
-        name="labevents.csv.gz",
-        mapping_path=mapping,
-        allow="subject_id",
-        id_column="specimen_id",
-    )
+    analytes = 'analytes: {"50971": potassium, "50960": magnesium, "50983": sodium, "50912": creatinine}\n'
+    run = mimic_long(interpreter, tmp_path, analytes, ", comment: comments")
     assert run.code == 0, run.stderr
     flagged = run.out.filter(pl.col("findings").fill_null("").str.contains("hemolyzed_specimen"))
     wide = pl.read_csv(MIMIC_WIDE, infer_schema=False)

@@ -88,7 +88,7 @@ def fhir_server():
     server.shutdown()
 
 
-def call(fhir_server, allowed, token=TOKEN):
+def call(fhir_server, allowed, token=TOKEN, prefetch=None):
     client = TestClient(create_app(fhir_servers=allowed))
     body = {
         "hook": "patient-view",
@@ -103,6 +103,8 @@ def call(fhir_server, allowed, token=TOKEN):
         },
         "context": {"userId": "Practitioner/1", "patientId": PATIENT["id"]},
     }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
     return client.post("/cds-services/electrolyte-panel", json=body)
 
 
@@ -159,23 +161,9 @@ def _earlier(said: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def call_with_prefetch(fhir_server, allowed, prefetch):
-    client = TestClient(create_app(fhir_servers=allowed))
-    body = {
-        "hook": "patient-view",
-        "hookInstance": "7f2e3c1a-1b2c-4d5e-8f90-a1b2c3d4e5f6",
-        "fhirServer": fhir_server,
-        "fhirAuthorization": {
-            "access_token": TOKEN,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "x",
-            "subject": "cds",
-        },
-        "context": {"userId": "Practitioner/1", "patientId": PATIENT["id"]},
-        "prefetch": prefetch,
-    }
-    response = client.post("/cds-services/electrolyte-panel", json=body)
+def call_with_prefetch(fhir_server, allowed, prefetch) -> str:
+    """The cards' text for a call whose prefetch the EHR sent."""
+    response = call(fhir_server, allowed, prefetch=prefetch)
     assert response.status_code == 200, response.text
     return "\n".join(c["detail"] for c in response.json()["cards"]).replace("\\", "")
 

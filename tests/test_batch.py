@@ -1329,3 +1329,24 @@ def test_a_comment_that_denies_haemolysis_does_not_flag_the_specimen(interpreter
     assert "hemolyzed_specimen" in by_specimen["s2"]["findings"] and "line 4" in by_specimen["s2"]["notes"]
     assert "hemolyzed_specimen" not in (by_specimen["s1"]["findings"] or "")
     assert "hemolyzed_specimen" not in (by_specimen["s3"]["findings"] or "")
+
+
+@pytest.mark.parametrize("first", ["naive", "offset"])
+def test_a_time_with_an_offset_is_read_whatever_the_rows_above_it(interpreter, tmp_path, first):
+    """Each time cell is read by the ISO formats themselves, never by a format inferred from
+    the column's first value: a time with an offset (or Z, or a fraction of a second) below
+    one without it was unreadable, and the creatinine rise between them went unassessed."""
+    rows = {
+        "naive": "p1,2026-01-08 08:00:00.250,80,umol/L\n",
+        "offset": "p1,2026-01-09T10:00:00+02:00,107,umol/L\n",  # 24 h later
+    }
+    other = "offset" if first == "naive" else "naive"
+    text = "patient,taken,creatinine,creatinine_unit\n" + rows[first] + rows[other]
+    text += "p2,2026-01-08T08:00:00.5Z,80,umol/L\np2,2026-01-09 08:00,107,umol/L\n"
+    mapping = tmp_path / "wide.yaml"
+    mapping.write_text("history: {patient_key: patient, time: taken}\n")
+    run = batch(interpreter, tmp_path, text, mapping_path=mapping, allow="patient")
+    assert run.code == 0, run.stderr
+    assert run.out["notes"].is_null().all(), run.out["notes"].to_list()  # every time was read
+    later = {"naive": 1, "offset": 0}[first]  # the row of 2026-01-09 for p1
+    assert "acute_kidney_injury" in findings(run.out, later) and "acute_kidney_injury" in findings(run.out, 3)

@@ -213,7 +213,11 @@ class Lookup:
         return pl.Series(column.name, values, dtype=self.dtype).gather(index)
 
 
-NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+# ISO 8601 times as cells write them, each format given (never inferred from a column's first
+# value, which made a time with an offset unreadable below one without, and the reverse):
+# with an offset (Z read as +00:00), then without one (read as UTC); seconds' fractions optional.
+OFFSET_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M%z")
+NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
 
 
 def instants(text: pl.Expr) -> pl.Expr:
@@ -221,7 +225,8 @@ def instants(text: pl.Expr) -> pl.Expr:
     read as UTC (as the FHIR mapping does), a date as its start; null where unreadable. The
     one reading of a time cell for every batch step (panel times, orders, ages)."""
     text = text.cast(pl.String).str.strip_chars()
-    parsed = [text.str.to_datetime(strict=False, time_zone="UTC")]
+    zulu = text.str.replace(r"[Zz]$", "+00:00")
+    parsed = [zulu.str.to_datetime(f, strict=False, time_zone="UTC") for f in OFFSET_FORMATS]
     parsed += [text.str.to_datetime(f, strict=False).dt.replace_time_zone("UTC") for f in NAIVE_FORMATS]
     return pl.coalesce(parsed)
 

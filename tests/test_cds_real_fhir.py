@@ -136,6 +136,23 @@ def test_not_haemolysed_in_a_note_is_not_haemolysis(client):
     assert "hyperkalemia" in found and "possible_pseudohyperkalemia" not in found
 
 
+@pytest.mark.parametrize(
+    ("note", "haemolysed"),
+    [
+        ("Hemolysis index 20: no interference", False),  # a measurement's name, not a statement
+        ("Hemolysis Index: 150", False),  # its value decides, and a note gives no threshold
+        ("Slightly hemolyzed specimen; hemolysis index 60", True),
+        ("HEMOLYSIS FALSELY ELEVATES K..", True),
+    ],
+)
+def test_a_haemolysis_index_in_a_note_is_not_itself_haemolysis(client, note, haemolysed):
+    """Calling a real high potassium "possibly pseudohyperkalaemia" because a note names the
+    haemolysis index would hold back its treatment."""
+    obs = potassium(6.4, "2020-01-01T08:00:00Z", "k", note=[{"text": note}])
+    found = codes(cards(client, request([obs])))
+    assert ("possible_pseudohyperkalemia" in found) == haemolysed
+
+
 def test_a_coded_haemolysed_specimen_flags_the_panel(client):
     specimen = us_core("Specimen-example-serum-hemolyzed")
     specimen["condition"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0493", "code": "HEM"}]}]

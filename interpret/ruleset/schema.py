@@ -50,6 +50,7 @@ class SpecimenWords(Strict):
     # free text is read for haemolysis only where the ruleset gives these (older rulesets do not)
     note_stems: list[str] = []
     note_negations: list[str] = []
+    note_measurements: list[str] = []
 
     def note_says_hemolyzed(self, text: str) -> bool:
         """Whether free text says the specimen is haemolysed, negation handled (ruleset.yaml)."""
@@ -58,6 +59,8 @@ class SpecimenWords(Strict):
         for found in self._stem.finditer(text):
             if found.group(1) or self._negated.search(text[: found.start()]):
                 continue
+            if self._measurement.match(text, found.end()):
+                continue
             return True
         return False
 
@@ -65,6 +68,11 @@ class SpecimenWords(Strict):
     def _stem(self) -> re.Pattern[str]:
         stems = "|".join(sorted((re.escape(s) for s in self.note_stems), key=len, reverse=True))
         return re.compile(rf"\b(non-?|un)?(?:{stems})\w*", re.IGNORECASE)
+
+    @functools.cached_property
+    def _measurement(self) -> re.Pattern[str]:
+        words = "|".join(re.escape(w) for w in self.note_measurements) or r"(?!)"
+        return re.compile(rf"[\s:-]*(?:{words})\b", re.IGNORECASE)
 
     @functools.cached_property
     def _negated(self) -> re.Pattern[str]:

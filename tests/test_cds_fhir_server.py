@@ -193,3 +193,5 @@ def test_a_medication_prefetch_with_fewer_results_than_its_total_is_said_to_be_p
     said = call_with_prefetch(fhir_server, [], {"patient": PATIENT, "labs": labs, "meds": meds})
     assert "medication list: the EHR sent 0 of 7 results" in said
     assert "a drug missing from this list may still be taken" in said
+    said = call_with_prefetch(fhir_server, [fhir_server], {"patient": PATIENT, "labs": labs, "meds": meds})
+    assert "its next pages could not be fetched (it gives no next page)" in said  # nothing to follow

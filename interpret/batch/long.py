@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from interpret.batch.columns import instants, join
+from interpret.batch.columns import Lookup, instants, join
 from interpret.batch.mapping import MappingFile, Plan
 from interpret.batch.read import (
     INPUT_ERROR,
@@ -83,10 +83,9 @@ def _hemolysis_in_comments(wide: pl.DataFrame, rows: pl.DataFrame, column: str, 
     any test: MIMIC-IV writes it on LDH or AST as often as on potassium), each distinct
     comment read once by the ruleset's reading of free text (the one FHIR notes have too); the
     panel's notes name the line. A `hemolyzed` column the mapping names still counts."""
-    texts = rows.get_column(column).fill_null("")
-    says = {text: rs.meta.specimen.note_says_hemolyzed(text) for text in texts.unique().to_list()}
+    says = Lookup(rs.meta.specimen.note_says_hemolyzed, pl.Boolean)(rows.get_column(column))
     flagged = (
-        rows.select(PANEL, ROW, texts.replace_strict(says, return_dtype=pl.Boolean).alias("__says"))
+        rows.select(PANEL, ROW, says.alias("__says"))
         .filter(pl.col("__says"))
         .group_by(PANEL)
         .agg(pl.col(ROW).min().alias("__hemo_line"))

@@ -143,9 +143,8 @@ def _open_plain(path: Path, delimiter: str | None, encoding: str | None, head_on
                 raise BatchInputError(f"{path}: the file is empty (no header line)")
             if hint is None and (found := DELIMITER_HINT.fullmatch(first.rstrip("\r\n"))):
                 hint, first = (header_line, found.group(1)), ""  # the header is the next line
-    if hint:
-        delimiter = delimiter or hint[1]
-    delimiter = delimiter or max((",", ";", "\t"), key=lambda d: _count_outside_quotes(first, d))
+    given = delimiter or (hint[1] if hint else None)
+    delimiter = given or max((",", ";", "\t"), key=lambda d: _count_outside_quotes(first, d))
     headers = next(csv.reader(io.StringIO(first), delimiter=delimiter))
     headers = [h.strip() for h in headers]
     if len(set(headers)) != len(headers):

@@ -145,9 +145,8 @@ def first_page_only(value: Any) -> str | None:
         return None
     entries = [_dict(e) for e in _list(value.get("entry"))]
     matches = sum(1 for e in entries if _dict(e.get("search")).get("mode") in (None, "match"))
-    total = (
-        value.get("total") if isinstance(value.get("total"), int) and not isinstance(value.get("total"), bool) else None
-    )
+    total = value.get("total")
+    total = total if isinstance(total, int) and not isinstance(total, bool) else None
     of = f" of {total}" if total is not None else ""
     if any(_dict(link).get("relation") == "next" for link in _list(value.get("link"))):
         return f"the EHR sent a first page ({matches}{of} results; Bundle.link next)"

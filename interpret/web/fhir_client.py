@@ -49,9 +49,9 @@ def fill(template: str, context: dict[str, Any]) -> str | None:
 
 def fetch(server: str, authorization: dict[str, Any], query: str, access: FhirServerAccess) -> tuple[Any, str | None]:
     """GET `query` on `server` (with its next pages): a resource or one Bundle, or the failure."""
-    token = authorization.get("access_token")
-    if not isinstance(token, str) or not token:
-        return None, "fhirAuthorization has no access_token"
+    token = _token(authorization)
+    if token is None:
+        return None, MISSING_ACCESS
     base = server.rstrip("/") + "/"
     return _pages(base + query.lstrip("/"), base, token, access, query.split("?")[0], None)
 
@@ -61,13 +61,13 @@ def rest_of(
 ) -> tuple[Any, str | None]:
     """A prefetch Bundle the EHR sent as its first page, with the next pages fetched (the
     same caps as `fetch`, the first page counted among them), or why they could not be."""
-    token = authorization.get("access_token")
-    if not isinstance(token, str) or not token:
-        return None, "fhirAuthorization has no access_token"
+    token = _token(authorization)
+    if token is None:
+        return None, MISSING_ACCESS
     base = server.rstrip("/") + "/"
     url = _next(bundle, base)
-    if url is None:
-        return None, "its next page is on another server"
+    if url is None:  # a total above the entries sent, with no next link; or a link elsewhere
+        return None, "its next page is on another server" if _links_next(bundle) else "it gives no next page"
     return _pages(url, base, token, access, "the next pages", bundle)
 
 
@@ -103,12 +103,26 @@ def _entries(page: dict[str, Any]) -> list[Any]:
     return found if isinstance(found, list) else []
 
 
-def _next(page: dict[str, Any], base: str) -> str | None:
+MISSING_ACCESS = "fhirAuthorization has no access_token"
+
+
+def _token(authorization: dict[str, Any]) -> str | None:
+    token = authorization.get("access_token")
+    return token if isinstance(token, str) and token else None
+
+
+def _links_next(page: dict[str, Any]) -> str | None:
+    """The URL of a page's next link, wherever it points."""
     links = page.get("link")
     for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"] if link["url"].startswith(base) else None  # never another server
+            return str(link["url"])
     return None
+
+
+def _next(page: dict[str, Any], base: str) -> str | None:
+    url = _links_next(page)
+    return url if url is not None and url.startswith(base) else None  # never another server
 
 
 def _get(url: str, token: str, access: FhirServerAccess, budget: int) -> tuple[bytes, str | None]:
